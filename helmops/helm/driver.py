@@ -1,0 +1,261 @@
+"""The helm driver: one ``pyhelm3.Client`` per cluster, Fleet's helm options, a cap on concurrent helm."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyhelm3
+import semver
+from pyhelm3 import errors as helm_errors
+
+from helmops.helm.command import CallOptions, HelmCommand, call_options
+
+log = logging.getLogger("helmops.helm")
+
+DEFAULT_TIMEOUT_SECONDS = 300  # helm's own default --timeout (5m0s)
+PROCESS_MARGIN_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    """One release as Fleet's agent would apply it (options already merged and defaulted)."""
+
+    name: str
+    namespace: str
+    chart_path: Path
+    chart_version: str
+    values: Mapping[str, Any]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    atomic: bool = False
+    force: bool = False
+    take_ownership: bool = True
+    timeout_seconds: int = 0
+    wait_for_jobs: bool = False
+    history_max: int = 2
+    skip_schema_validation: bool = False
+    create_namespace: bool = True
+    enable_dns: bool = True
+    service_account: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseOutcome:
+    revision: int
+    status: str
+
+
+def impersonation_flags(namespace: str, service_account: str | None) -> list[str]:
+    """Fleet's ``serviceAccount``: helm acts as that service account of the release namespace."""
+    if not service_account:
+        return []
+    return ["--kube-as-user", f"system:serviceaccount:{namespace}:{service_account}"]
+
+
+def apply_flags(spec: ReleaseSpec) -> list[str]:
+    """upgrade/install flags pyhelm3 cannot express (or expresses differently from Fleet)."""
+    flags: list[str] = []
+    if spec.labels:
+        flags += ["--labels", ",".join(f"{k}={v}" for k, v in sorted(spec.labels.items()))]
+    if spec.skip_schema_validation:
+        flags.append("--skip-schema-validation")
+    if spec.enable_dns:
+        flags.append("--enable-dns")
+    if spec.timeout_seconds > 0:
+        flags.append("--wait")
+        if spec.wait_for_jobs:
+            flags.append("--wait-for-jobs")
+    return flags
+
+
+def helm_timeout(timeout_seconds: int) -> int:
+    return timeout_seconds if timeout_seconds > 0 else DEFAULT_TIMEOUT_SECONDS
+
+
+class HelmDriver:
+    """Runs helm for one cluster. Use :meth:`create` (the pyhelm3 Client constructor blocks)."""
+
+    def __init__(
+        self,
+        client: pyhelm3.Client,
+        command: HelmCommand,
+        *,
+        concurrency: int,
+        work_dir: Path,
+        term_grace: float = 20.0,
+    ) -> None:
+        self.client = client
+        self.command = command
+        self._sem = asyncio.Semaphore(max(1, concurrency))
+        self._work_dir = work_dir
+        self._term_grace = term_grace
+        self._held: dict[tuple[str, str], int] = {}
+        self.active = 0
+
+    @classmethod
+    async def create(
+        cls,
+        *,
+        executable: str = "helm",
+        kubeconfig: Path | None = None,
+        concurrency: int = 4,
+        work_dir: Path | None = None,
+        term_grace: float = 20.0,
+        base_env: Mapping[str, str] | None = None,
+    ) -> HelmDriver:
+        env = dict(base_env if base_env is not None else os.environ)
+        env.pop("KUBECONFIG", None)  # the cluster is given explicitly (or in-cluster)
+        command = HelmCommand(
+            base_env=env,
+            executable=executable,
+            kubeconfig=kubeconfig,
+            default_timeout=f"{DEFAULT_TIMEOUT_SECONDS}s",
+            history_max_revisions=2,
+        )
+        client = await asyncio.to_thread(pyhelm3.Client, command, executable=executable)
+        wd = work_dir or Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="helmops-helm-"))
+        return cls(client, command, concurrency=concurrency, work_dir=wd, term_grace=term_grace)
+
+    @property
+    def helm_version(self) -> semver.Version:
+        v: semver.Version = self.client.version
+        return v
+
+    def holds(self, namespace: str, name: str) -> bool:
+        """True while a helm process of ours works on this release."""
+        return self._held.get((namespace, name), 0) > 0
+
+    @contextlib.asynccontextmanager
+    async def _call(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        timeout_seconds: int,
+        flags: list[str],
+        cluster_flags: list[str],
+        history_max: int | None = None,
+    ) -> AsyncIterator[None]:
+        key = (namespace, name)
+        self._held[key] = self._held.get(key, 0) + 1
+        try:
+            async with self._sem:
+                home = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="call-", dir=self._work_dir))
+                env = {
+                    "HELM_CACHE_HOME": str(home / "cache"),
+                    "HELM_CONFIG_HOME": str(home / "config"),
+                    "HELM_DATA_HOME": str(home / "data"),
+                    "HELM_DRIVER": "secret",
+                }
+                opts = CallOptions(
+                    env=env,
+                    apply_flags=flags,
+                    cluster_flags=cluster_flags,
+                    history_max=history_max,
+                    process_timeout=float(helm_timeout(timeout_seconds) + PROCESS_MARGIN_SECONDS),
+                    term_grace=self._term_grace,
+                )
+                self.active += 1
+                try:
+                    with call_options(opts):
+                        yield
+                finally:
+                    self.active -= 1
+                    await asyncio.to_thread(shutil.rmtree, home, True)
+        finally:
+            self._held[key] -= 1
+            if not self._held[key]:
+                del self._held[key]
+
+    async def install_or_upgrade(self, spec: ReleaseSpec) -> ReleaseOutcome:
+        """``helm upgrade --install --reset-values`` from the cached chart archive."""
+        helm4 = self.helm_version >= semver.Version(4)
+        async with self._call(
+            spec.namespace,
+            spec.name,
+            timeout_seconds=spec.timeout_seconds,
+            flags=apply_flags(spec),
+            cluster_flags=impersonation_flags(spec.namespace, spec.service_account),
+            history_max=spec.history_max,
+        ):
+            out = await self.command.install_or_upgrade(
+                spec.name,
+                str(spec.chart_path),
+                dict(spec.values),
+                atomic=spec.atomic,
+                atomic_arg="--rollback-on-failure" if helm4 else "--atomic",
+                create_namespace=spec.create_namespace,
+                description=spec.description,
+                force=spec.force and not helm4,
+                force_replace=spec.force and helm4,
+                namespace=spec.namespace,
+                reset_values=True,
+                take_ownership=spec.take_ownership,
+                timeout=f"{helm_timeout(spec.timeout_seconds)}s",
+                wait=False,  # --wait/--wait-for-jobs come from apply_flags (pyhelm3 ties them together)
+            )
+        info = out.get("info") or {}
+        return ReleaseOutcome(revision=int(out.get("version") or 0), status=str(info.get("status") or ""))
+
+    async def recover(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        timeout_seconds: int,
+        service_account: str | None,
+        history_max: int,
+    ) -> ReleaseOutcome | None:
+        """Makes a stuck release proceedable (pyhelm3's rule: pending-install/uninstalling → uninstall,
+        pending-upgrade/rollback → rollback). Returns the resulting revision, None if no release is left."""
+        async with self._call(
+            namespace,
+            name,
+            timeout_seconds=timeout_seconds,
+            flags=[],
+            cluster_flags=impersonation_flags(namespace, service_account),
+            history_max=history_max,
+        ):
+            rev = await self.client.get_proceedable_revision(
+                name, namespace=namespace, timeout=f"{helm_timeout(timeout_seconds)}s"
+            )
+        if rev is None:
+            return None
+        return ReleaseOutcome(revision=int(rev.revision), status=str(rev.status.value))
+
+    async def uninstall(
+        self, name: str, namespace: str, *, timeout_seconds: int, service_account: str | None
+    ) -> None:
+        """``helm uninstall --wait``; a release that is already gone is fine."""
+        async with self._call(
+            namespace,
+            name,
+            timeout_seconds=timeout_seconds,
+            flags=[],
+            cluster_flags=impersonation_flags(namespace, service_account),
+        ):
+            await self.client.uninstall_release(
+                name, namespace=namespace, timeout=f"{helm_timeout(timeout_seconds)}s", wait=True
+            )
+
+    async def close(self) -> None:
+        await asyncio.to_thread(shutil.rmtree, self._work_dir, True)
+
+
+__all__ = [
+    "HelmDriver",
+    "ReleaseOutcome",
+    "ReleaseSpec",
+    "apply_flags",
+    "helm_errors",
+    "impersonation_flags",
+]

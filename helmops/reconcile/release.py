@@ -1,0 +1,90 @@
+"""The live release, read cheaply from Helm's storage Secrets (no helm process)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+FINGERPRINT_LABEL = "helmops.cattle.io/fingerprint"
+MANAGED_LABEL = "helmops.cattle.io/managed-by"
+HELM_STORAGE_SELECTOR = "owner=helm,name={name}"
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    """The newest revision of a release as Helm's storage labels describe it."""
+
+    name: str
+    namespace: str
+    revision: int
+    status: str
+    fingerprint: str | None
+    updated: datetime | None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class ReleaseReader(Protocol):
+    async def read(self, namespace: str, name: str) -> ReleaseInfo | None: ...
+
+
+def _updated(labels: Mapping[str, str], created: Any) -> datetime | None:
+    raw = labels.get("modifiedAt") or labels.get("createdAt")
+    if raw and raw.isdigit():
+        return datetime.fromtimestamp(int(raw), tz=UTC)
+    if isinstance(created, datetime):
+        return created if created.tzinfo else created.replace(tzinfo=UTC)
+    if isinstance(created, str) and created:
+        return datetime.fromisoformat(created.replace("Z", "+00:00"))
+    return None
+
+
+def release_from_secrets(
+    namespace: str, name: str, secrets: Iterable[tuple[Mapping[str, str], Any]]
+) -> ReleaseInfo | None:
+    """Picks the newest revision from ``(labels, creationTimestamp)`` pairs of Helm storage Secrets.
+
+    A release whose newest revision is ``uninstalled`` (kept history) counts as absent."""
+    newest: tuple[int, Mapping[str, str], Any] | None = None
+    for labels, created in secrets:
+        if labels.get("owner") != "helm" or labels.get("name") != name:
+            continue
+        try:
+            rev = int(labels.get("version", "0"))
+        except ValueError:
+            continue
+        if newest is None or rev > newest[0]:
+            newest = (rev, labels, created)
+    if newest is None:
+        return None
+    rev, labels, created = newest
+    status = labels.get("status", "unknown")
+    if status == "uninstalled":
+        return None
+    return ReleaseInfo(
+        name=name,
+        namespace=namespace,
+        revision=rev,
+        status=status,
+        fingerprint=labels.get(FINGERPRINT_LABEL),
+        updated=_updated(labels, created),
+        labels=dict(labels),
+    )
+
+
+class KubeReleaseReader:
+    """Lists the release's storage Secrets with one API call (``kubernetes.aio`` CoreV1Api)."""
+
+    def __init__(self, core_v1: Any) -> None:
+        self._core = core_v1
+
+    async def read(self, namespace: str, name: str) -> ReleaseInfo | None:
+        result = await self._core.list_namespaced_secret(
+            namespace, label_selector=HELM_STORAGE_SELECTOR.format(name=name)
+        )
+        pairs = [
+            (dict(item.metadata.labels or {}), item.metadata.creation_timestamp)
+            for item in result.items or []
+        ]
+        return release_from_secrets(namespace, name, pairs)
