@@ -1,0 +1,90 @@
+"""`ValuesFromReader` on the official asyncio Kubernetes client (`kubernetes.aio`).
+
+Give it an `ApiClient` for the cluster the release goes to (Fleet's agent reads `valuesFrom` downstream).
+Errors name the object and the HTTP status, never the object's content or the API server's response body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import aiohttp
+from kubernetes.aio import client as kclient
+from kubernetes.aio.client.exceptions import ApiException
+
+from .errors import ValuesError
+
+
+def _problem(noun: str, namespace: str, name: str, err: ApiException) -> ValuesError:
+    status = err.status
+    if status == 404:
+        return ValuesError(f"valuesFrom {noun} {namespace}/{name} not found", retryable=True)
+    if status in (401, 403):
+        return ValuesError(
+            f"valuesFrom {noun} {namespace}/{name} could not be read: access denied (HTTP {status})",
+            retryable=True,
+        )
+    return ValuesError(
+        f"valuesFrom {noun} {namespace}/{name} could not be read: HTTP {status} {err.reason or ''}".rstrip(),
+        retryable=True,
+    )
+
+
+def _text(noun: str, namespace: str, name: str, key: str, raw: Any, *, encoded: bool) -> str:
+    try:
+        if isinstance(raw, str):
+            data = base64.b64decode(raw, validate=True) if encoded else raw.encode("utf-8")
+        elif isinstance(raw, bytes | bytearray):
+            data = bytes(raw)
+        else:
+            raise TypeError
+        return data.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, TypeError):
+        raise ValuesError(
+            f"valuesFrom {noun} {namespace}/{name} key {key} is not UTF-8 text", retryable=True
+        ) from None
+
+
+class KubeValuesFromReader:
+    """Reads ConfigMaps and Secrets with `CoreV1Api` on the given `ApiClient` (which the caller owns)."""
+
+    def __init__(self, api_client: kclient.ApiClient, *, request_timeout: float = 30.0) -> None:
+        self._api = kclient.CoreV1Api(api_client)
+        self._timeout = request_timeout
+
+    async def read_configmap(self, namespace: str, name: str) -> tuple[dict[str, str], str]:
+        try:
+            obj = await self._api.read_namespaced_config_map(name, namespace, _request_timeout=self._timeout)
+        except ApiException as err:
+            raise _problem("configmap", namespace, name, err) from None
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise ValuesError(
+                f"valuesFrom configmap {namespace}/{name} could not be read: {type(err).__name__}",
+                retryable=True,
+            ) from None
+        data: dict[str, str] = {}
+        for key, value in (obj.data or {}).items():
+            data[key] = _text("configmap", namespace, name, key, value, encoded=False)
+        for key, value in (getattr(obj, "binary_data", None) or {}).items():
+            data.setdefault(key, _text("configmap", namespace, name, key, value, encoded=True))
+        version = obj.metadata.resource_version if obj.metadata is not None else None
+        return data, str(version or "")
+
+    async def read_secret(self, namespace: str, name: str) -> tuple[dict[str, str], str]:
+        try:
+            obj = await self._api.read_namespaced_secret(name, namespace, _request_timeout=self._timeout)
+        except ApiException as err:
+            raise _problem("secret", namespace, name, err) from None
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise ValuesError(
+                f"valuesFrom secret {namespace}/{name} could not be read: {type(err).__name__}",
+                retryable=True,
+            ) from None
+        data = {
+            key: _text("secret", namespace, name, key, value, encoded=True)
+            for key, value in (obj.data or {}).items()
+        }
+        version = obj.metadata.resource_version if obj.metadata is not None else None
+        return data, str(version or "")

@@ -1,0 +1,378 @@
+"""Fleet's `${ }` templating: Go `text/template` + Sprig, made hermetic and bounded.
+
+Fleet renders values with Go's `text/template` (delimiters `${` and `}`, `missingkey=error`) and Sprig's text
+function map minus `env`, `expandenv`, `include` and `tpl`. We run the same language through `gotpl` (a
+pure-Python engine with Sprig v3) and go further in two directions, both on purpose:
+
+* **Hermetic.** A template may only look at the cluster context it is given. Functions that read the process
+  environment, the network, the controller's clock or time zone, or a random source are not registered, so a
+  template using one fails at parse time with an error naming the function and why. Fleet keeps the clock and
+  random functions, and users hit endless redeploys: the rendered values feed the deployment hash, so `uuidv4`
+  or `now` make every reconcile look like a change. Here the same inputs always render the same bytes.
+* **Bounded.** The controller renders templates written by any HelmApp author, so one template must not be
+  able to hang or exhaust the process: an execution budget caps loop iterations, function calls, nesting and
+  output, and every function result is measured (strings by length, lists/maps by a bounded walk that also
+  catches self-doubling shared structures) against a per-value limit and a per-render total.
+
+Errors keep Go's shape, `template: <name>:<line>:<col>: ...`, so users can find the offending spot.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import gotpl
+from gotpl import FunctionResult
+from gotpl.errors import BudgetExceededError
+from gotpl.funcs.sprig import text_func_map
+from gotpl.runtime.sync_vm import _builtin_functions  # the Go builtins, to wrap print/printf & co
+
+from .errors import TemplateError
+
+DELIMITERS: Final = ("${", "}")
+
+_CLOCK = (
+    "it reads the controller's clock or time zone, so the rendered values would change between reconciles"
+)
+_RANDOM = "it is random, so every reconcile would render different values and redeploy the release"
+_HOST = "it reads the controller's environment, files or network, which a values template must not see"
+
+#: Functions a helmops values template may not call, with the reason given in the error message.
+#: `include`/`tpl`/`required`/`lookup`/`toYaml` are Helm's own functions: they never existed in Fleet's
+#: `${ }` templating either, but users copy them from charts, so they get a clear message too.
+FORBIDDEN_FUNCTIONS: Final[Mapping[str, str]] = {
+    # environment, files, network
+    "env": _HOST,
+    "expandenv": _HOST,
+    "getHostByName": _HOST,
+    "include": "it is a Helm chart function; values templates have no named templates to include",
+    "tpl": "it is a Helm chart function; a values template cannot render another template",
+    "lookup": "it is a Helm chart function that reads the cluster; templates see only the cluster context",
+    "required": "it is a Helm chart function; use `fail` or missing keys (which are errors) instead",
+    "toYaml": "it is a Helm chart function, not part of Sprig; use toJson (JSON is valid YAML)",
+    "fromYaml": "it is a Helm chart function, not part of Sprig; use fromJson",
+    # clock and local time zone
+    "now": _CLOCK,
+    "ago": _CLOCK,
+    "date": _CLOCK,
+    "dateInZone": _CLOCK,
+    "date_in_zone": _CLOCK,
+    "dateModify": _CLOCK,
+    "date_modify": _CLOCK,
+    "mustDateModify": _CLOCK,
+    "must_date_modify": _CLOCK,
+    "htmlDate": _CLOCK,
+    "htmlDateInZone": _CLOCK,
+    "toDate": _CLOCK,
+    "mustToDate": _CLOCK,
+    "unixEpoch": _CLOCK,
+    # randomness (including crypto helpers that draw random keys, salts or IVs)
+    "uuidv4": _RANDOM,
+    "randAlpha": _RANDOM,
+    "randAlphaNum": _RANDOM,
+    "randAscii": _RANDOM,
+    "randBytes": _RANDOM,
+    "randNumeric": _RANDOM,
+    "randInt": _RANDOM,
+    "shuffle": _RANDOM,
+    "genPrivateKey": _RANDOM,
+    "genCA": _RANDOM,
+    "genCAWithKey": _RANDOM,
+    "genSelfSignedCert": _RANDOM,
+    "genSelfSignedCertWithKey": _RANDOM,
+    "genSignedCert": _RANDOM,
+    "genSignedCertWithKey": _RANDOM,
+    "encryptAES": _RANDOM,
+    "bcrypt": _RANDOM,
+    "htpasswd": _RANDOM,
+    # Go's `call` invokes a function value found in the data; our data never holds functions
+    "call": "values templates have no function values to call",
+}
+
+#: Per-render limits. Generous for real values files (the whole HelmApp is at most ~1.5 MiB in etcd), small
+#: enough that a runaway template fails in well under a second.
+BUDGET: Final = gotpl.ExecutionBudget(
+    max_output_chars=4_000_000,
+    max_iterations=100_000,
+    max_template_depth=100,
+    max_function_calls=50_000,
+)
+#: Largest single value a function may return (characters of a string, or nodes + characters of a list/map).
+MAX_VALUE_UNITS: Final = 1_000_000
+#: Sum over all function results measured in one render.
+MAX_TOTAL_UNITS: Final = 16_000_000
+#: Longest template source accepted (characters).
+MAX_SOURCE_CHARS: Final = 4_000_000
+
+
+@dataclass
+class _Meter:
+    used: int = 0
+
+
+_METER: ContextVar[_Meter | None] = ContextVar("helmops_values_template_meter", default=None)
+
+
+def _too_big(what: str, requested: int) -> BudgetExceededError:
+    return BudgetExceededError(
+        f"value-size budget exceeded: {what} would be {requested} units, limit {MAX_VALUE_UNITS}"
+    )
+
+
+def _measure(value: object, limit: int) -> int:
+    """Size of `value` in units, counting shared sub-structures once per path; stops once past `limit`.
+
+    Counting paths rather than objects is the point: `list $l $l` repeated 60 times builds only 60 objects,
+    but printing it would produce 2**60 elements.
+    """
+    total = 0
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        total += 1
+        if isinstance(item, str | bytes | bytearray):
+            total += len(item)
+        elif isinstance(item, Mapping):
+            total += len(item)
+            for key, sub in item.items():
+                if isinstance(key, str):
+                    total += len(key)
+                stack.append(sub)
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+        if total > limit:
+            return total
+    return total
+
+
+def _charge(result: object, name: str) -> None:
+    meter = _METER.get()
+    remaining = MAX_TOTAL_UNITS - (meter.used if meter else 0)
+    size = _measure(result, min(MAX_VALUE_UNITS, remaining))
+    if size > MAX_VALUE_UNITS:
+        raise _too_big(f"the result of {name}", size)
+    if meter is not None:
+        meter.used += size
+        if meter.used > MAX_TOTAL_UNITS:
+            raise BudgetExceededError(
+                f"value-size budget exceeded: function results total more than {MAX_TOTAL_UNITS} units"
+            )
+
+
+def _as_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _len(value: object) -> int:
+    return len(value) if isinstance(value, str | bytes | list | tuple) else 0
+
+
+_PRINTF_NUMBER = re.compile(r"%[-+# 0]*(\d*)(?:\.(\d*))?")
+
+
+def _precheck(name: str, args: tuple[object, ...]) -> None:
+    """Reject calls whose result is known to be too big before the allocation happens."""
+    estimate = 0
+    if name == "repeat" and len(args) == 2:
+        count = _as_int(args[0])
+        estimate = (count or 0) * _len(args[1])
+    elif name in ("until", "untilStep", "seq") and args:
+        ints = [_as_int(a) for a in args]
+        if all(i is not None for i in ints):
+            values = [i for i in ints if i is not None]
+            if name == "until":
+                estimate = abs(values[0])
+            elif name == "untilStep" and len(values) == 3 and values[2]:
+                estimate = abs((values[1] - values[0]) // values[2])
+            elif name == "seq":
+                if len(values) == 3:
+                    estimate = abs((values[2] - values[0]) // values[1]) * 8 if values[1] else 0
+                else:
+                    estimate = (abs(values[-1] - (values[0] if len(values) == 2 else 1)) + 1) * 8
+    elif name in ("indent", "nindent") and len(args) == 2:
+        spaces = _as_int(args[0]) or 0
+        text = args[1] if isinstance(args[1], str) else ""
+        estimate = spaces * (text.count("\n") + 1) + len(text)
+    elif name == "printf" and args and isinstance(args[0], str):
+        for match in _PRINTF_NUMBER.finditer(args[0]):
+            for group in match.groups():
+                if group:
+                    estimate = max(estimate, int(group[:9]) if len(group) < 10 else MAX_VALUE_UNITS + 1)
+        if "*" in args[0]:
+            estimate = max([estimate, *(abs(_as_int(a) or 0) for a in args[1:])])
+    elif name in ("wrapWith",) and len(args) == 3:
+        estimate = _len(args[2]) * (1 + _len(args[1]))
+    elif name == "replace" and len(args) == 3 and all(isinstance(a, str) for a in args):
+        old, new, text = (str(a) for a in args)
+        hits = text.count(old) if old else len(text) + 1
+        estimate = len(text) + hits * len(new)
+    elif name in (
+        "regexReplaceAll",
+        "regexReplaceAllLiteral",
+        "mustRegexReplaceAll",
+        "mustRegexReplaceAllLiteral",
+    ):
+        if len(args) == 3:
+            estimate = _len(args[1]) + (_len(args[1]) + 1) * _len(args[2])
+    elif name == "join" and len(args) == 2:
+        estimate = _len(args[0]) * _len(args[1])
+    if estimate > MAX_VALUE_UNITS:
+        raise _too_big(f"the result of {name}", estimate)
+
+
+def _guarded(name: str, function: Callable[..., object]) -> Callable[..., object]:
+    @functools.wraps(function)  # keeps the signature gotpl inspects for arity and argument types
+    def call(*args: object) -> object:
+        _precheck(name, args)
+        result = function(*args)
+        _charge(result.value if isinstance(result, FunctionResult) else result, name)
+        return result
+
+    return call
+
+
+def _function_map() -> dict[str, Callable[..., object]]:
+    functions: dict[str, Callable[..., object]] = {}
+    for name, function in text_func_map().items():
+        if name not in FORBIDDEN_FUNCTIONS:
+            functions[name] = _guarded(name, function)
+    # Go builtins whose result can grow (printf "%s%s" $s $s in a loop doubles a string each time)
+    builtins = _builtin_functions("go")
+    for name in ("print", "printf", "println", "html", "js", "urlquery"):
+        functions[name] = _guarded(name, builtins[name])
+    return functions
+
+
+FUNCTIONS: Final[Mapping[str, Callable[..., object]]] = _function_map()
+#: Every function name a values template may call (Sprig minus the forbidden ones, plus Go's builtins).
+ALLOWED_FUNCTIONS: Final[frozenset[str]] = frozenset(FUNCTIONS) | frozenset(
+    n for n in _builtin_functions("go") if n not in FORBIDDEN_FUNCTIONS
+)
+
+_SANDBOX: Final = gotpl.SandboxPolicy(
+    allow_functions=FUNCTIONS.keys(),
+    max_template_chars=MAX_SOURCE_CHARS,
+    default_budget=BUDGET,
+)
+
+_SYNTAX_PREFIX = re.compile(r"^template:\s*(?:[^:]*:)?(\d+):(\d+):\s*")
+_UNDEFINED_FUNCTION = re.compile(r"function '([^']+)' not defined")
+
+
+def _syntax_error(err: gotpl.TemplateSyntaxError, name: str) -> TemplateError:
+    text = _SYNTAX_PREFIX.sub("", str(err), count=1)
+    undefined = _UNDEFINED_FUNCTION.search(text)
+    if undefined:
+        fn = undefined.group(1)
+        reason = FORBIDDEN_FUNCTIONS.get(fn)
+        if reason is not None:
+            text = f'function "{fn}" is not allowed in helmops values templates: {reason}'
+        else:
+            text = f'function "{fn}" not defined'
+    return TemplateError(
+        f"template: {name}:{err.line}:{err.column}: {text}", line=err.line, column=err.column
+    )
+
+
+def _execution_error(err: gotpl.TemplateExecutionError, name: str) -> TemplateError:
+    if err.line is None:
+        return TemplateError(f"template: {name}: {err.message}")
+    detail = err.message
+    return TemplateError(
+        f'template: {name}:{err.line}:{err.column}: executing "{name}": {detail}',
+        line=err.line,
+        column=err.column,
+    )
+
+
+@dataclass
+class _Cache:
+    """Compiled templates by (name, source): compiling a big values template costs far more than rendering
+    it, and the same template is rendered once per target cluster."""
+
+    max_chars: int = 32_000_000
+    entries: OrderedDict[tuple[str, str], gotpl.Template] = field(default_factory=OrderedDict)
+    chars: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, name: str, source: str) -> gotpl.Template | None:
+        with self.lock:
+            found = self.entries.get((name, source))
+            if found is not None:
+                self.entries.move_to_end((name, source))
+            return found
+
+    def put(self, name: str, source: str, compiled: gotpl.Template) -> None:
+        if len(source) > self.max_chars // 4:
+            return
+        with self.lock:
+            if (name, source) in self.entries:
+                return
+            self.entries[(name, source)] = compiled
+            self.chars += len(source)
+            while self.chars > self.max_chars and self.entries:
+                (_, old), _ = self.entries.popitem(last=False)
+                self.chars -= len(old)
+
+
+_CACHE = _Cache()
+
+
+def compile_template(source: str, *, name: str = "values") -> gotpl.Template:
+    """Parse `source` with `${ }` delimiters; raises `TemplateError` (with line:col) on bad syntax or a
+    forbidden function."""
+    cached = _CACHE.get(name, source)
+    if cached is not None:
+        return cached
+    if len(source) > MAX_SOURCE_CHARS:
+        raise TemplateError(
+            f"template: {name}: template is {len(source)} characters, limit {MAX_SOURCE_CHARS}"
+        )
+    try:
+        compiled = gotpl.Template(
+            source,
+            name=name,
+            delimiters=DELIMITERS,
+            functions=FUNCTIONS,
+            missing_key="error",
+            sandbox=_SANDBOX,
+            budget=BUDGET,
+        )
+    except gotpl.TemplateSyntaxError as err:
+        raise _syntax_error(err, name) from None
+    except gotpl.TemplateError as err:
+        raise TemplateError(f"template: {name}: {err}") from None
+    _CACHE.put(name, source, compiled)
+    return compiled
+
+
+def render_template(source: str, data: Mapping[str, Any], *, name: str = "values") -> str:
+    """Render one `${ }` template against `data` (the cluster context) and return the text.
+
+    Raises `TemplateError` with a Go-style `template: <name>:<line>:<col>: ...` message.
+    """
+    compiled = compile_template(source, name=name)
+    token = _METER.set(_Meter())
+    try:
+        return compiled.render(data)
+    except gotpl.TemplateExecutionError as err:
+        raise _execution_error(err, name) from None
+    except RecursionError:
+        raise TemplateError(f"template: {name}: value nesting too deep to render") from None
+    except gotpl.TemplateError as err:
+        raise TemplateError(f"template: {name}: {err}") from None
+    finally:
+        _METER.reset(token)
