@@ -123,7 +123,7 @@ def _eq(t: _Term, v: Version) -> bool:
 
 
 def _ne(t: _Term, v: Version) -> bool:
-    if t.wild is None:
+    if t.wild is None or t.wild == 0:  # helm: "!=*" only excludes 0.0.0
         return v.compare(t.base) != 0
     return not _same_prefix(v, t.base, t.wild)
 
@@ -138,8 +138,7 @@ def _tilde(t: _Term, v: Version) -> bool:
 
 
 def _caret(t: _Term, v: Version) -> bool:
-    if t.wild == 0:
-        return True
+    # A wildcard major ("^*") reads as plain 0.0.0 here, which helm answers with exactly 0.0.0.
     if v.compare(t.base) < 0:
         return False
     b = t.base
@@ -156,9 +155,7 @@ def _upper_exclusive(t: _Term) -> Version:
 
 
 def _gt(t: _Term, v: Version) -> bool:
-    if t.wild == 0:
-        return True
-    if t.wild is None:
+    if t.wild is None or t.wild == 0:  # helm: ">*" is ">0.0.0"
         return v.compare(t.base) > 0
     return v.compare(_upper_exclusive(t)) >= 0
 
@@ -172,8 +169,8 @@ def _lt(t: _Term, v: Version) -> bool:
 
 
 def _le(t: _Term, v: Version) -> bool:
-    if t.wild == 0:
-        return True
+    if t.wild == 0:  # helm (Masterminds) quirk: "<=*" admits 0.0.x only
+        return (v.major, v.minor) == (0, 0)
     if t.wild is None:
         return v.compare(t.base) <= 0
     return v.compare(_upper_exclusive(t)) < 0
