@@ -1,1 +1,65 @@
-"""helmops."""
+"""The HelmApp API: Fleet-compatible pydantic models, CRD generation and semantic validation.
+
+Import from here: ``from helmops.api import HelmApp, validate, release_name, chart_ref``.
+"""
+
+from helmops.api.duration import is_polling_interval, parse_duration, parse_duration_ns
+from helmops.api.models import (
+    BundleDeploymentOptions,
+    BundleTarget,
+    Cluster,
+    ClusterGroup,
+    Condition,
+    HelmApp,
+    HelmAppSpec,
+    HelmAppStatus,
+    HelmOptions,
+    ObjectMeta,
+    ValuesFrom,
+)
+from helmops.api.selector import LabelSelector, LabelSelectorRequirement
+from helmops.api.validate import (
+    IGNORED_FIELDS,
+    ChartRef,
+    Problem,
+    chart_ref,
+    derive_release_name,
+    effective_chart_source,
+    polling_interval_seconds,
+    problems_from_validation_error,
+    release_name,
+    release_namespace,
+    target_name,
+    validate,
+)
+
+__all__ = [
+    "IGNORED_FIELDS",
+    "BundleDeploymentOptions",
+    "BundleTarget",
+    "ChartRef",
+    "Cluster",
+    "ClusterGroup",
+    "Condition",
+    "HelmApp",
+    "HelmAppSpec",
+    "HelmAppStatus",
+    "HelmOptions",
+    "LabelSelector",
+    "LabelSelectorRequirement",
+    "ObjectMeta",
+    "Problem",
+    "ValuesFrom",
+    "chart_ref",
+    "derive_release_name",
+    "effective_chart_source",
+    "is_polling_interval",
+    "parse_duration",
+    "parse_duration_ns",
+    "polling_interval_seconds",
+    "problems_from_validation_error",
+    "release_name",
+    "release_namespace",
+    "target_name",
+    "validate",
+]

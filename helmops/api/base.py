@@ -1,0 +1,35 @@
+"""The pydantic base every API model shares.
+
+The models mirror objects that the Kubernetes API server stores as JSON, so they parse strictly (an
+API server never turns ``"30"`` into ``30`` for an integer field, and neither do we) and speak
+camelCase on the wire while Python code uses snake_case names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class ApiModel(BaseModel):
+    """Base of all API models: camelCase aliases, strict types, unknown keys ignored."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        serialize_by_alias=True,
+        strict=True,
+        # Unknown keys are dropped, as the API server prunes fields its schema does not know.
+        extra="ignore",
+        # Field docstrings become the CRD field descriptions (`kubectl explain`).
+        use_attribute_docstrings=True,
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The object as the API server would store it: camelCase keys, only the fields that were set.
+
+        This is the inverse of ``model_validate`` for any manifest the CRD accepts.
+        """
+        return self.model_dump(by_alias=True, exclude_unset=True, mode="json")
