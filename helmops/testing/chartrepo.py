@@ -90,14 +90,14 @@ class ChartRepo:
     def _ready(self) -> bool:
         ctx = ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else None
         try:
-            with urllib.request.urlopen(f"{self.url}index.yaml", context=ctx, timeout=3) as r:  # noqa: S310
+            with urllib.request.urlopen(f"{self.url}index.yaml", context=ctx, timeout=3) as r:
                 return bool(r.status == 200)
         except urllib.error.HTTPError as e:
             return e.code == 401
 
     def reindex(self) -> None:
         """``helm repo index`` the directory: chart URLs in the index stay relative, as many repos publish."""
-        subprocess.run([str(self.tools.helm), "repo", "index", str(self.dir)], check=True,  # noqa: S603
+        subprocess.run([str(self.tools.helm), "repo", "index", str(self.dir)], check=True,
                        capture_output=True)
 
     def publish(self, tgz: Path) -> None:
@@ -139,7 +139,7 @@ def _serve(directory: Path, port: int, log: Path, cert: str | None, key: str | N
     class Handler(BaseHTTPRequestHandler):
         server_version = "helmops-chartrepo"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
         def _record(self, status: int) -> None:
@@ -156,10 +156,10 @@ def _serve(directory: Path, port: int, log: Path, cert: str | None, key: str | N
                 self.wfile.write(body)
             self._record(status)
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self) -> None:
             self.do_GET()
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if expected:
                 got = self.headers.get("Authorization", "")
                 want = "Basic " + base64.b64encode(expected.encode()).decode()

@@ -122,7 +122,7 @@ class ControlPlane:
     def _ready(self) -> bool:
         req = urllib.request.Request(f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.token}"})
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        with urllib.request.urlopen(req, context=ctx, timeout=5) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(req, context=ctx, timeout=5) as resp:
             return bool(resp.status == 200)
 
     def _write_kubeconfig(self) -> None:
@@ -143,7 +143,7 @@ class ControlPlane:
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the real kubectl against this control plane."""
-        return subprocess.run(  # noqa: S603
+        return subprocess.run(
             [str(self.tools.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
             input=input, capture_output=True, text=True, check=check, timeout=timeout,
         )
@@ -179,5 +179,5 @@ class ControlPlane:
 
 
 def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=3) as resp:
         return bool(resp.status == 200)

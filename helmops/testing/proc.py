@@ -40,14 +40,14 @@ def start(
     """Start ``argv`` with stdout+stderr appended to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(  # noqa: S603 - argv comes from our own code
+        return subprocess.Popen(
             [os.fspath(a) for a in argv],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=dict(env) if env is not None else None,
             cwd=cwd,
-            preexec_fn=_die_with_parent if tie_to_parent else os.setsid,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if tie_to_parent else os.setsid,
         )
 
 
@@ -114,7 +114,7 @@ def wait_until(
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - any failure means "not yet"
+        except Exception:
             pass
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what}: process exited with code {proc.returncode}{_tail(log_path)}")

@@ -66,6 +66,7 @@ class Registry:
             self.workdir = Path(tempfile.mkdtemp(prefix="helmops-registry-"))
             self._owns_workdir = True
         d = self.workdir
+        d.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = proc.free_port()
         http: dict[str, object] = {"addr": self.host, "secret": secrets.token_hex(8)}
@@ -82,7 +83,7 @@ class Registry:
         if self.auth:
             self.password = self.password or secrets.token_hex(12)
             htpasswd = d / "htpasswd"
-            out = subprocess.run(  # noqa: S603
+            out = subprocess.run(
                 [str(self.tools.htpasswd), "-Bbn", self.username, self.password],
                 capture_output=True, text=True, check=True,
             )
@@ -107,7 +108,7 @@ class Registry:
     def _ready(self) -> bool:
         ctx = ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else None
         try:
-            with urllib.request.urlopen(f"{self.url}/v2/", context=ctx, timeout=3) as r:  # noqa: S310
+            with urllib.request.urlopen(f"{self.url}/v2/", context=ctx, timeout=3) as r:
                 return bool(r.status == 200)
         except urllib.error.HTTPError as e:
             return e.code == 401
@@ -144,5 +145,5 @@ class Registry:
 
 
 def _plain_ok(host: str) -> bool:
-    with urllib.request.urlopen(f"http://{host}/v2/", timeout=3) as r:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(f"http://{host}/v2/", timeout=3) as r:
         return bool(r.status == 200)

