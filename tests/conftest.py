@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from helmops.testing.chartrepo import ChartRepo
-from helmops.testing.charts import ChartFactory, helm_env as _helm_env
+from helmops.testing.charts import ChartFactory
+from helmops.testing.charts import helm_env as _helm_env
 from helmops.testing.controlplane import ControlPlane
 from helmops.testing.registry import Registry
 from helmops.testing.tools import Tools, ensure_all
