@@ -1,1 +1,1 @@
-"""helmops."""
+"""kopf wiring, the work queue, the feature flag and the ``helmops run`` process."""

@@ -1,0 +1,53 @@
+"""``helmops run``: the HelmApp controller process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run the HelmApp controller", description=__doc__)
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
+    p.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch only this namespace (repeatable; default: all namespaces)",
+    )
+    p.add_argument(
+        "--enable-helmops",
+        action="store_true",
+        help="reconcile HelmApps even if EXPERIMENTAL_HELM_OPS is not true",
+    )
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--health-port", type=int, default=None, help="liveness endpoint port (/healthz; 8080)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="Prometheus port (default from HELMOPS_METRICS_BIND_ADDRESS, :8081)",
+    )
+    p.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from helmops.controller import logs
+    from helmops.controller.settings import from_env
+
+    logs.configure(args.log_format)
+    settings = from_env(
+        os.environ,
+        enable_flag=args.enable_helmops,
+        kubeconfig=args.kubeconfig,
+        namespaces=args.namespace,
+        log_format=args.log_format,
+        health_port=args.health_port,
+        metrics_port=args.metrics_port,
+    )
+    from helmops.controller.app import run
+
+    return asyncio.run(run(settings))

@@ -1,0 +1,244 @@
+"""The ``helmops run`` process: kopf for watching/login/liveness, our own queue and workers for reconciles.
+
+kopf only feeds keys into the work queue (``on.event``: no finalizers, progress or diffbase annotations
+from kopf). Shutdown order on SIGTERM: stop taking work, cancel the workers (helm gets SIGTERM and
+records its release as failed, its process group is killed after a grace period), then stop kopf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from helmops.controller import deps, metrics
+from helmops.controller.kube import GROUP, PLURAL, VERSION, Kube, api_client
+from helmops.controller.queue import WorkQueue, run_worker
+from helmops.controller.reconciler import Key, Reconciler, ReconcilerConfig
+from helmops.controller.settings import ENABLE_HINT, FLAG_ENV, Settings
+from helmops.helm.driver import HelmDriver
+
+log = logging.getLogger("helmops.controller")
+
+
+def _connection_info(kubeconfig: Path) -> Any:
+    """kopf credentials from an explicit kubeconfig (kopf's own login reads only the default one)."""
+    import kopf
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        username=cfg.username or None,
+        password=cfg.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
+
+
+def _trigger(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What makes an event worth a reconcile: everything but status-only changes (as controller-runtime's
+    generation/label/annotation predicates, plus deletion and finalizer edits)."""
+    meta = body.get("metadata") or {}
+    return (
+        meta.get("generation"),
+        meta.get("deletionTimestamp"),
+        tuple(sorted((meta.get("labels") or {}).items())),
+        tuple(sorted((meta.get("annotations") or {}).items())),
+        tuple(meta.get("finalizers") or ()),
+    )
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, callback: Any) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, callback, sig)
+
+
+async def _serve_health(host: str, port: int, body: Mapping[str, Any]) -> web.AppRunner:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response(dict(body))
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def run_disabled(settings: Settings) -> int:
+    """Flag off: say how to enable, serve health and metrics, touch nothing."""
+    log.warning(ENABLE_HINT)
+    metrics.ENABLED.set(0)
+    metrics.serve(settings.metrics_host, settings.metrics_port)
+    runner = await _serve_health(settings.health_host, settings.health_port, {"status": "ok", "enabled": False})
+    stop = asyncio.Event()
+    _install_signals(asyncio.get_running_loop(), lambda _sig: stop.set())
+    await stop.wait()
+    await runner.cleanup()
+    log.info("helmops stopped")
+    return 0
+
+
+async def run_enabled(settings: Settings) -> int:
+    import kopf
+
+    log.info(
+        "helmops starting: HelmApp controller enabled (%s), workers=%d, helm concurrency=%d, helm=%s",
+        FLAG_ENV,
+        settings.workers,
+        settings.helm_concurrency,
+        settings.helm,
+    )
+    metrics.ENABLED.set(1)
+    metrics.WORKERS_MAX.set(settings.workers)
+    metrics.HELM_MAX.set(settings.helm_concurrency)
+    metrics.serve(settings.metrics_host, settings.metrics_port)
+
+    api = await api_client(settings.kubeconfig)
+    kube = Kube(api)
+    driver = await HelmDriver.create(
+        executable=settings.helm,
+        kubeconfig=settings.kubeconfig,
+        concurrency=settings.helm_concurrency,
+        term_grace=settings.helm_term_grace_seconds,
+    )
+    log.info("helm %s at %s", driver.helm_version, settings.helm)
+    cache = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="helmops-charts-"))
+    reconciler = Reconciler(
+        kube,
+        driver,
+        kube.releases,
+        deps.spec_checker(),
+        deps.chart_fetcher(kube, driver, cache),
+        deps.values_renderer(api),
+        ReconcilerConfig(
+            pending_grace_seconds=settings.pending_grace_seconds,
+            resync_seconds=settings.resync_seconds,
+            backoff_base_seconds=settings.backoff_base_seconds,
+            backoff_cap_seconds=settings.backoff_cap_seconds,
+            own_namespace=settings.system_namespace,
+            protected_namespaces=tuple(settings.extra_protected_namespaces),
+        ),
+    )
+    queue: WorkQueue[Key] = WorkQueue()
+    busy = 0
+
+    async def handle(key: Key) -> float | None:
+        nonlocal busy
+        busy += 1
+        metrics.WORKERS_ACTIVE.set(busy)
+        metrics.QUEUE_DEPTH.set(len(queue))
+        try:
+            return await reconciler.reconcile(key)
+        finally:
+            busy -= 1
+            metrics.WORKERS_ACTIVE.set(busy)
+
+    workers = [
+        asyncio.create_task(run_worker(queue, handle, reconciler.on_error), name=f"helmops-worker-{i}")
+        for i in range(settings.workers)
+    ]
+
+    registry = kopf.OperatorRegistry()
+    seen: dict[Key, tuple[Any, ...]] = {}
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> Any:
+        if settings.kubeconfig is not None:
+            return _connection_info(settings.kubeconfig)
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def on_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
+        meta = body.get("metadata") or {}
+        key: Key = (str(meta.get("namespace")), str(meta.get("name")))
+        if event.get("type") == "DELETED":
+            seen.pop(key, None)
+            queue.forget(key)
+            return
+        trigger = _trigger(body)
+        if seen.get(key) == trigger:
+            return  # status-only change (e.g. our own status write)
+        seen[key] = trigger
+        queue.add(key)
+        metrics.QUEUE_DEPTH.set(len(queue))
+
+    @kopf.on.probe(id="workers", registry=registry)
+    def probe(**_: Any) -> dict[str, int]:
+        return {"busy": busy, "max": settings.workers, "queued": len(queue), "helm": driver.active}
+
+    ks = kopf.OperatorSettings()
+    ks.posting.enabled = False
+    ks.peering.standalone = True
+    ks.watching.server_timeout = 300
+    ks.watching.client_timeout = 330
+    ks.watching.connect_timeout = 30
+    ks.networking.request_timeout = 120
+    ks.execution.max_workers = 2
+
+    stop_kopf = asyncio.Event()
+    shutting_down = False
+
+    async def shutdown(sig: int) -> None:
+        log.info("helmops: received %s, stopping (in-flight helm calls are cancelled)", signal.Signals(sig).name)
+        queue.close()
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        stop_kopf.set()
+
+    def on_signal(sig: int) -> None:
+        nonlocal shutting_down
+        if shutting_down:
+            return
+        shutting_down = True
+        asyncio.get_running_loop().create_task(shutdown(sig), name="helmops-shutdown")
+
+    existing = set(asyncio.all_tasks())
+    namespaces = list(settings.namespaces)
+    tasks = await kopf.spawn_tasks(
+        registry=registry,
+        settings=ks,
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=f"http://{settings.health_host}:{settings.health_port}/healthz",
+        stop_flag=stop_kopf,
+    )
+    # kopf installs its own SIGTERM/SIGINT handlers in spawn_tasks; ours must run first (see module doc).
+    _install_signals(asyncio.get_running_loop(), on_signal)
+    try:
+        await kopf.run_tasks(tasks, ignored=existing)
+    finally:
+        shutting_down = True
+        queue.close()
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await driver.close()
+        with contextlib.suppress(Exception):
+            await kube.close()
+    log.info("helmops stopped")
+    return 0
+
+
+async def run(settings: Settings) -> int:
+    if not settings.enabled:
+        return await run_disabled(settings)
+    return await run_enabled(settings)

@@ -1,0 +1,219 @@
+"""Wires the API, chart-source and values packages into the controller's Protocols (see desired.py).
+
+Each adapter imports its package lazily and turns its typed errors into ``DesiredError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import importlib
+import inspect
+import json
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from helmops.controller.desired import BasicSpec, ChartFetcher, DesiredError, FetchedChart, SpecChecker
+from helmops.controller.kube import Kube
+from helmops.helm.driver import HelmDriver
+
+log = logging.getLogger("helmops.controller")
+
+
+def _optional(module: str, *names: str) -> tuple[Any, ...] | None:
+    try:
+        mod = importlib.import_module(module)
+        return tuple(getattr(mod, n) for n in names)
+    except (ImportError, AttributeError):
+        return None
+
+
+async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args, **kwargs)
+    result = await asyncio.to_thread(fn, *args, **kwargs)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+async def _secret_data(kube: Kube, namespace: str, name: str) -> dict[str, bytes]:
+    raw = await kube.read_secret(namespace, name)
+    if raw is None:
+        raise DesiredError(f'helm secret "{name}" not found in namespace {namespace}', retryable=True)
+    return {k: base64.b64decode(v) for k, v in raw.items()}
+
+
+class SourcesFetcher:
+    """``helmops.sources``: resolves the version once upstream and returns a cached .tgz with its digest."""
+
+    def __init__(self, kube: Kube, sources: Any, request_cls: Any, auth_from_secret: Any, error_cls: Any):
+        self._kube, self._sources, self._req, self._auth, self._err = (
+            kube,
+            sources,
+            request_cls,
+            auth_from_secret,
+            error_cls,
+        )
+
+    async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
+        spec = helmapp.get("spec") or {}
+        helm = spec.get("helm") or {}
+        ns = helmapp["metadata"]["namespace"]
+        try:
+            data: Mapping[str, bytes] = {}
+            if spec.get("helmSecretName"):
+                data = await _secret_data(self._kube, ns, spec["helmSecretName"])
+            auth = self._auth(
+                data, insecure_skip_tls_verify=bool(spec.get("insecureSkipTLSVerify")), fallback_ca_pem=None
+            )
+            req = self._req(
+                repo=helm.get("repo") or "",
+                chart=helm.get("chart") or "",
+                version=str(helm.get("version") or ""),
+            )
+            res = await _call(self._sources.fetch, req, auth)
+        except self._err as exc:
+            raise DesiredError(str(exc), retryable=bool(getattr(exc, "retryable", True))) from exc
+        return FetchedChart(name=str(res.name), version=str(res.version), digest=str(res.digest), path=Path(res.path))
+
+
+class HelmPullFetcher:
+    """Stand-in while ``helmops.sources`` is unavailable: ``helm pull`` into a temporary cache."""
+
+    def __init__(self, driver: HelmDriver, cache: Path) -> None:
+        self._driver, self._cache = driver, cache
+
+    async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
+        from pyhelm3 import errors as helm_errors
+
+        helm = (helmapp.get("spec") or {}).get("helm") or {}
+        chart, repo, version = (
+            str(helm.get("chart") or ""),
+            str(helm.get("repo") or ""),
+            str(helm.get("version") or ""),
+        )
+        dest = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=self._cache))
+        if repo.startswith("oci://"):
+            argv = ["pull", f"{repo.rstrip('/')}/{chart}"]
+        elif chart.startswith("oci://") or "://" in chart:
+            argv = ["pull", chart]
+        else:
+            argv = ["pull", chart, "--repo", repo]
+        if version:
+            argv += ["--version", version]
+        argv += ["--destination", str(dest)]
+        if argv[1].startswith("oci://") and ("127.0.0.1" in argv[1] or "localhost" in argv[1]):
+            argv.append("--plain-http")
+        try:
+            await self._driver.command.run(argv)
+        except helm_errors.Error as exc:
+            raise DesiredError(f"chart {chart!r} from {repo or chart!r}: {str(exc).strip()}", retryable=True) from exc
+        files = await asyncio.to_thread(lambda: sorted(dest.glob("*.tgz")))
+        if not files:
+            raise DesiredError(f"chart {chart!r}: helm pull produced no archive", retryable=True)
+        data = await asyncio.to_thread(files[0].read_bytes)
+        stem = files[0].name[: -len(".tgz")]
+        name, _, ver = stem.rpartition("-")
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        return FetchedChart(name=name or stem, version=ver, digest=digest, path=files[0])
+
+
+class AssembleRenderer:
+    """``helmops.values.assemble`` for the local cluster (cluster namespace = the HelmApp's namespace)."""
+
+    def __init__(self, api_client: Any) -> None:
+        self._api = api_client
+
+    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> tuple[dict[str, Any], str]:
+        from helmops.values import ClusterContext, ValuesError, assemble
+
+        reader: Any = None
+        found = _optional("helmops.values.kube_reader", "KubeValuesFromReader")
+        if found:
+            reader = found[0](self._api)
+        spec = helmapp.get("spec") or {}
+        ctx = ClusterContext.local(namespace=helmapp["metadata"]["namespace"])
+        try:
+            rv = await assemble(spec.get("helm") or {}, ctx, release_namespace=release_namespace, reader=reader)
+        except ValuesError as exc:
+            raise DesiredError(str(exc), retryable=bool(exc.retryable)) from exc
+        return dict(rv.values), str(rv.digest)
+
+
+class PlainValues:
+    """Stand-in while ``helmops.values`` is unavailable: ``spec.helm.values`` verbatim."""
+
+    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> tuple[dict[str, Any], str]:
+        values = dict(((helmapp.get("spec") or {}).get("helm") or {}).get("values") or {})
+        raw = json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
+        return values, "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+class ApiSpec(BasicSpec):
+    """``helmops.api``: semantic validation and Fleet's release naming."""
+
+    def __init__(self, validate: Any, release_name: Any, release_namespace: Any, spec_model: Any) -> None:
+        self._validate, self._name, self._ns, self._model = (
+            validate,
+            release_name,
+            release_namespace,
+            spec_model,
+        )
+
+    def _spec(self, helmapp: Mapping[str, Any]) -> Any:
+        return self._model.model_validate(helmapp.get("spec") or {})
+
+    def problems(self, helmapp: Mapping[str, Any]) -> list[str]:
+        try:
+            spec = self._spec(helmapp)
+        except Exception as exc:  # pydantic.ValidationError: one line per error
+            errors = getattr(exc, "errors", None)
+            if callable(errors):
+                return [f"spec.{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors()]
+            return [str(exc)]
+        return [str(getattr(p, "message", p)) for p in self._validate(spec)] + super().problems(helmapp)
+
+    def release_name(self, helmapp: Mapping[str, Any]) -> str:
+        try:
+            return str(self._name(self._spec(helmapp), helmapp["metadata"]["name"]))
+        except Exception:
+            return super().release_name(helmapp)
+
+    def release_namespace(self, helmapp: Mapping[str, Any]) -> str:
+        try:
+            return str(self._ns(self._spec(helmapp)))
+        except Exception:
+            return super().release_namespace(helmapp)
+
+
+def spec_checker() -> SpecChecker:
+    api = _optional("helmops.api", "validate", "release_name", "release_namespace", "HelmAppSpec")
+    if api is None:
+        log.info("helmops.api not available: using basic spec checks")
+        return BasicSpec()
+    return ApiSpec(*api)
+
+
+def chart_fetcher(kube: Kube, driver: HelmDriver, cache: Path) -> ChartFetcher:
+    found = _optional("helmops.sources", "ChartSources", "ChartRequest", "auth_from_secret", "SourceError")
+    if found is None:
+        log.warning("helmops.sources not available: charts are fetched with helm pull")
+        return HelmPullFetcher(driver, cache)
+    sources_cls, req, auth, err = found
+    try:
+        sources = sources_cls(cache_dir=cache)
+    except TypeError:
+        sources = sources_cls()
+    return SourcesFetcher(kube, sources, req, auth, err)
+
+
+def values_renderer(api_client: Any) -> AssembleRenderer | PlainValues:
+    if _optional("helmops.values", "ClusterContext", "assemble", "ValuesError") is None:
+        log.warning("helmops.values not available: spec.helm.values is used verbatim")
+        return PlainValues()
+    return AssembleRenderer(api_client)

@@ -1,0 +1,150 @@
+"""HelmApp → the desired release on the local cluster (chart, values, helm options, fingerprint).
+
+The API, chart-source and values packages are used through the small Protocols below, so this module and
+its tests do not depend on their internals; ``deps.py`` wires the real implementations in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from helmops.helm.driver import ReleaseSpec
+from helmops.reconcile.fingerprint import fingerprint
+from helmops.reconcile.release import FINGERPRINT_LABEL, MANAGED_LABEL
+
+DEFAULT_MAX_HISTORY = 2  # Fleet's agent default when maxHistory is 0
+
+
+class DesiredError(Exception):
+    """The desired state cannot be computed (spec, chart or values); ``.retryable`` for transient causes."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class FetchedChart:
+    name: str
+    version: str
+    digest: str
+    path: Path
+
+
+class ChartFetcher(Protocol):
+    async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
+        """Resolve and download ``spec.helm`` (repo, chart, version; helmSecretName auth)."""
+        ...
+
+
+class ValuesRenderer(Protocol):
+    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> tuple[dict[str, Any], str]:
+        """(values, digest) for the local cluster. Raises DesiredError."""
+        ...
+
+
+class SpecChecker(Protocol):
+    def problems(self, helmapp: Mapping[str, Any]) -> list[str]: ...
+
+    def release_name(self, helmapp: Mapping[str, Any]) -> str: ...
+
+    def release_namespace(self, helmapp: Mapping[str, Any]) -> str: ...
+
+
+_INVALID = re.compile(r"[^a-z0-9.-]+")
+
+
+def derived_release_name(name: str) -> str:
+    """Fleet's rule: lower-case, invalid characters → '-', a short hash when changed, at most 53 chars."""
+    clean = _INVALID.sub("-", name.lower()).strip("-.") or "release"
+    if clean != name or len(clean) > 53:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:5]
+        clean = f"{clean[: 53 - 6].rstrip('-.')}-{digest}"
+    return clean
+
+
+class BasicSpec:
+    """Spec rules that hold whatever the API package says (used when it is not available)."""
+
+    def problems(self, helmapp: Mapping[str, Any]) -> list[str]:
+        helm = (helmapp.get("spec") or {}).get("helm") or {}
+        if not helm.get("chart"):
+            return ["spec.helm.chart is required"]
+        return []
+
+    def release_name(self, helmapp: Mapping[str, Any]) -> str:
+        helm = (helmapp.get("spec") or {}).get("helm") or {}
+        return str(helm.get("releaseName") or derived_release_name(helmapp["metadata"]["name"]))
+
+    def release_namespace(self, helmapp: Mapping[str, Any]) -> str:
+        spec = helmapp.get("spec") or {}
+        return str(spec.get("namespace") or spec.get("defaultNamespace") or "default")
+
+
+@dataclass(frozen=True)
+class Desired:
+    release: ReleaseSpec
+    fingerprint: str
+    chart: FetchedChart
+    values_digest: str
+
+
+def helm_options(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The options that shape the release (all in the fingerprint, as in Fleet's deployment ID)."""
+    helm = spec.get("helm") or {}
+    timeout = int(helm.get("timeoutSeconds") or 0)
+    return {
+        "atomic": bool(helm.get("atomic")),
+        "force": bool(helm.get("force")),
+        "takeOwnership": bool(helm.get("takeOwnership")),
+        "timeoutSeconds": max(0, timeout),
+        "waitForJobs": bool(helm.get("waitForJobs")),
+        "maxHistory": int(helm.get("maxHistory") or 0) or DEFAULT_MAX_HISTORY,
+        "skipSchemaValidation": bool(helm.get("skipSchemaValidation")),
+        "disableDNS": bool(helm.get("disableDNS")),
+        "serviceAccount": spec.get("serviceAccount") or "",
+        "forceSyncGeneration": int(spec.get("forceSyncGeneration") or 0),
+    }
+
+
+def build_release(
+    helmapp: Mapping[str, Any],
+    *,
+    release_name: str,
+    release_namespace: str,
+    chart: FetchedChart,
+    values: Mapping[str, Any],
+    values_digest: str,
+) -> Desired:
+    spec = helmapp.get("spec") or {}
+    opts = helm_options(spec)
+    fp = fingerprint(chart.digest, values_digest, {**opts, "release": f"{release_namespace}/{release_name}"})
+    release = ReleaseSpec(
+        name=release_name,
+        namespace=release_namespace,
+        chart_path=chart.path,
+        chart_version=chart.version,
+        values=dict(values),
+        labels={FINGERPRINT_LABEL: fp, MANAGED_LABEL: "helmops"},
+        atomic=opts["atomic"],
+        force=opts["force"],
+        take_ownership=opts["takeOwnership"],
+        timeout_seconds=opts["timeoutSeconds"],
+        wait_for_jobs=opts["waitForJobs"],
+        history_max=opts["maxHistory"],
+        skip_schema_validation=opts["skipSchemaValidation"],
+        create_namespace=True,
+        enable_dns=not opts["disableDNS"],
+        service_account=opts["serviceAccount"] or None,
+        description=f"helmops: chart {chart.name} {chart.version} ({chart.digest[:19]})",
+    )
+    return Desired(release=release, fingerprint=fp, chart=chart, values_digest=values_digest)

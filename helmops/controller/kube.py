@@ -1,0 +1,175 @@
+"""The controller's Kubernetes I/O (``kubernetes.aio``): HelmApps, finalizers, status, Events, namespaces."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes.aio import client as kclient
+from kubernetes.aio import config as _kconfig
+from kubernetes.aio.client.exceptions import ApiException
+
+from helmops.reconcile.release import KubeReleaseReader
+
+log = logging.getLogger("helmops.controller")
+kconfig: Any = _kconfig  # its loaders are untyped
+
+GROUP, VERSION, PLURAL, KIND = "fleet.cattle.io", "v1alpha1", "helmapps", "HelmApp"
+FINALIZER = "fleet.cattle.io/helmapp-finalizer"
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class Conflict(Exception):
+    """The object changed under us (resourceVersion test failed): requeue and re-read."""
+
+
+async def api_client(kubeconfig: Path | None) -> Any:
+    """--kubeconfig, else KUBECONFIG/~/.kube/config when present, else in-cluster."""
+    cfg = kclient.Configuration()
+    if kubeconfig is not None:
+        await kconfig.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    else:
+        try:
+            kconfig.load_incluster_config(client_configuration=cfg)
+        except kconfig.ConfigException:
+            await kconfig.load_kube_config(client_configuration=cfg)
+    return kclient.ApiClient(configuration=cfg)
+
+
+def _now() -> str:
+    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Kube:
+    def __init__(self, api: Any) -> None:
+        self.api = api
+        self.core: Any = kclient.CoreV1Api(api)
+        self.custom: Any = kclient.CustomObjectsApi(api)
+        self.releases = KubeReleaseReader(self.core)
+        self._instance = socket.gethostname()
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def get_helmapp(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = await self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(obj)
+
+    async def _json_patch(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
+        try:
+            await self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, ops, _content_type=JSON_PATCH
+            )
+        except ApiException as exc:
+            if exc.status in (409, 422):
+                raise Conflict(str(exc.reason)) from exc
+            if exc.status == 404:
+                return
+            raise
+
+    async def add_finalizer(self, obj: Mapping[str, Any]) -> None:
+        meta = obj["metadata"]
+        fins = list(meta.get("finalizers") or [])
+        if FINALIZER in fins:
+            return
+        rv = {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]}
+        op: dict[str, Any]
+        if fins:
+            op = {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}
+        else:
+            op = {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}
+        await self._json_patch(meta["namespace"], meta["name"], [rv, op])
+
+    async def remove_finalizer(self, obj: Mapping[str, Any]) -> None:
+        meta = obj["metadata"]
+        fins = list(meta.get("finalizers") or [])
+        if FINALIZER not in fins:
+            return
+        i = fins.index(FINALIZER)
+        ops = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+            {"op": "test", "path": f"/metadata/finalizers/{i}", "value": FINALIZER},
+            {"op": "remove", "path": f"/metadata/finalizers/{i}"},
+        ]
+        await self._json_patch(meta["namespace"], meta["name"], ops)
+
+    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any] | None:
+        try:
+            out = await self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, dict(patch), _content_type=MERGE_PATCH
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(out)
+
+    async def event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+        """A core/v1 Event on the HelmApp; failures to post are logged, never fatal."""
+        meta = obj["metadata"]
+        now = _now()
+        body: Any = kclient.CoreV1Event.from_dict(
+            {
+                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+                "involvedObject": {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": KIND,
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "uid": meta.get("uid"),
+                    "resourceVersion": meta.get("resourceVersion"),
+                },
+                "reason": reason,
+                "message": message[:1024],
+                "type": "Warning" if warning else "Normal",
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+                "source": {"component": "helmops"},
+                "reportingComponent": "helmops",
+                "reportingInstance": self._instance,
+            }
+        )
+        try:
+            await self.core.create_namespaced_event(meta["namespace"], body)
+        except (ApiException, ValueError) as exc:
+            log.warning("could not post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
+
+    async def delete_namespace(self, name: str) -> bool:
+        """True if a delete was issued (False when it is already gone)."""
+        try:
+            await self.core.delete_namespace(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            cm = await self.core.read_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(cm.data or {})
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """Secret data, base64 as stored."""
+        try:
+            s = await self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(s.data or {})

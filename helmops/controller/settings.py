@@ -1,0 +1,114 @@
+"""Process settings: flags and environment (Fleet's names where Fleet has them)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FLAG_ENV = "EXPERIMENTAL_HELM_OPS"
+ENABLE_HINT = (
+    "helmops is disabled: HelmApps are not reconciled. Set EXPERIMENTAL_HELM_OPS=true "
+    "or pass --enable-helmops to enable it."
+)
+
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def parse_bool(value: str | None) -> bool:
+    """Go's ``strconv.ParseBool``; anything it rejects counts as false (as Fleet treats the flag)."""
+    return value in _TRUE if value is not None else False
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key, "").strip()
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key, "").strip()
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        return default
+
+
+def parse_bind_address(addr: str, default_port: int) -> tuple[str, int]:
+    """``:8081`` / ``0.0.0.0:8081`` / ``8081`` → (host, port)."""
+    host, _, port = addr.rpartition(":") if ":" in addr else ("", "", addr)
+    try:
+        p = int(port)
+    except ValueError:
+        p = default_port
+    return (host or "0.0.0.0", p)
+
+
+@dataclass(frozen=True)
+class Settings:
+    enabled: bool = False
+    kubeconfig: Path | None = None
+    namespaces: Sequence[str] = ()
+    log_format: str = "text"
+    health_host: str = "0.0.0.0"
+    health_port: int = 8080
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 8081
+    workers: int = 1
+    helm_concurrency: int = 4
+    helm: str = "helm"
+    #: extra wait before a pending-* release not held by us is treated as abandoned.
+    pending_grace_seconds: float = 60.0
+    #: level-triggered re-check of in-sync HelmApps (one Secret list, no helm).
+    resync_seconds: float = 600.0
+    backoff_base_seconds: float = 5.0
+    backoff_cap_seconds: float = 300.0
+    #: how long helm gets after SIGTERM to mark its release failed.
+    helm_term_grace_seconds: float = 20.0
+    system_namespace: str = "cattle-fleet-system"
+    extra_protected_namespaces: Sequence[str] = field(default_factory=tuple)
+
+
+def from_env(
+    env: Mapping[str, str],
+    *,
+    enable_flag: bool = False,
+    kubeconfig: str | None = None,
+    namespaces: Sequence[str] = (),
+    log_format: str = "text",
+    health_port: int | None = None,
+    metrics_port: int | None = None,
+) -> Settings:
+    kc = kubeconfig or env.get("KUBECONFIG") or None
+    mhost, mport = parse_bind_address(env.get("HELMOPS_METRICS_BIND_ADDRESS", ":8081"), 8081)
+    if metrics_port is not None:
+        mport = metrics_port
+    helm = env.get("HELMOPS_HELM") or shutil.which("helm") or "helm"
+    return Settings(
+        enabled=enable_flag or parse_bool(env.get(FLAG_ENV)),
+        kubeconfig=Path(kc.split(os.pathsep)[0]) if kc else None,
+        namespaces=tuple(namespaces),
+        log_format=log_format,
+        health_port=health_port if health_port is not None else _int(env, "HELMOPS_HEALTH_PORT", 8080),
+        metrics_host=mhost,
+        metrics_port=mport,
+        workers=_int(env, "HELMOPS_RECONCILER_WORKERS", 1),
+        helm_concurrency=_int(env, "HELMOPS_HELM_CONCURRENCY", 4),
+        helm=helm,
+        pending_grace_seconds=_float(env, "HELMOPS_PENDING_GRACE_SECONDS", 60.0),
+        resync_seconds=_float(env, "HELMOPS_RESYNC_SECONDS", 600.0),
+        backoff_base_seconds=_float(env, "HELMOPS_BACKOFF_BASE_SECONDS", 5.0),
+        backoff_cap_seconds=_float(env, "HELMOPS_BACKOFF_CAP_SECONDS", 300.0),
+        helm_term_grace_seconds=_float(env, "HELMOPS_HELM_TERM_GRACE_SECONDS", 20.0),
+        system_namespace=env.get("NAMESPACE") or "cattle-fleet-system",
+    )
+
+
+__all__ = ["ENABLE_HINT", "FLAG_ENV", "Settings", "from_env", "parse_bind_address", "parse_bool"]
+_ = _FALSE
