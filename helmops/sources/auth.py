@@ -63,7 +63,7 @@ class RepoAuth:
     def __repr__(self) -> str:
         return (
             f"RepoAuth(username={self.username!r}, password={'***' if self.password else None}, "
-            f"ca_pem={'<%d bytes>' % len(self.ca_pem) if self.ca_pem else None}, "
+            f"ca_pem={f'<{len(self.ca_pem)} bytes>' if self.ca_pem else None}, "
             f"insecure_skip_verify={self.insecure_skip_verify}, plain_http={self.plain_http}, "
             f"pass_credentials={self.pass_credentials})"
         )

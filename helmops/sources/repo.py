@@ -1,0 +1,311 @@
+"""HTTP chart repositories (``index.yaml``) and chart archive downloads.
+
+The index of a busy repository is megabytes of YAML that every HelmApp pointing at it needs, so it is
+fetched once per (index URL, credentials) and kept for ``index_ttl`` seconds; after that it is revalidated
+with ``If-None-Match``/``If-Modified-Since`` so an unchanged index costs a 304.  Concurrent callers share one
+request.  Only what resolution needs (versions, URLs, digests) is kept from the parsed YAML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tarfile
+import time
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import yaml
+
+from .auth import RepoAuth
+from .cache import LRU, ChartStore, SingleFlight, sha256_hex
+from .errors import ChartNotFound, IntegrityError, InvalidChart, SourceError, VersionNotFound
+from .net import HttpClient, display_url, status_error
+from .versions import nearest, resolve
+
+__all__ = ["ChartVersionInfo", "HttpRepos", "RepoIndex", "chart_meta_from_tgz", "index_url", "parse_index"]
+
+_Loader: Any = getattr(yaml, "CBaseLoader", yaml.BaseLoader)  # all scalars stay strings: "1.10" != 1.1
+_PARSE_INLINE_BYTES = 256 << 10  # parse smaller indexes on the loop; bigger ones in a worker thread
+MAX_INDEX_BYTES = 256 << 20
+MAX_CHART_BYTES = 100 << 20
+
+
+@dataclass(frozen=True)
+class ChartVersionInfo:
+    name: str
+    version: str
+    urls: tuple[str, ...]
+    digest: str | None  # hex sha256 of the .tgz, when the index records it
+
+
+@dataclass
+class RepoIndex:
+    charts: dict[str, tuple[ChartVersionInfo, ...]]
+    size: int
+    etag: str | None = None
+    last_modified: str | None = None
+    fetched_at: float = 0.0
+
+
+def index_url(repo_url: str) -> str:
+    """``<repo>/index.yaml``, keeping any query string (signed URLs) as helm does."""
+    p = urlsplit(repo_url)
+    path = p.path if p.path.endswith("/") else p.path + "/"
+    return urlunsplit((p.scheme, p.netloc, path + "index.yaml", p.query, ""))
+
+
+def chart_url(repo_url: str, ref: str) -> str:
+    """Resolve an index ``urls[0]`` against the repository URL (relative URLs are common)."""
+    p = urlsplit(repo_url)
+    base = urlunsplit((p.scheme, p.netloc, p.path if p.path.endswith("/") else p.path + "/", p.query, ""))
+    resolved = urljoin(base, ref)
+    r = urlsplit(resolved)
+    if not r.query and p.query and urlsplit(ref).scheme == "":
+        resolved = urlunsplit((r.scheme, r.netloc, r.path, p.query, ""))
+    return resolved
+
+
+def parse_index(data: bytes, where: str) -> dict[str, tuple[ChartVersionInfo, ...]]:
+    """Blocking for big inputs.  Keeps only what resolution needs."""
+    try:
+        doc = yaml.load(data, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise SourceError(f"{where} is not a valid chart repository index: YAML error{at}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("entries", {}), dict):
+        raise SourceError(f"{where} is not a valid chart repository index: no entries map")
+    charts: dict[str, tuple[ChartVersionInfo, ...]] = {}
+    for name, versions in (doc.get("entries") or {}).items():
+        if not isinstance(versions, list):
+            continue
+        out: list[ChartVersionInfo] = []
+        for item in versions:
+            if not isinstance(item, dict) or not isinstance(item.get("version"), str):
+                continue
+            urls = item.get("urls")
+            digest = item.get("digest")
+            if isinstance(digest, str) and digest.startswith("sha256:"):
+                digest = digest[len("sha256:"):]
+            out.append(ChartVersionInfo(
+                name=str(name),
+                version=item["version"],
+                urls=tuple(u for u in urls if isinstance(u, str)) if isinstance(urls, list) else (),
+                digest=digest.lower() if isinstance(digest, str) and len(digest) == 64 else None,
+            ))
+        charts[str(name)] = tuple(out)
+    return charts
+
+
+def _usable_last_modified(headers: Mapping[str, str]) -> str | None:
+    """Last-Modified has one-second resolution: trust it only if the resource was older than the response.
+
+    Otherwise a second change within the same second would be answered 304 and missed.
+    """
+    lm, date = headers.get("Last-Modified"), headers.get("Date")
+    if not lm or not date:
+        return None
+    try:
+        return lm if parsedate_to_datetime(lm) < parsedate_to_datetime(date) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def chart_meta_from_tgz(data: bytes, where: str) -> tuple[str, str]:
+    """(name, version) from the top-level ``<dir>/Chart.yaml`` of a chart archive.  Blocking."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar:
+                parts = member.name.lstrip("./").split("/")
+                if member.isfile() and len(parts) == 2 and parts[1] == "Chart.yaml":
+                    f = tar.extractfile(member)
+                    if f is None:
+                        break
+                    meta = yaml.load(f.read(1 << 20), Loader=_Loader)
+                    if isinstance(meta, dict) and isinstance(meta.get("version"), str):
+                        return str(meta.get("name", parts[0])), meta["version"]
+                    break
+    except (tarfile.TarError, OSError, EOFError, yaml.YAMLError):
+        raise InvalidChart(f"{where} is not a helm chart archive (.tgz)") from None
+    raise InvalidChart(f"{where} is not a helm chart archive: no Chart.yaml with a version at its top level")
+
+
+@dataclass
+class _Download:
+    hex: str
+    etag: str | None
+    last_modified: str | None
+    fetched_at: float
+
+
+class HttpRepos:
+    """Index cache and chart downloads for HTTP(S) repositories and tarball URLs."""
+
+    def __init__(
+        self,
+        http: HttpClient,
+        store: ChartStore,
+        stats: MutableMapping[str, int],
+        *,
+        index_ttl: float,
+        max_index_entries: int = 64,
+        max_index_bytes: int = 512 << 20,
+    ) -> None:
+        self.http = http
+        self.store = store
+        self.stats = stats
+        self.index_ttl = index_ttl
+        self._indexes: LRU[tuple[str, str], RepoIndex] = LRU(max_index_entries, max_index_bytes)
+        self._index_flight: SingleFlight[tuple[str, str], RepoIndex] = SingleFlight()
+        self._downloads: LRU[tuple[str, str], _Download] = LRU(4096)
+        self._download_flight: SingleFlight[tuple[str, str], str] = SingleFlight()
+
+    # ---- index -------------------------------------------------------------------------------------
+
+    async def index(self, repo_url: str, auth: RepoAuth) -> RepoIndex:
+        url = index_url(repo_url)
+        key = (url, auth.identity)
+        cached = self._indexes.get(key)
+        if cached is not None and time.monotonic() - cached.fetched_at < self.index_ttl:
+            self.stats["index_cache_hits"] += 1
+            return cached
+        result, shared = await self._index_flight.do(key, lambda: self._refresh_index(key, repo_url, auth))
+        if shared:
+            self.stats["index_shared"] += 1
+        return result
+
+    async def _refresh_index(self, key: tuple[str, str], repo_url: str, auth: RepoAuth) -> RepoIndex:
+        url = key[0]
+        cached = self._indexes.get(key)
+        if cached is not None and time.monotonic() - cached.fetched_at < self.index_ttl:
+            return cached
+        headers = {"Accept": "application/x-yaml, text/yaml, */*"}
+        if cached is not None and cached.etag:
+            headers["If-None-Match"] = cached.etag
+        elif cached is not None and cached.last_modified:
+            headers["If-Modified-Since"] = cached.last_modified
+        self.stats["index_requests"] += 1
+        resp = await self.http.get(url, auth, credentials_for=repo_url, headers=headers,
+                                   max_bytes=MAX_INDEX_BYTES)
+        if resp.status == 304 and cached is not None:
+            self.stats["index_304"] += 1
+            cached.fetched_at = time.monotonic()
+            self._indexes.put(key, cached, cached.size)
+            return cached
+        if resp.status != 200:
+            err = status_error(resp.status, resp.reason, url, has_credentials=auth.has_credentials)
+            if isinstance(err, ChartNotFound):
+                err = ChartNotFound(f"chart repository {display_url(repo_url)} not found: {err}")
+            raise err
+        where = display_url(url)
+        if len(resp.body) > _PARSE_INLINE_BYTES:
+            charts = await asyncio.to_thread(parse_index, resp.body, where)
+        else:
+            charts = parse_index(resp.body, where)
+        entry = RepoIndex(
+            charts=charts,
+            size=len(resp.body),
+            etag=resp.headers.get("ETag"),
+            last_modified=_usable_last_modified(resp.headers),
+            fetched_at=time.monotonic(),
+        )
+        self._indexes.put(key, entry, entry.size)
+        return entry
+
+    async def pick(self, repo_url: str, chart: str, constraint: str, auth: RepoAuth) -> ChartVersionInfo:
+        idx = await self.index(repo_url, auth)
+        versions = idx.charts.get(chart)
+        where = display_url(repo_url)
+        if not versions:
+            raise ChartNotFound(f'chart "{chart}" not found in {where} repository')
+        chosen = resolve((v.version for v in versions), constraint)
+        if chosen is None:
+            shown = constraint.strip() or "*"
+            raise VersionNotFound(chart, shown, where, nearest([v.version for v in versions], constraint))
+        return next(v for v in versions if v.version == chosen)
+
+    # ---- downloads ----------------------------------------------------------------------------------
+
+    async def download(
+        self,
+        url: str,
+        auth: RepoAuth,
+        *,
+        credentials_for: str,
+        expect_hex: str | None = None,
+        revalidate_after: float | None = None,
+    ) -> str:
+        """Make sure the archive at ``url`` is in the store; returns its sha256 hex.
+
+        ``expect_hex`` (the index digest) both verifies the download and lets a stored copy skip the
+        network entirely.  ``revalidate_after`` (tarball URLs, whose content may change) re-checks the URL
+        with a conditional GET after that many seconds; repository chart versions are immutable.
+        """
+        if expect_hex and self.store.has(expect_hex):
+            self.stats["cache_hits"] += 1
+            return expect_hex
+        key = (url, auth.identity)
+        known = self._fresh_download(key, revalidate_after)
+        if known is not None:
+            self.stats["cache_hits"] += 1
+            return known
+        hex_digest, shared = await self._download_flight.do(
+            key, lambda: self._download(key, auth, credentials_for, expect_hex, revalidate_after)
+        )
+        if shared:
+            self.stats["download_shared"] += 1
+        return hex_digest
+
+    def _fresh_download(self, key: tuple[str, str], revalidate_after: float | None) -> str | None:
+        known = self._downloads.get(key)
+        if known is None or not self.store.has(known.hex):
+            return None
+        if revalidate_after is not None and time.monotonic() - known.fetched_at >= revalidate_after:
+            return None
+        return known.hex
+
+    async def _download(
+        self,
+        key: tuple[str, str],
+        auth: RepoAuth,
+        credentials_for: str,
+        expect_hex: str | None,
+        revalidate_after: float | None,
+    ) -> str:
+        url = key[0]
+        if expect_hex and self.store.has(expect_hex):
+            return expect_hex
+        fresh = self._fresh_download(key, revalidate_after)
+        if fresh is not None:
+            return fresh
+        known = self._downloads.get(key)
+        headers: dict[str, str] = {}
+        if known is not None and self.store.has(known.hex):
+            if known.etag:
+                headers["If-None-Match"] = known.etag
+            elif known.last_modified:
+                headers["If-Modified-Since"] = known.last_modified
+        self.stats["chart_downloads"] += 1
+        resp = await self.http.get(url, auth, credentials_for=credentials_for, headers=headers,
+                                   max_bytes=MAX_CHART_BYTES)
+        if resp.status == 304 and known is not None:
+            self.stats["chart_304"] += 1
+            known.fetched_at = time.monotonic()
+            return known.hex
+        if resp.status != 200:
+            raise status_error(resp.status, resp.reason, url, has_credentials=auth.has_credentials,
+                               what="download chart from")
+        hex_digest = sha256_hex(resp.body)
+        if expect_hex and hex_digest != expect_hex:
+            raise IntegrityError(
+                f"chart downloaded from {display_url(url)} has digest sha256:{hex_digest}, "
+                f"but the repository index says sha256:{expect_hex}"
+            )
+        await asyncio.to_thread(self.store.put, resp.body)
+        self._downloads.put(key, _Download(hex_digest, resp.headers.get("ETag"),
+                                           _usable_last_modified(resp.headers), time.monotonic()))
+        return hex_digest
