@@ -111,7 +111,7 @@ def _finish(
     values: dict[str, Any], sources: list[ValueSource], secret_paths: dict[Path, str], ctx: ClusterContext
 ) -> RenderedValues:
     try:
-        canonical = yamlio.normalize(values)
+        canonical = yamlio.sort_keys(yamlio.normalize(values))
     except yamlio.YamlError as err:
         raise _fail(ctx, f"values cannot be passed to Helm: {err}") from None
     text = yamlio.dump(canonical)

@@ -85,6 +85,15 @@ def normalize(value: Any, _budget: list[int] | None = None) -> Any:
     raise YamlError(f"unsupported YAML value of type {type(value).__name__}", None, None)
 
 
+def sort_keys(value: Any) -> Any:
+    """The same structure with every map's keys in sorted order (as the YAML is written)."""
+    if isinstance(value, dict):
+        return {k: sort_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [sort_keys(v) for v in value]
+    return value
+
+
 def load(text: str) -> Any:
     """Parse one YAML document; an empty document is None."""
     try:
