@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import aiohttp
+from multidict import CIMultiDict
 
 from .auth import RepoAuth, same_origin
 from .errors import AuthError, ChartNotFound, SourceError, SourceUnavailable, TLSError
@@ -78,7 +79,8 @@ def find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException |
         seen.add(id(cur))
         if isinstance(cur, kind):
             return cur
-        stack.extend([cur.__cause__, cur.__context__, getattr(cur, "reason", None), *cur.args])
+        stack.extend([cur.__cause__, cur.__context__, getattr(cur, "reason", None),
+                      getattr(cur, "os_error", None), *cur.args])
     return None
 
 
@@ -108,7 +110,7 @@ def network_error(exc: BaseException, url: str, timeout: float) -> SourceError:
     timed_out = isinstance(exc, TimeoutError) or "timed out" in text.lower()
     if timed_out or "Timeout" in type(exc).__name__:
         return SourceUnavailable(f"failed to fetch {where}: timeout after {timeout:g}s")
-    if "Connection refused" in text or isinstance(exc, ConnectionRefusedError):
+    if "Connection refused" in text or find_cause(exc, ConnectionRefusedError) is not None:
         return SourceUnavailable(f"failed to fetch {where}: connection refused")
     return SourceUnavailable(f"failed to fetch {where}: {type(exc).__name__}")
 
@@ -118,7 +120,7 @@ class HttpResponse:
     status: int
     reason: str
     url: str  # after redirects
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # case-insensitive
     body: bytes
 
 
@@ -193,7 +195,7 @@ class HttpClient:
                     body = b""
                     if resp.status == 200:
                         body = await _read_limited(resp, max_bytes, current)
-                    return HttpResponse(resp.status, resp.reason or "", current, dict(resp.headers), body)
+                    return HttpResponse(resp.status, resp.reason or "", current, CIMultiDict(resp.headers), body)
             except SourceError:
                 raise
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
