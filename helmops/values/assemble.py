@@ -21,7 +21,9 @@ float64 (so 1000000 renders as `1e+06`); we keep integers as integers.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
@@ -76,12 +78,35 @@ def _yaml_problem(err: yamlio.YamlError) -> str:
     return str(err)
 
 
+_KEY_LINE = re.compile(r"^(\s*)(?:- )?(['\"]?)([^'\"#:\s][^:]*?)\2:(?: |$)")
+
+
+def key_path_at(document: str, line: int) -> str | None:
+    """The dotted key path whose entry holds `line` (1-based) of a YAML document written by `yamlio.dump`.
+
+    Line numbers of the values template refer to that generated document, not to the HelmApp manifest, so
+    errors also name the key the user wrote.
+    """
+    stack: list[tuple[int, str]] = []
+    for text in document.splitlines()[:line]:
+        match = _KEY_LINE.match(text)
+        if not match:
+            continue
+        indent = len(match.group(1)) + (2 if text.lstrip().startswith("- ") else 0)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, match.group(3)))
+    return ".".join(k for _, k in stack) or None
+
+
 def _render_values(values: dict[str, Any], ctx: ClusterContext, data: dict[str, Any]) -> dict[str, Any]:
     source = yamlio.dump(values)
     try:
         rendered = render_template(source, data, name="values")
     except TemplateError as err:
-        raise _fail(ctx, f"failed to render values: {err}") from None
+        where = key_path_at(source, err.line) if err.line else None
+        at = f" (at {where})" if where else ""
+        raise _fail(ctx, f"failed to render values{at}: {err}") from None
     try:
         parsed = yamlio.load(rendered)
     except yamlio.YamlError as err:
@@ -116,9 +141,7 @@ def _finish(
         raise _fail(ctx, f"values cannot be passed to Helm: {err}") from None
     text = yamlio.dump(canonical)
     digest = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return RenderedValues(
-        values=canonical, yaml=text, digest=digest, sources=sources, secret_paths=secret_paths
-    )
+    return RenderedValues(values=canonical, yaml=text, digest=digest, sources=sources, secret_paths=secret_paths)
 
 
 def _inline(
@@ -137,9 +160,7 @@ def _inline(
         if not isinstance(target_values, Mapping):
             raise _fail(ctx, f"target {target.get('name') or '(unnamed)'}: helm.values must be a map")
         if target_values:
-            sources.append(
-                ValueSource("target", str(target.get("name") or "(unnamed)"), tuple(sorted(target_values)))
-            )
+            sources.append(ValueSource("target", str(target.get("name") or "(unnamed)"), tuple(sorted(target_values))))
     else:
         helm = merge_target_options(helm_options, {})
     try:
@@ -165,9 +186,7 @@ def _inline(
     target_name = str((target or {}).get("name") or "(unnamed)")
     for key in sorted(template_values):
         values[key] = _render_template_value(key, template_values[key], ctx, ctx.template_data())
-        sources.append(
-            ValueSource("templateValues", key, (key,), origin=target_name if key in target_tv else None)
-        )
+        sources.append(ValueSource("templateValues", key, (key,), origin=target_name if key in target_tv else None))
     return helm, values, sources
 
 
@@ -245,13 +264,12 @@ async def assemble(
     `valuesFrom` is configured. Raises `ValuesError` (naming the cluster; `.retryable` set for problems with
     the referenced objects).
     """
-    helm, values, sources = _inline(helm_options, ctx, target)
+    # Rendering is CPU work bounded by the template budget; keep it off the event loop.
+    helm, values, sources = await asyncio.to_thread(_inline, helm_options, ctx, target)
     secret_paths: dict[Path, str] = {}
     entries = helm.get("valuesFrom") or []
     if entries and reader is None:
-        raise _fail(
-            ctx, "valuesFrom is set but no reader for the downstream cluster was given", retryable=True
-        )
+        raise _fail(ctx, "valuesFrom is set but no reader for the downstream cluster was given", retryable=True)
     for entry in entries:
         if not isinstance(entry, Mapping):
             raise _fail(ctx, "valuesFrom entries must be maps")

@@ -42,9 +42,7 @@ def _text(noun: str, namespace: str, name: str, key: str, raw: Any, *, encoded: 
             raise TypeError
         return data.decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, TypeError):
-        raise ValuesError(
-            f"valuesFrom {noun} {namespace}/{name} key {key} is not UTF-8 text", retryable=True
-        ) from None
+        raise ValuesError(f"valuesFrom {noun} {namespace}/{name} key {key} is not UTF-8 text", retryable=True) from None
 
 
 class KubeValuesFromReader:
@@ -83,8 +81,7 @@ class KubeValuesFromReader:
                 retryable=True,
             ) from None
         data = {
-            key: _text("secret", namespace, name, key, value, encoded=True)
-            for key, value in (obj.data or {}).items()
+            key: _text("secret", namespace, name, key, value, encoded=True) for key, value in (obj.data or {}).items()
         }
         version = obj.metadata.resource_version if obj.metadata is not None else None
         return data, str(version or "")

@@ -38,9 +38,7 @@ from .errors import TemplateError
 
 DELIMITERS: Final = ("${", "}")
 
-_CLOCK = (
-    "it reads the controller's clock or time zone, so the rendered values would change between reconciles"
-)
+_CLOCK = "it reads the controller's clock or time zone, so the rendered values would change between reconciles"
 _RANDOM = "it is random, so every reconcile would render different values and redeploy the release"
 _HOST = "it reads the controller's environment, files or network, which a values template must not see"
 
@@ -282,9 +280,7 @@ def _syntax_error(err: gotpl.TemplateSyntaxError, name: str) -> TemplateError:
             text = f'function "{fn}" is not allowed in helmops values templates: {reason}'
         else:
             text = f'function "{fn}" not defined'
-    return TemplateError(
-        f"template: {name}:{err.line}:{err.column}: {text}", line=err.line, column=err.column
-    )
+    return TemplateError(f"template: {name}:{err.line}:{err.column}: {text}", line=err.line, column=err.column)
 
 
 def _execution_error(err: gotpl.TemplateExecutionError, name: str) -> TemplateError:
@@ -338,9 +334,7 @@ def compile_template(source: str, *, name: str = "values") -> gotpl.Template:
     if cached is not None:
         return cached
     if len(source) > MAX_SOURCE_CHARS:
-        raise TemplateError(
-            f"template: {name}: template is {len(source)} characters, limit {MAX_SOURCE_CHARS}"
-        )
+        raise TemplateError(f"template: {name}: template is {len(source)} characters, limit {MAX_SOURCE_CHARS}")
     try:
         compiled = gotpl.Template(
             source,

@@ -69,9 +69,7 @@ def normalize(value: Any, _budget: list[int] | None = None) -> Any:
     budget = [MAX_DOCUMENT_UNITS] if _budget is None else _budget
     budget[0] -= 1 + (len(value) if isinstance(value, str) else 0)
     if budget[0] < 0:
-        raise YamlError(
-            f"document too large once aliases are expanded (limit {MAX_DOCUMENT_UNITS} units)", None, None
-        )
+        raise YamlError(f"document too large once aliases are expanded (limit {MAX_DOCUMENT_UNITS} units)", None, None)
     if isinstance(value, Mapping):
         return {_key(k): normalize(v, budget) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -145,7 +145,7 @@ def test_target_overrides_merge_before_templating() -> None:
         ),
         (
             {"values": {"a": 1, "b": "${ .ClusterLabels.tier }"}},
-            "cluster c1 in namespace fleet-default: failed to render values: template: values:2:",
+            "cluster c1 in namespace fleet-default: failed to render values (at b): template: values:2:",
         ),
         (
             {"templateValues": {"x": "a: b: c"}},
@@ -309,3 +309,19 @@ async def test_billion_laughs_in_a_configmap_is_rejected() -> None:
         await assemble(
             {"valuesFrom": [{"configMapKeyRef": {"name": "bomb"}}]}, CTX, release_namespace="ns", reader=reader
         )
+
+
+def test_values_template_errors_name_the_key() -> None:
+    helm = {"values": {"a": 1, "image": {"repo": "x", "tag": "${ .ClusterLabels.tier }"}}}
+    with pytest.raises(ValuesError) as info:
+        render_inline(helm, CTX)
+    assert str(info.value).startswith(
+        "cluster c1 in namespace fleet-default: failed to render values (at image.tag): template: values:4:"
+    )
+
+
+async def test_assemble_equals_render_inline_without_values_from() -> None:
+    helm = {"values": {"a": "${ .ClusterName }"}, "templateValues": {"b": "${ .ClusterLabels.env }"}}
+    inline = render_inline(helm, CTX)
+    full = await assemble(helm, CTX, release_namespace="ns", reader=None)
+    assert (inline.yaml, inline.digest, inline.sources) == (full.yaml, full.digest, full.sources)
