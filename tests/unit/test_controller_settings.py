@@ -1,0 +1,126 @@
+"""Feature flag, settings, CLI parsing, the work queue, namespace protection, event filtering."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from helmops.cli.main import build_parser
+from helmops.controller.app import _trigger
+from helmops.controller.desired import derived_release_name, helm_options
+from helmops.controller.queue import WorkQueue
+from helmops.controller.reconciler import namespace_deletable
+from helmops.controller.settings import from_env, parse_bind_address, parse_bool
+
+
+@pytest.mark.parametrize("v", ["1", "t", "T", "TRUE", "true", "True"])
+def test_flag_true(v: str) -> None:
+    assert parse_bool(v) and from_env({"EXPERIMENTAL_HELM_OPS": v}).enabled
+
+
+@pytest.mark.parametrize("v", [None, "", "0", "false", "yes", "on", "tRuE", " true", "2"])
+def test_flag_false(v: str | None) -> None:
+    env = {} if v is None else {"EXPERIMENTAL_HELM_OPS": v}
+    assert not from_env(env).enabled
+
+
+def test_flag_cli_overrides() -> None:
+    assert from_env({}, enable_flag=True).enabled
+
+
+def test_settings_from_env() -> None:
+    s = from_env(
+        {
+            "HELMOPS_RECONCILER_WORKERS": "7",
+            "HELMOPS_HELM_CONCURRENCY": "3",
+            "HELMOPS_HELM": "/x/helm",
+            "HELMOPS_METRICS_BIND_ADDRESS": "127.0.0.1:9999",
+            "KUBECONFIG": "/a:/b",
+        },
+    )
+    assert (s.workers, s.helm_concurrency, s.helm) == (7, 3, "/x/helm")
+    assert (s.metrics_host, s.metrics_port) == ("127.0.0.1", 9999)
+    assert str(s.kubeconfig) == "/a"
+    assert from_env({"HELMOPS_RECONCILER_WORKERS": "0"}).workers == 1
+    assert from_env({}, kubeconfig="/k").kubeconfig is not None
+    assert parse_bind_address(":8081", 1) == ("0.0.0.0", 8081)
+
+
+def test_cli_run_flags() -> None:
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--kubeconfig",
+            "/k",
+            "-n",
+            "a",
+            "--namespace",
+            "b",
+            "--enable-helmops",
+            "--log-format",
+            "json",
+            "--health-port",
+            "1",
+            "--metrics-port",
+            "2",
+        ]
+    )
+    assert args.command == "run" and args.namespace == ["a", "b"] and args.enable_helmops
+    assert (args.log_format, args.health_port, args.metrics_port) == ("json", 1, 2)
+    assert not build_parser().parse_args(["run"]).enable_helmops
+
+
+@pytest.mark.parametrize(
+    ("ns", "ok"),
+    [
+        ("app", True),
+        ("default", False),
+        ("kube-system", False),
+        ("kube-public", False),
+        ("cattle-fleet-system", False),
+        ("fleet-local", False),
+        ("fleet-default", False),
+        ("cattle-fleet-clusters-system", False),
+        ("helmops-system", False),
+        ("", False),
+    ],
+)
+def test_namespace_deletable(ns: str, ok: bool) -> None:
+    assert namespace_deletable(ns, own="helmops-system") is ok
+
+
+def test_release_name_and_options() -> None:
+    assert derived_release_name("hello") == "hello"
+    weird = derived_release_name("Hello_World")
+    assert weird.startswith("hello-world-") and len(weird) <= 53
+    assert len(derived_release_name("x" * 80)) <= 53
+    opts = helm_options({"helm": {"maxHistory": 0, "timeoutSeconds": -5}})
+    assert opts["maxHistory"] == 2 and opts["timeoutSeconds"] == 0
+
+
+def test_status_only_changes_do_not_trigger() -> None:
+    a = {"metadata": {"generation": 1, "labels": {"x": "1"}}, "status": {"a": 1}}
+    b = {"metadata": {"generation": 1, "labels": {"x": "1"}}, "status": {"a": 2}}
+    assert _trigger(a) == _trigger(b)
+    assert _trigger(a) != _trigger({"metadata": {"generation": 2, "labels": {"x": "1"}}})
+    assert _trigger(a) != _trigger({"metadata": {"generation": 1, "labels": {"x": "1"}, "deletionTimestamp": "t"}})
+
+
+async def test_queue_dedup_dirty_and_delay() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("a")
+    q.add("a")
+    assert len(q) == 1
+    key = await q.get()
+    q.add("a")  # while processing: re-run after done
+    assert len(q) == 0
+    q.done(key)
+    assert len(q) == 1
+    assert await q.get() == "a"
+    q.done("a")
+    q.add_after("b", 0.05)
+    q.add_after("b", 10)  # the earlier time wins
+    got = await asyncio.wait_for(q.get(), 2)
+    assert got == "b"
+    q.close()
