@@ -23,7 +23,7 @@ import functools
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -105,7 +105,7 @@ BUDGET: Final = gotpl.ExecutionBudget(
 #: Largest single value a function may return (characters of a string, or nodes + characters of a list/map).
 MAX_VALUE_UNITS: Final = 1_000_000
 #: Sum over all function results measured in one render.
-MAX_TOTAL_UNITS: Final = 16_000_000
+MAX_TOTAL_UNITS: Final = 8_000_000
 #: Longest template source accepted (characters).
 MAX_SOURCE_CHARS: Final = 4_000_000
 
@@ -128,7 +128,7 @@ def _measure(value: object, limit: int) -> int:
     """Size of `value` in units, counting shared sub-structures once per path; stops once past `limit`.
 
     Counting paths rather than objects is the point: `list $l $l` repeated 60 times builds only 60 objects,
-    but printing it would produce 2**60 elements.
+    but printing it would produce 2**60 elements. Each node costs 1 unit, each string character 1 more.
     """
     total = 0
     stack: list[object] = [value]
@@ -137,14 +137,22 @@ def _measure(value: object, limit: int) -> int:
         total += 1
         if isinstance(item, str | bytes | bytearray):
             total += len(item)
-        elif isinstance(item, Mapping):
-            total += len(item)
-            for key, sub in item.items():
-                if isinstance(key, str):
-                    total += len(key)
-                stack.append(sub)
+            continue
+        if isinstance(item, Mapping):
+            children: Iterable[object] = item.values()
+            total += sum(len(k) if isinstance(k, str) else 1 for k in item)
         elif isinstance(item, list | tuple | set | frozenset):
-            stack.extend(item)
+            children = item
+        else:
+            continue
+        for sub in children:
+            kind = type(sub)
+            if kind is str:
+                total += 1 + len(sub)  # type: ignore[arg-type]
+            elif kind is int or kind is float or kind is bool or sub is None:
+                total += 1
+            else:
+                stack.append(sub)
         if total > limit:
             return total
     return total
