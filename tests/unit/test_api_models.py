@@ -1,0 +1,205 @@
+"""The API models read every valid manifest and write it back unchanged, and reject the invalid ones."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from helmops.api import Cluster, ClusterGroup, HelmApp, HelmAppStatus, problems_from_validation_error
+from helmops.api.models import HelmAppSpec
+
+_spec = importlib.util.spec_from_file_location(
+    "helmops_manifest_corpus", Path(__file__).parents[1] / "manifests" / "corpus.py"
+)
+assert _spec and _spec.loader
+corpus = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = corpus
+_spec.loader.exec_module(corpus)
+
+VALID = corpus.load("valid")
+INVALID = corpus.load("invalid")
+CLUSTERS = corpus.load("clusters")
+
+
+def test_corpora_are_big_enough() -> None:
+    assert len(VALID) >= 15
+    assert len(INVALID) >= 15
+    assert all(m.expect for m in INVALID), "every invalid manifest names the field it gets wrong"
+
+
+@pytest.mark.parametrize("manifest", VALID, ids=lambda m: m.id)
+def test_valid_manifest_round_trips(manifest: Any) -> None:
+    app = HelmApp.model_validate(manifest.doc)
+    assert app.model_dump(by_alias=True, exclude_unset=True, mode="json") == manifest.doc
+    assert app.to_dict() == manifest.doc
+
+
+@pytest.mark.parametrize("manifest", INVALID, ids=lambda m: m.id)
+def test_invalid_manifest_is_rejected_naming_the_field(manifest: Any) -> None:
+    with pytest.raises(ValidationError) as caught:
+        HelmApp.model_validate(manifest.doc)
+    paths = [p.path for p in problems_from_validation_error(caught.value)]
+    assert any(path == manifest.expect or path.startswith(manifest.expect + ".") for path in paths), paths
+
+
+@pytest.mark.parametrize("manifest", CLUSTERS, ids=lambda m: m.id)
+def test_cluster_objects_parse(manifest: Any) -> None:
+    model = Cluster if manifest.doc["kind"] == "Cluster" else ClusterGroup
+    obj = model.model_validate(manifest.doc)
+    assert obj.metadata.name == manifest.name
+    assert obj.metadata.labels == manifest.doc["metadata"].get("labels", {})
+
+
+def test_cluster_fields() -> None:
+    doc = next(m.doc for m in CLUSTERS if m.id == "cluster-downstream")
+    cluster = Cluster.model_validate(doc)
+    assert cluster.spec.kube_config_secret == "downstream-kubeconfig"
+    assert cluster.spec.kube_config_secret_namespace == "fleet-default"
+    assert cluster.spec.template_values == {
+        "replicas": 3,
+        "ingress": {"host": "downstream.example.com"},
+        "list": ["a", "b"],
+    }
+    assert cluster.spec.paused is False
+    group = ClusterGroup.model_validate(next(m.doc for m in CLUSTERS if m.id == "clustergroup-prod"))
+    assert group.spec.selector is not None
+    assert group.spec.selector.matches({"env": "prod", "region": "us-east-1"})
+    assert not group.spec.selector.matches({"env": "prod", "region": "ap-south-1"})
+
+
+def test_python_names_and_wire_names() -> None:
+    app = HelmApp.model_validate(next(m.doc for m in VALID if m.id == "16-helm-options"))
+    helm = app.spec.helm
+    assert helm.disable_dns and helm.skip_schema_validation and helm.wait_for_jobs
+    assert helm.release_name == "a2345678901234567890123456789012345678901234567890123"
+    # Built from Python names, dumped with Fleet's names (including the non-camelCase ones).
+    spec = HelmAppSpec(
+        helm={"chart": "x", "disable_dns": True},  # type: ignore[arg-type]
+        insecure_skip_tls_verify=True,
+        delete_crd_resources=True,
+        polling_interval="5m",
+    )
+    assert spec.to_dict() == {
+        "helm": {"chart": "x", "disableDNS": True},
+        "insecureSkipTLSVerify": True,
+        "deleteCRDResources": True,
+        "pollingInterval": "5m",
+    }
+
+
+def test_unset_fields_have_fleet_zero_values() -> None:
+    app = HelmApp.model_validate(next(m.doc for m in VALID if m.id == "20-minimal"))
+    assert app.spec.targets == []
+    assert app.spec.paused is False
+    assert app.spec.namespace is None
+    assert app.spec.helm.version is None
+    assert app.spec.correct_drift.enabled is False
+    assert app.status is None
+
+
+def test_unknown_fields_are_dropped_like_the_api_server_prunes_them() -> None:
+    doc = {"spec": {"helm": {"chart": "x", "notAField": 1}, "alsoNot": True}}
+    assert HelmApp.model_validate(doc).to_dict() == {"spec": {"helm": {"chart": "x"}}}
+
+
+def test_strict_types_match_the_api_server() -> None:
+    for bad in ({"paused": "true"}, {"helm": {"timeoutSeconds": "30"}}, {"helm": {"maxHistory": True}}):
+        with pytest.raises(ValidationError):
+            HelmAppSpec.model_validate(bad)
+
+
+@pytest.mark.parametrize("value", ["0", "5m", "1h30m", "1.5s", "300ms", "10us", "10µs", "2562047h"])
+def test_polling_interval_accepted(value: str) -> None:
+    assert HelmAppSpec.model_validate({"pollingInterval": value}).polling_interval == value
+
+
+@pytest.mark.parametrize("value", ["", "5", "1d", "-5m", "+5m", "5 m", "2562048h", "1w", "m5"])
+def test_polling_interval_rejected(value: str) -> None:
+    with pytest.raises(ValidationError):
+        HelmAppSpec.model_validate({"pollingInterval": value})
+
+
+FLEET_STATUS: dict[str, Any] = {
+    "conditions": [
+        {
+            "type": "Ready",
+            "status": "False",
+            "lastUpdateTime": "2026-01-02T03:04:05Z",
+            "lastTransitionTime": "2026-01-02T03:04:05Z",
+            "reason": "NotReady",
+            "message": "NotReady(1) [Bundle hello: not ready]",
+        },
+        {"type": "Accepted", "status": "True"},
+    ],
+    "summary": {
+        "notReady": 1,
+        "ready": 1,
+        "desiredReady": 2,
+        "nonReadyResources": [
+            {
+                "name": "hello",
+                "bundleState": "NotReady",
+                "message": "waiting",
+                "modifiedStatus": [
+                    {"kind": "ConfigMap", "apiVersion": "v1", "namespace": "n", "name": "c", "missing": True}
+                ],
+                "nonReadyStatus": [
+                    {
+                        "uid": "u",
+                        "kind": "Deployment",
+                        "apiVersion": "apps/v1",
+                        "namespace": "n",
+                        "name": "d",
+                        "summary": {"state": "in-progress", "transitioning": True, "message": ["x"]},
+                    }
+                ],
+            }
+        ],
+    },
+    "display": {"readyBundleDeployments": "1/2", "state": "NotReady", "message": "waiting", "error": False},
+    "readyClusters": 1,
+    "desiredReadyClusters": 2,
+    "resources": [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "type": "configmap",
+            "id": "n/c",
+            "namespace": "n",
+            "name": "c",
+            "state": "Ready",
+            "error": False,
+            "transitioning": False,
+            "incompleteState": False,
+            "perClusterState": {"ready": ["fleet-default/a"], "notReady": ["fleet-default/b"]},
+        }
+    ],
+    "resourceCounts": {"ready": 1, "desiredReady": 2, "notReady": 1},
+    "perClusterResourceCounts": {"fleet-default/a": {"ready": 1, "desiredReady": 1}},
+    "version": "0.1.0",
+    "lastPollingTriggered": "2026-01-02T03:04:05Z",
+    "observedGeneration": 4,
+}
+
+
+def test_status_round_trips() -> None:
+    status = HelmAppStatus.model_validate(FLEET_STATUS)
+    assert status.to_dict() == FLEET_STATUS
+    assert status.conditions[0].type == "Ready"
+    assert status.display.ready_bundle_deployments == "1/2"
+    assert status.per_cluster_resource_counts["fleet-default/a"].ready == 1
+    app = HelmApp.model_validate({"spec": {"helm": {"chart": "x"}}, "status": FLEET_STATUS})
+    assert app.to_dict()["status"] == FLEET_STATUS
+
+
+def test_status_written_by_python_always_carries_what_fleets_schema_requires() -> None:
+    from helmops.api.models import ResourceSummaryEntry
+
+    entry = ResourceSummaryEntry(kind="ConfigMap", name="c")
+    dumped = HelmAppStatus(resources=[entry]).model_dump(by_alias=True, mode="json", exclude_none=True)
+    assert "perClusterState" in dumped["resources"][0]
