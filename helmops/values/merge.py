@@ -7,7 +7,7 @@ so this module does not depend on the API models. Rules (fleet-helmops.md §1.3)
 * `timeoutSeconds` overrides when > 0 and resets to 0 when < 0;
 * `values` deep-merged (maps merge key by key, anything else replaces; an explicit `null` replaces too, which
   Helm later reads as "delete this key");
-* `templateValues` merged key by key; `valuesFrom` and `valuesFiles` appended;
+* `templateValues` merged key by key; `valuesFrom` appended (`valuesFiles` is not merged, as in Fleet);
 * `force`, `takeOwnership`, `atomic`, `disablePreProcess`, `waitForJobs`, `disableDNS` OR-ed;
 * `maxHistory`, `skipSchemaValidation`, `disableDependencyUpdate` are not taken from targets.
 """
@@ -20,11 +20,11 @@ from typing import Any
 
 _STRING_FIELDS = ("chart", "repo", "version", "releaseName")
 _OR_FIELDS = ("force", "takeOwnership", "atomic", "disablePreProcess", "waitForJobs", "disableDNS")
-_APPENDED_FIELDS = ("valuesFrom", "valuesFiles")
+_APPENDED_FIELDS = ("valuesFrom",)
 
 # BundleDeploymentOptions-level fields (outside `helm`) with the same rules.
 _OPTION_STRING_FIELDS = ("defaultNamespace", "namespace", "serviceAccount")
-_OPTION_OR_FIELDS = ("keepResources", "deleteCRDResources", "deleteNamespace")
+_OPTION_OR_FIELDS = ("keepResources",)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,8 +80,10 @@ def merge_target_options(root_helm: Mapping[str, Any] | None, target: Mapping[st
 
 
 def merge_deployment_options(root: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
-    """Fleet's merge of the BundleDeploymentOptions fields a HelmApp spec and a target both carry
-    (`defaultNamespace`, `namespace`, `serviceAccount`, booleans, `helm`)."""
+    """Fleet's merge of the BundleDeploymentOptions fields a HelmApp spec and a target both carry:
+    `defaultNamespace`/`namespace`/`serviceAccount` (non-empty wins), `keepResources` (OR-ed),
+    `forceSyncGeneration` (> 0 wins), `correctDrift` (replaced when given), `diff.comparePatches` (appended)
+    and `helm`. Other fields keep the root's value."""
     result: dict[str, Any] = copy.deepcopy(dict(root))
     for name in _OPTION_STRING_FIELDS:
         if target.get(name):
@@ -89,6 +91,19 @@ def merge_deployment_options(root: Mapping[str, Any], target: Mapping[str, Any])
     for name in _OPTION_OR_FIELDS:
         if target.get(name):
             result[name] = True
+    generation = target.get("forceSyncGeneration")
+    if isinstance(generation, int) and not isinstance(generation, bool) and generation > 0:
+        result["forceSyncGeneration"] = generation
+    if target.get("correctDrift") is not None:
+        result["correctDrift"] = copy.deepcopy(target["correctDrift"])
+    target_diff = target.get("diff")
+    if isinstance(target_diff, Mapping):
+        diff = dict(result.get("diff") or {})
+        diff["comparePatches"] = [
+            *(diff.get("comparePatches") or []),
+            *copy.deepcopy(list(target_diff.get("comparePatches") or [])),
+        ]
+        result["diff"] = diff
     if target.get("helm") is not None or root.get("helm") is not None:
         result["helm"] = merge_target_options(root.get("helm"), target)
     return result

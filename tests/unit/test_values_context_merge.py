@@ -139,6 +139,28 @@ def test_merge_without_root_helm_and_without_target_helm() -> None:
     assert merge_target_options(ROOT, {"name": "t"}) == ROOT
 
 
+def test_values_files_are_not_merged_from_targets() -> None:
+    merged = merge_target_options({"valuesFiles": ["a.yaml"]}, {"helm": {"valuesFiles": ["b.yaml"]}})
+    assert merged == {"valuesFiles": ["a.yaml"]}
+
+
+def test_merge_deployment_options_other_fields() -> None:
+    root = {"forceSyncGeneration": 2, "deleteNamespace": False, "diff": {"comparePatches": [{"kind": "A"}]}}
+    target = {
+        "forceSyncGeneration": 5,
+        "deleteNamespace": True,
+        "correctDrift": {"enabled": True},
+        "diff": {"comparePatches": [{"kind": "B"}]},
+    }
+    assert merge_deployment_options(root, target) == {
+        "forceSyncGeneration": 5,
+        "deleteNamespace": False,
+        "correctDrift": {"enabled": True},
+        "diff": {"comparePatches": [{"kind": "A"}, {"kind": "B"}]},
+    }
+    assert merge_deployment_options(root, {"forceSyncGeneration": 0})["forceSyncGeneration"] == 2
+
+
 def test_merge_deployment_options() -> None:
     root = {"defaultNamespace": "apps", "namespace": "", "serviceAccount": "sa", "helm": {"chart": "x"}}
     target = {"name": "t", "namespace": "forced", "serviceAccount": "", "keepResources": True, "helm": {"version": "2"}}
