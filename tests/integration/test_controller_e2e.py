@@ -1,0 +1,639 @@
+"""``helmops run`` as a subprocess against a real kube-apiserver, the real helm, a chart repo and a registry.
+
+helm invocations are counted through a wrapper (``HELMOPS_HELM``) that appends each argv to a log, then
+execs the real helm. Waits poll generously; no test asserts on durations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FLEET_CRD = Path("/work/shared/reference/fleet-v0.12.0-helmapp-crd.yaml")
+FINALIZER = "fleet.cattle.io/helmapp-finalizer"
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 90, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (subprocess.CalledProcessError, KeyError, IndexError, TypeError, ValueError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    def __init__(self, cp: Any) -> None:
+        self.cp = cp
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        return str(self.cp.kubectl(*args, input=input, check=check).stdout)
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        self.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+    def get(self, kind: str, name: str, ns: str) -> dict[str, Any] | None:
+        out = self.cp.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
+        return json.loads(out.stdout) if out.returncode == 0 else None
+
+    def helmapp(self, name: str, ns: str) -> dict[str, Any] | None:
+        return self.get("helmapps.fleet.cattle.io", name, ns)
+
+    def condition(self, name: str, ns: str, ctype: str) -> dict[str, Any]:
+        obj = self.helmapp(name, ns) or {}
+        for c in (obj.get("status") or {}).get("conditions") or []:
+            if c.get("type") == ctype:
+                return dict(c)
+        return {}
+
+    def release_secrets(self, release: str, ns: str) -> list[dict[str, str]]:
+        out = self.kubectl("get", "secrets", "-n", ns, "-l", f"owner=helm,name={release}", "-o", "json")
+        items = json.loads(out)["items"]
+        return sorted((i["metadata"]["labels"] for i in items), key=lambda lab: int(lab["version"]))
+
+    def release_status(self, release: str, ns: str) -> str | None:
+        secrets = self.release_secrets(release, ns)
+        return secrets[-1]["status"] if secrets else None
+
+    def configmap(self, name: str, ns: str) -> dict[str, str] | None:
+        cm = self.get("configmap", name, ns)
+        return dict(cm.get("data") or {}) if cm else None
+
+    def events(self, name: str, ns: str) -> list[dict[str, Any]]:
+        out = self.kubectl("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}", "-o", "json")
+        return list(json.loads(out)["items"])
+
+    def event_reasons(self, name: str, ns: str) -> list[str]:
+        return [e["reason"] for e in self.events(name, ns)]
+
+    def ensure_namespace(self, ns: str) -> None:
+        self.cp.kubectl("create", "namespace", ns, check=False)
+
+
+class Controller:
+    """One ``helmops run`` subprocess."""
+
+    def __init__(self, cluster: Any, helm: Path, workdir: Path, *, enabled: bool = True, **env: str) -> None:
+        self.cluster, self.helm, self.workdir = cluster, helm, workdir
+        self.enabled = enabled
+        self.env = env
+        self.log = workdir / f"controller-{time.monotonic_ns()}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Controller:
+        env = {k: v for k, v in os.environ.items() if k != "EXPERIMENTAL_HELM_OPS"}
+        env.update(
+            HELMOPS_HELM=str(self.helm),
+            HELMOPS_PENDING_GRACE_SECONDS="2",
+            HELMOPS_BACKOFF_BASE_SECONDS="1",
+            HELMOPS_BACKOFF_CAP_SECONDS="5",
+            HELMOPS_HELM_TERM_GRACE_SECONDS="20",
+            HELMOPS_RECONCILER_WORKERS="4",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.env)
+        argv = [
+            sys.executable, "-m", "helmops.cli.main", "run",
+            "--kubeconfig", str(self.cluster.kubeconfig),
+            "--health-port", str(free_port()),
+            "--metrics-port", str(free_port()),
+        ]  # fmt: skip
+        if self.enabled:
+            argv.append("--enable-helmops")
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        return self
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 90) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("controller did not exit on SIGTERM:\n" + self.text()[-4000:]) from None
+        return int(self.proc.returncode)
+
+    def count(self, needle: str) -> int:
+        return self.text().count(needle)
+
+
+class HelmLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def calls(self, release: str | None = None, sub: str | None = None) -> list[list[str]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            argv = line.split()  # sub-command and release name never contain spaces
+            if sub and (not argv or argv[0] != sub):
+                continue
+            if release and (len(argv) < 2 or argv[1] != release):
+                continue
+            out.append(argv)
+        return out
+
+
+# --- fixtures --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cluster(management_cluster: Any) -> Cluster:
+    c = Cluster(management_cluster)
+    crds = sorted((REPO_ROOT / "crds").glob("*.yaml"))
+    files = [p for p in crds if "helmapp" in p.name.lower()] or [FLEET_CRD]
+    for f in files:
+        c.kubectl("apply", "-f", str(f))
+    c.kubectl("wait", "--for=condition=Established", "crd/helmapps.fleet.cattle.io", "--timeout=60s")
+    return c
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("controller")
+
+
+@pytest.fixture(scope="module")
+def helm_log(workdir: Path, tools: Any) -> tuple[Path, HelmLog]:
+    log = workdir / "helm-calls.log"
+    wrapper = workdir / "helm-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {shlex.quote(str(log))}\nexec {shlex.quote(str(tools.helm))} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper, HelmLog(log)
+
+
+@pytest.fixture(scope="module")
+def controller(
+    cluster: Cluster, management_cluster: Any, helm_log: tuple[Path, HelmLog], workdir: Path
+) -> Iterator[Controller]:
+    ctl = Controller(management_cluster, helm_log[0], workdir).start()
+    yield ctl
+    code = ctl.stop()
+    assert code == 0, ctl.text()[-4000:]
+
+
+@pytest.fixture(scope="module")
+def published(charts: Any, chart_repo: Any) -> dict[str, Path]:
+    out = {}
+    for name, version in [
+        ("hello", "0.1.0"),
+        ("hello", "0.2.0"),
+        ("failing", "0.1.0"),
+        ("schema", "0.1.0"),
+        ("slowhook", "0.1.0"),
+    ]:
+        tgz = charts.package(name, version)
+        chart_repo.publish(tgz)
+        out[f"{name}-{version}"] = tgz
+    return out
+
+
+_counter = iter(range(1, 10_000))
+
+
+@pytest.fixture
+def ns(cluster: Cluster) -> str:
+    name = f"app-{os.getpid() % 1000}-{next(_counter)}"
+    cluster.ensure_namespace(name)
+    return name
+
+
+def helmapp(
+    name: str,
+    ns: str,
+    *,
+    repo: str,
+    chart: str,
+    version: str = "",
+    values: dict[str, Any] | None = None,
+    target: str | None = None,
+    **helm: Any,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "defaultNamespace": target or f"{ns}-target",
+        "helm": {"repo": repo, "chart": chart, "version": version, "values": values or {}, **helm},
+    }
+    return {
+        "apiVersion": "fleet.cattle.io/v1alpha1",
+        "kind": "HelmApp",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }
+
+
+def merge_patch(cluster: Cluster, name: str, ns: str, patch: dict[str, Any]) -> None:
+    cluster.kubectl("patch", "helmapps.fleet.cattle.io", name, "-n", ns, "--type", "merge", "-p", json.dumps(patch))
+
+
+def wait_ready(cluster: Cluster, name: str, ns: str, timeout: float = 120) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        obj = cluster.helmapp(name, ns) or {}
+        st = obj.get("status") or {}
+        conds = {c["type"]: c for c in st.get("conditions") or []}
+        gen_ok = st.get("observedGeneration", obj["metadata"]["generation"]) == obj["metadata"]["generation"]
+        if conds.get("Ready", {}).get("status") == "True" and gen_ok:
+            return obj
+        return None
+
+    return dict(wait_for(f"HelmApp {ns}/{name} Ready", ready, timeout))
+
+
+def poke(cluster: Cluster, name: str, ns: str) -> None:
+    """A metadata change: triggers a reconcile without changing the desired state."""
+    cluster.kubectl("annotate", "--overwrite", "helmapps.fleet.cattle.io", name, "-n", ns, f"poke={time.time_ns()}")
+
+
+def noop_count(ctl: Controller, name: str, ns: str) -> int:
+    return sum(
+        1
+        for line in ctl.text().splitlines()
+        if f"reconcile {ns}/{name}:" in line and "deployed-in-sync -> none" in line
+    )
+
+
+# --- tests -----------------------------------------------------------------------------------------------
+def test_install_upgrade_noop_and_delete_from_http_repo(
+    cluster: Cluster,
+    controller: Controller,
+    helm_log: tuple[Path, HelmLog],
+    chart_repo: Any,
+    published: dict[str, Path],
+    ns: str,
+) -> None:
+    log = helm_log[1]
+    target = f"{ns}-target"
+    cluster.apply(
+        helmapp(
+            "web",
+            ns,
+            repo=chart_repo.url,
+            chart="hello",
+            version="0.1.0",
+            values={"message": "one"},
+            deleteNamespace=None,
+        )
+    )
+    obj = wait_ready(cluster, "web", ns)
+    assert FINALIZER in obj["metadata"]["finalizers"]
+    st = obj["status"]
+    assert st["version"] == "0.1.0"
+    assert st["display"]["readyBundleDeployments"] == "1/1" and st["readyClusters"] == 1
+    assert cluster.configmap("web-hello", target) == {"message": "one", "replicas": "1", "chartVersion": "0.1.0"}
+    assert wait_for("Installed event", lambda: "Installed" in cluster.event_reasons("web", ns))
+    installed = next(e for e in cluster.events("web", ns) if e["reason"] == "Installed")
+    assert "0.1.0" in installed["message"] and "sha256:" in installed["message"]
+    labels = cluster.release_secrets("web", target)[-1]
+    assert labels["status"] == "deployed" and len(labels["helmops.cattle.io/fingerprint"]) == 63
+
+    # version change -> upgrade
+    merge_patch(cluster, "web", ns, {"spec": {"helm": {"version": "0.2.0"}}})
+    wait_for(
+        "chart 0.2.0 deployed", lambda: (cluster.configmap("web-hello", target) or {}).get("chartVersion") == "0.2.0"
+    )
+    obj = wait_ready(cluster, "web", ns)
+    assert obj["status"]["version"] == "0.2.0"
+    assert wait_for("GotNewChartVersion", lambda: "GotNewChartVersion" in cluster.event_reasons("web", ns))
+    # values change -> upgrade
+    merge_patch(cluster, "web", ns, {"spec": {"helm": {"values": {"message": "two"}}}})
+    wait_for("values deployed", lambda: (cluster.configmap("web-hello", target) or {}).get("message") == "two")
+    wait_ready(cluster, "web", ns)
+    assert wait_for("Upgraded events", lambda: cluster.event_reasons("web", ns).count("Upgraded") >= 2)
+    upgrades = len(log.calls("web", "upgrade"))
+    assert upgrades == 3  # install + 2 upgrades
+
+    # a no-op resync (metadata change) runs no helm at all
+    before = noop_count(controller, "web", ns)
+    poke(cluster, "web", ns)
+    wait_for("no-op reconcile", lambda: noop_count(controller, "web", ns) > before)
+    assert len(log.calls("web", "upgrade")) == upgrades
+    assert len(cluster.release_secrets("web", target)) <= 2  # maxHistory defaults to 2
+
+    # delete -> uninstall, finalizer removed
+    cluster.kubectl("delete", "helmapps.fleet.cattle.io", "web", "-n", ns, "--wait=false")
+    wait_for("HelmApp gone", lambda: cluster.helmapp("web", ns) is None)
+    assert cluster.release_secrets("web", target) == []
+    assert cluster.configmap("web-hello", target) is None
+    assert log.calls("web", "uninstall")
+
+
+def test_install_from_oci(
+    cluster: Cluster, controller: Controller, charts: Any, oci_registry: Any, published: dict[str, Path], ns: str
+) -> None:
+    ref = charts.push_oci(published["hello-0.1.0"], oci_registry)  # oci://host/charts
+    cluster.kubectl("create", "secret", "generic", "oci-plain", "-n", ns, "--from-literal=basicHTTP=true")
+    app = helmapp("ocihello", ns, repo="", chart=f"{ref}/hello", version="0.1.0", values={"message": "oci"})
+    app["spec"]["helmSecretName"] = "oci-plain"
+    cluster.apply(app)
+    obj = wait_ready(cluster, "ocihello", ns)
+    assert obj["status"]["version"] == "0.1.0"
+    assert (cluster.configmap("ocihello-hello", f"{ns}-target") or {}).get("message") == "oci"
+
+
+def test_restart_runs_no_upgrades(
+    cluster: Cluster,
+    management_cluster: Any,
+    helm_log: tuple[Path, HelmLog],
+    chart_repo: Any,
+    published: dict[str, Path],
+    workdir: Path,
+    ns: str,
+) -> None:
+    log = helm_log[1]
+    first = Controller(management_cluster, helm_log[0], workdir).start()
+    try:
+        cluster.apply(helmapp("restart", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
+        wait_ready(cluster, "restart", ns)
+        wait_for("steady", lambda: noop_count(first, "restart", ns) >= 1)
+    finally:
+        assert first.stop() == 0
+    upgrades = len(log.calls("restart", "upgrade"))
+    assert upgrades == 1
+    second = Controller(management_cluster, helm_log[0], workdir).start()
+    try:
+        wait_for("resync after restart", lambda: noop_count(second, "restart", ns) >= 1)
+        assert len(log.calls("restart", "upgrade")) == upgrades
+    finally:
+        assert second.stop() == 0
+
+
+def _expect_not_ready_keeping_release(
+    cluster: Cluster, name: str, ns: str, ctype: str, revision: int, cm: str, *, message_has: str = ""
+) -> dict[str, Any]:
+    target = f"{ns}-target"
+
+    def failed() -> dict[str, Any] | None:
+        c = cluster.condition(name, ns, ctype)
+        return c if c.get("status") == "False" and c.get("message") else None
+
+    cond = dict(wait_for(f"{ctype}=False on {ns}/{name}", failed))
+    assert f"cluster local in namespace {ns}: " in cond["message"]
+    if message_has:
+        assert message_has in cond["message"].lower(), cond["message"]
+    # the previous release keeps running, untouched
+    secrets = cluster.release_secrets(name, target)
+    deployed = [s for s in secrets if s["status"] == "deployed"]
+    assert deployed and int(deployed[-1]["version"]) == revision
+    assert cluster.configmap(cm, target) is not None
+    return cond
+
+
+@pytest.mark.parametrize(
+    ("case", "patch", "ctype", "message_has"),
+    [
+        ("badversion", {"spec": {"helm": {"version": "9.9.9"}}}, "Accepted", "9.9.9"),
+        ("badchart", {"spec": {"helm": {"chart": "no-such-chart"}}}, "Accepted", "no-such-chart"),
+        ("template", {"spec": {"helm": {"chart": "failing", "version": "0.1.0"}}}, "Ready", "mustset is required"),
+    ],
+)
+def test_errors_keep_previous_release(
+    cluster: Cluster,
+    controller: Controller,
+    chart_repo: Any,
+    published: dict[str, Path],
+    ns: str,
+    case: str,
+    patch: dict[str, Any],
+    ctype: str,
+    message_has: str,
+) -> None:
+    cluster.apply(helmapp(case, ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
+    wait_ready(cluster, case, ns)
+    rev = int(cluster.release_secrets(case, f"{ns}-target")[-1]["version"])
+    merge_patch(cluster, case, ns, patch)
+    _expect_not_ready_keeping_release(cluster, case, ns, ctype, rev, f"{case}-hello", message_has=message_has)
+    obj = cluster.helmapp(case, ns) or {}
+    assert obj["status"]["display"]["error"] is True and obj["status"]["display"]["state"] == "ErrApplied"
+    # fixing the spec recovers, Accepted back to True
+    merge_patch(cluster, case, ns, {"spec": {"helm": {"chart": "hello", "version": "0.2.0"}}})
+    wait_for(
+        "recovered", lambda: (cluster.configmap(f"{case}-hello", f"{ns}-target") or {}).get("chartVersion") == "0.2.0"
+    )
+    wait_ready(cluster, case, ns)
+    assert cluster.condition(case, ns, "Accepted")["status"] == "True"
+
+
+def test_values_failing_schema_keep_previous_release(
+    cluster: Cluster, controller: Controller, chart_repo: Any, published: dict[str, Path], ns: str
+) -> None:
+    cluster.apply(
+        helmapp("schemaapp", ns, repo=chart_repo.url, chart="schema", version="0.1.0", values={"replicas": 1})
+    )
+    wait_ready(cluster, "schemaapp", ns)
+    target = f"{ns}-target"
+    rev = int(cluster.release_secrets("schemaapp", target)[-1]["version"])
+    cms = json.loads(cluster.kubectl("get", "cm", "-n", target, "-o", "json"))["items"]
+    cm = next(c["metadata"]["name"] for c in cms if c["metadata"]["name"].startswith("schemaapp"))
+    merge_patch(cluster, "schemaapp", ns, {"spec": {"helm": {"values": {"replicas": 0}}}})
+    _expect_not_ready_keeping_release(cluster, "schemaapp", ns, "Ready", rev, cm, message_has="schema")
+    assert wait_for("UpgradeFailed event", lambda: "UpgradeFailed" in cluster.event_reasons("schemaapp", ns))
+
+
+def test_wrong_credentials(
+    cluster: Cluster,
+    controller: Controller,
+    chart_repo: Any,
+    chart_repo_auth: Any,
+    charts: Any,
+    published: dict[str, Path],
+    ns: str,
+) -> None:
+    chart_repo_auth.publish(published["hello-0.1.0"])
+    cluster.apply(helmapp("creds", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
+    wait_ready(cluster, "creds", ns)
+    rev = int(cluster.release_secrets("creds", f"{ns}-target")[-1]["version"])
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "wrong",
+        "-n",
+        ns,
+        "--from-literal=username=" + chart_repo_auth.username,
+        "--from-literal=password=definitely-wrong",
+    )
+    merge_patch(cluster, "creds", ns, {"spec": {"helmSecretName": "wrong", "helm": {"repo": chart_repo_auth.url}}})
+    cond = _expect_not_ready_keeping_release(cluster, "creds", ns, "Accepted", rev, "creds-hello")
+    assert "definitely-wrong" not in json.dumps(cluster.helmapp("creds", ns))
+    assert "definitely-wrong" not in cond["message"]
+
+
+def _slow_upgrade(
+    cluster: Cluster, tools: Any, release: str, target: str, chart: Path, home: Path
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "c"),
+        "HELM_CONFIG_HOME": str(home / "f"),
+        "HELM_DATA_HOME": str(home / "d"),
+    }
+    return subprocess.Popen(
+        [
+            str(tools.helm),
+            "upgrade",
+            release,
+            str(chart),
+            "-n",
+            target,
+            "--timeout",
+            "10m",
+            "--kubeconfig",
+            str(cluster.cp.kubeconfig),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def test_stuck_pending_upgrade_is_recovered(
+    cluster: Cluster,
+    controller: Controller,
+    chart_repo: Any,
+    published: dict[str, Path],
+    tools: Any,
+    tmp_path: Path,
+    ns: str,
+) -> None:
+    target = f"{ns}-target"
+    cluster.apply(helmapp("stuck", ns, repo=chart_repo.url, chart="hello", version="0.1.0", timeoutSeconds=5))
+    wait_ready(cluster, "stuck", ns)
+    # someone else's helm upgrade blocks on the slowhook's pre-upgrade Job, then is killed -9
+    proc = _slow_upgrade(cluster, tools, "stuck", target, published["slowhook-0.1.0"], tmp_path)
+    try:
+        wait_for("pending-upgrade", lambda: cluster.release_status("stuck", target) == "pending-upgrade")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert cluster.release_status("stuck", target) == "pending-upgrade"
+    poke(cluster, "stuck", ns)
+    assert wait_for("ReleaseRecovered", lambda: "ReleaseRecovered" in cluster.event_reasons("stuck", ns), 120)
+    wait_for("deployed again", lambda: cluster.release_status("stuck", target) == "deployed", 120)
+    wait_ready(cluster, "stuck", ns)
+    assert (cluster.configmap("stuck-hello", target) or {}).get("message") == "hello"
+
+
+def test_sigterm_leaves_release_failed_not_pending(
+    cluster: Cluster,
+    management_cluster: Any,
+    helm_log: tuple[Path, HelmLog],
+    chart_repo: Any,
+    published: dict[str, Path],
+    workdir: Path,
+    ns: str,
+) -> None:
+    target = f"{ns}-target"
+    ctl = Controller(management_cluster, helm_log[0], workdir).start()
+    try:
+        cluster.apply(helmapp("slow", ns, repo=chart_repo.url, chart="slowhook", version="0.1.0", timeoutSeconds=600))
+        wait_for("pending-install", lambda: cluster.release_status("slow", target) == "pending-install", 120)
+    finally:
+        code = ctl.stop()
+    assert code == 0
+    assert cluster.release_status("slow", target) == "failed", ctl.text()[-3000:]
+    # nothing of ours is left running
+    out = subprocess.run(["pgrep", "-f", "upgrade slow "], capture_output=True, text=True)
+    assert out.stdout.strip() == ""
+    # clean up: a fresh controller must not uninstall the failed install, it retries it
+    cluster.kubectl(
+        "patch",
+        "helmapps.fleet.cattle.io",
+        "slow",
+        "-n",
+        ns,
+        "--type",
+        "json",
+        "-p",
+        json.dumps([{"op": "remove", "path": "/metadata/finalizers"}]),
+    )
+    cluster.kubectl("delete", "helmapps.fleet.cattle.io", "slow", "-n", ns)
+
+
+def test_delete_when_release_already_gone_and_delete_namespace(
+    cluster: Cluster,
+    controller: Controller,
+    chart_repo: Any,
+    published: dict[str, Path],
+    tools: Any,
+    helm_env: dict[str, str],
+    ns: str,
+) -> None:
+    target = f"{ns}-own"
+    app = helmapp("gone", ns, repo=chart_repo.url, chart="hello", version="0.1.0")
+    app["spec"]["namespace"] = target
+    app["spec"]["deleteNamespace"] = True
+    cluster.apply(app)
+    wait_ready(cluster, "gone", ns)
+    subprocess.run(
+        [str(tools.helm), "uninstall", "gone", "-n", target, "--kubeconfig", str(cluster.cp.kubeconfig)],
+        env=helm_env,
+        check=True,
+        capture_output=True,
+    )
+    cluster.kubectl("delete", "helmapps.fleet.cattle.io", "gone", "-n", ns, "--wait=false")
+    wait_for("HelmApp gone", lambda: cluster.helmapp("gone", ns) is None)
+    nsobj = cluster.get("namespace", target, "") or {}
+    # no namespace controller runs here: a deleted namespace stays Terminating
+    assert not nsobj or nsobj["metadata"].get("deletionTimestamp")
+
+
+def test_flag_off_leaves_helmapps_untouched(
+    cluster: Cluster,
+    management_cluster: Any,
+    workdir: Path,
+    chart_repo: Any,
+    published: dict[str, Path],
+    tmp_path: Path,
+    tools: Any,
+    ns: str,
+) -> None:
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "helm"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec {tools.helm} "$@"\n')
+    wrapper.chmod(0o755)
+    ctl = Controller(management_cluster, wrapper, workdir, enabled=False, EXPERIMENTAL_HELM_OPS="yes").start()
+    try:
+        wait_for("disabled log line", lambda: "EXPERIMENTAL_HELM_OPS=true" in ctl.text())
+        cluster.apply(helmapp("off", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
+        time.sleep(5)  # give a wrongly enabled controller every chance to act
+        obj = cluster.helmapp("off", ns) or {}
+        assert not obj["metadata"].get("finalizers")
+        assert not obj.get("status")
+        assert cluster.release_secrets("off", f"{ns}-target") == []
+        assert cluster.events("off", ns) == []
+        assert not calls.exists()
+    finally:
+        assert ctl.stop() == 0
+    cluster.kubectl("delete", "helmapps.fleet.cattle.io", "off", "-n", ns)
