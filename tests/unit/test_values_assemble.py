@@ -325,3 +325,37 @@ async def test_assemble_equals_render_inline_without_values_from() -> None:
     inline = render_inline(helm, CTX)
     full = await assemble(helm, CTX, release_namespace="ns", reader=None)
     assert (inline.yaml, inline.digest, inline.sources) == (full.yaml, full.digest, full.sources)
+
+
+def test_realistic_values_document() -> None:
+    ctx = ClusterContext.from_cluster(
+        {
+            "metadata": {"name": "c1", "namespace": "ns", "labels": {"env": "prod"}},
+            "spec": {"templateValues": {"hosts": ["a.example.com", "b.example.com"], "big": 1000000}},
+        }
+    )
+    helm = {
+        "values": {
+            "ingress": {
+                "hosts": [{"host": "${ .ClusterName }.example.com", "paths": ["/"]}],
+                "annotations": {"x/y": '${ printf "%s: %s" .ClusterName .ClusterLabels.env }'},
+            },
+            "quoted": "${ .ClusterLabels.env | quote }",
+            "big": "${ .ClusterValues.big }",
+            "list": "${ toJson .ClusterValues.hosts }",
+            "conf": "server {\n  listen 80;\n  name ${ .ClusterName };\n}\n",
+            "lead": " ${ .ClusterName }",
+            "${ .ClusterName }-key": 1,
+            "bool": '${ if eq .ClusterLabels.env "prod" }true${ else }false${ end }',
+        }
+    }
+    assert render_inline(helm, ctx).values == {
+        "big": 1000000,
+        "bool": True,
+        "c1-key": 1,
+        "conf": "server {\n  listen 80;\n  name c1;\n}\n",
+        "ingress": {"annotations": {"x/y": "c1: prod"}, "hosts": [{"host": "c1.example.com", "paths": ["/"]}]},
+        "lead": " c1",
+        "list": ["a.example.com", "b.example.com"],
+        "quoted": "prod",
+    }
