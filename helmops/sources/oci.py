@@ -164,7 +164,10 @@ class _Client:
                 resp = self.reg.do_request(url, method, headers=dict(headers or {}), stream=stream)
         except ValueError as exc:
             if "authentication" in str(exc):
-                raise AuthError(f"registry {self.base} refused to issue a token for {self.repository}") from None
+                raise AuthError(
+                    f"registry {self.base} did not issue a token for {self.repository}"
+                    " (check the credentials in the helm Secret)"
+                ) from None
             raise
         return resp
 
