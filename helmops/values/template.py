@@ -33,6 +33,7 @@ from gotpl import FunctionResult
 from gotpl.errors import BudgetExceededError
 from gotpl.funcs.sprig import text_func_map
 from gotpl.runtime.sync_vm import _builtin_functions  # the Go builtins, to wrap print/printf & co
+from gotpl.runtime.values import UNTYPED_NIL
 
 from .errors import TemplateError
 
@@ -239,10 +240,28 @@ def _precheck(name: str, args: tuple[object, ...]) -> None:
         raise _too_big(f"the result of {name}", estimate)
 
 
+_JSON_FUNCTIONS = frozenset({"toJson", "mustToJson", "toPrettyJson", "mustToPrettyJson", "toRawJson", "mustToRawJson"})
+
+
+def _without_nil_literal(value: object) -> object:
+    """Go's `nil` literal stored in a dict/list (`dict "a" nil`) is JSON null, as in Go."""
+    if value is UNTYPED_NIL:
+        return None
+    if isinstance(value, dict):
+        return {k: _without_nil_literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nil_literal(v) for v in value]
+    return value
+
+
 def _guarded(name: str, function: Callable[..., object]) -> Callable[..., object]:
+    json_like = name in _JSON_FUNCTIONS
+
     @functools.wraps(function)  # keeps the signature gotpl inspects for arity and argument types
     def call(*args: object) -> object:
         _precheck(name, args)
+        if json_like:
+            args = tuple(_without_nil_literal(a) for a in args)
         result = function(*args)
         _charge(result.value if isinstance(result, FunctionResult) else result, name)
         return result
@@ -270,6 +289,9 @@ ALLOWED_FUNCTIONS: Final[frozenset[str]] = frozenset(FUNCTIONS) | frozenset(
 
 _SANDBOX: Final = gotpl.SandboxPolicy(
     allow_functions=FUNCTIONS.keys(),
+    # fields of the objects Sprig functions return: semver's Version, buildCustomCert's certificate
+    allow_attributes=("Major", "Minor", "Patch", "Cert", "Key"),
+    allow_methods=("Prerelease", "Metadata", "Original", "Compare"),
     max_template_chars=MAX_SOURCE_CHARS,
     default_budget=BUDGET,
 )
