@@ -313,12 +313,22 @@ def _syntax_error(err: gotpl.TemplateSyntaxError, name: str) -> TemplateError:
     return TemplateError(f"template: {name}:{err.line}:{err.column}: {text}", line=err.line, column=err.column)
 
 
-def _execution_error(err: gotpl.TemplateExecutionError, name: str) -> TemplateError:
-    if err.line is None:
-        return TemplateError(f"template: {name}: {err.message}")
-    detail = err.message
+_MISSING_KEY = re.compile(r"^missing key or attribute '(.*)'$")
+_FUNCTION_FAILED = re.compile(r"^function '([^']+)' failed: ")
+_NODE = re.compile(r"[^\s|)}]+")
+
+
+def _execution_error(err: gotpl.TemplateExecutionError, name: str, source: str) -> TemplateError:
+    """Go's wording where it differs: `executing "values" at <.a.b>: map has no entry for key "b"`."""
+    detail = _MISSING_KEY.sub(r'map has no entry for key "\1"', err.message)
+    detail = _FUNCTION_FAILED.sub(r"error calling \1: ", detail)
+    if err.line is None or err.column is None:
+        return TemplateError(f"template: {name}: {detail}")
+    lines = source.split("\n")
+    node = _NODE.match(lines[err.line - 1], err.column - 1) if err.line <= len(lines) else None
+    at = f" at <{node.group(0)}>" if node and not node.group(0).startswith(DELIMITERS[0]) else ""
     return TemplateError(
-        f'template: {name}:{err.line}:{err.column}: executing "{name}": {detail}',
+        f'template: {name}:{err.line}:{err.column}: executing "{name}"{at}: {detail}',
         line=err.line,
         column=err.column,
     )
@@ -393,7 +403,7 @@ def render_template(source: str, data: Mapping[str, Any], *, name: str = "values
     try:
         return compiled.render(data)
     except gotpl.TemplateExecutionError as err:
-        raise _execution_error(err, name) from None
+        raise _execution_error(err, name, source) from None
     except RecursionError:
         raise TemplateError(f"template: {name}: value nesting too deep to render") from None
     except gotpl.TemplateError as err:
