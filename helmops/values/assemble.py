@@ -233,7 +233,10 @@ async def _read_doc(
         doc = yamlio.load(data[key])
     except yamlio.YamlError as err:
         # Secret content is never quoted; position only.
-        detail = _yaml_problem(err) if kind == "configMap" else f"line {err.line} column {err.column}"
+        if kind == "configMap" or err.line is None:  # without a position, the problem is our own wording
+            detail = _yaml_problem(err)
+        else:
+            detail = f"line {err.line} column {err.column}"
         raise _fail(
             ctx, f"valuesFrom {noun} {namespace}/{name} key {key} is not valid YAML: {detail}", retryable=True
         ) from None

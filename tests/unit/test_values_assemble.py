@@ -359,3 +359,11 @@ def test_realistic_values_document() -> None:
         "list": ["a.example.com", "b.example.com"],
         "quoted": "prod",
     }
+
+
+async def test_values_from_multi_document_is_an_error() -> None:
+    reader = FakeReader(configmaps={}, secrets={("ns", "s"): {"values.yaml": "a: hunter2\n---\nb: 2\n"}})
+    with pytest.raises(ValuesError) as info:
+        await assemble({"valuesFrom": [{"secretKeyRef": {"name": "s"}}]}, CTX, release_namespace="ns", reader=reader)
+    assert "expected one YAML document, found several" in str(info.value)
+    assert "hunter2" not in str(info.value)
