@@ -10,6 +10,7 @@ and template on.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -113,6 +114,17 @@ class ClusterContext:
             labels=_frozen(filter_labels({"name": "local"} if labels is None else labels)),
             annotations=_frozen(filter_annotations(annotations)),
             values=_frozen(copy.deepcopy(dict(values or {}))),
+        )
+
+    def __hash__(self) -> int:
+        return hash(
+            (
+                self.name,
+                self.namespace,
+                tuple(sorted(self.labels.items())),
+                tuple(sorted(self.annotations.items())),
+                json.dumps(dict(self.values), sort_keys=True, default=str),
+            )
         )
 
     def template_data(self) -> dict[str, Any]:

@@ -62,6 +62,13 @@ def test_from_cluster_object() -> None:
     assert ctx.ClusterValues["db"]["host"] == "h"
 
 
+def test_context_is_hashable_and_compares_by_value() -> None:
+    a = ClusterContext.local(values={"x": [1, {"y": 2}]})
+    b = ClusterContext.local(values={"x": [1, {"y": 2}]})
+    assert a == b and hash(a) == hash(b)
+    assert len({a, b, ClusterContext.local(name="other")}) == 2
+
+
 def test_from_cluster_without_spec_or_labels() -> None:
     ctx = ClusterContext.from_cluster({"metadata": {"name": "c2", "namespace": "ns"}})
     assert ctx.template_data() == {
