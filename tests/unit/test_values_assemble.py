@@ -367,3 +367,18 @@ async def test_values_from_multi_document_is_an_error() -> None:
         await assemble({"valuesFrom": [{"secretKeyRef": {"name": "s"}}]}, CTX, release_namespace="ns", reader=reader)
     assert "expected one YAML document, found several" in str(info.value)
     assert "hunter2" not in str(info.value)
+
+
+async def test_concurrent_assembles_share_compiled_templates_safely() -> None:
+    import asyncio
+
+    helm = {
+        "values": {"r": "${ range until 50 }${ . }${ end }", "n": "${ .ClusterName }"},
+        "templateValues": {"t": "${ toJson .ClusterValues }"},
+    }
+    contexts = [ClusterContext.local(name=f"c{i % 5}", values={"i": i % 5}) for i in range(40)]
+    results = await asyncio.gather(*(assemble(helm, c, release_namespace="ns", reader=None) for c in contexts))
+    for ctx, rv in zip(contexts, results, strict=True):
+        assert rv.values["n"] == ctx.name
+        assert rv.values["t"] == {"i": ctx.values["i"]}
+        assert rv.digest == render_inline(helm, ctx).digest
