@@ -3,6 +3,13 @@
 Import from here: ``from helmops.api import HelmApp, validate, release_name, chart_ref``.
 """
 
+from helmops.api.annotations import (
+    POLLING_INTERVAL,
+    annotation_problems,
+    polling_interval,
+    polling_interval_seconds,
+    validate_app,
+)
 from helmops.api.duration import is_polling_interval, parse_duration, parse_duration_ns
 from helmops.api.models import (
     BundleDeploymentOptions,
@@ -25,7 +32,6 @@ from helmops.api.validate import (
     chart_ref,
     derive_release_name,
     effective_chart_source,
-    polling_interval_seconds,
     problems_from_validation_error,
     release_name,
     release_namespace,
@@ -35,6 +41,7 @@ from helmops.api.validate import (
 
 __all__ = [
     "IGNORED_FIELDS",
+    "POLLING_INTERVAL",
     "BundleDeploymentOptions",
     "BundleTarget",
     "ChartRef",
@@ -50,16 +57,19 @@ __all__ = [
     "ObjectMeta",
     "Problem",
     "ValuesFrom",
+    "annotation_problems",
     "chart_ref",
     "derive_release_name",
     "effective_chart_source",
     "is_polling_interval",
     "parse_duration",
     "parse_duration_ns",
+    "polling_interval",
     "polling_interval_seconds",
     "problems_from_validation_error",
     "release_name",
     "release_namespace",
     "target_name",
     "validate",
+    "validate_app",
 ]

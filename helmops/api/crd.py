@@ -119,9 +119,7 @@ def _convert(node: Mapping[str, Any], defs: Mapping[str, Any], seen: tuple[str, 
         out["additionalProperties"] = _convert(additional, defs, seen)
     if "properties" in out:
         out.pop("additionalProperties", None)
-        out["properties"] = {
-            key: _convert(value, defs, seen) for key, value in sorted(out["properties"].items())
-        }
+        out["properties"] = {key: _convert(value, defs, seen) for key, value in sorted(out["properties"].items())}
         if not out["properties"]:
             del out["properties"]
     if isinstance(out.get("items"), Mapping):

@@ -151,9 +151,7 @@ class HelmOptions(ApiModel):
     """Chart name in the repository, an oci:// reference, or the full URL of a chart .tgz."""
     repo: str | None = None
     """Base URL of an HTTP(S) chart repository (index.yaml lives under it), or an oci:// reference."""
-    release_name: str | None = Field(
-        default=None, max_length=RELEASE_NAME_MAX_LENGTH, pattern=RELEASE_NAME_PATTERN
-    )
+    release_name: str | None = Field(default=None, max_length=RELEASE_NAME_MAX_LENGTH, pattern=RELEASE_NAME_PATTERN)
     """Helm release name. When empty it is derived from the HelmApp name."""
     version: str | None = None
     """Chart version: an exact version, a semver constraint such as ^1.2, or empty or * for the
@@ -449,8 +447,7 @@ class HelmAppSpec(BundleSpec):
 
         if value is not None and not is_polling_interval(value):
             raise ValueError(
-                "must be '0' or a Go duration such as 30s, 5m or 1h30m (units ns, us, ms, s, m, h), "
-                "at most 2562047h"
+                "must be '0' or a Go duration such as 30s, 5m or 1h30m (units ns, us, ms, s, m, h), at most 2562047h"
             )
         return value
 

@@ -75,9 +75,7 @@ def structural_problems(schema: Schema) -> list[str]:
         if "properties" in node and "additionalProperties" in node:
             found.append(f"{where}: additionalProperties next to properties")
         if "additionalProperties" in node and not isinstance(node["additionalProperties"], Mapping):
-            found.append(
-                f"{where}: additionalProperties must be a schema, not {node['additionalProperties']!r}"
-            )
+            found.append(f"{where}: additionalProperties must be a schema, not {node['additionalProperties']!r}")
         if node.get("type") == "array" and not isinstance(node.get("items"), Mapping):
             found.append(f"{where}: array without items")
         if (
@@ -115,9 +113,7 @@ def _kind(node: Schema) -> str:
     return str(node.get("type", "any"))
 
 
-def superset_problems(
-    ours: Schema, fleet: Schema, roots: tuple[str, ...] = (".spec", ".status")
-) -> list[str]:
+def superset_problems(ours: Schema, fleet: Schema, roots: tuple[str, ...] = (".spec", ".status")) -> list[str]:
     """Ways ``ours`` would reject, prune or change something ``fleet`` keeps, under ``roots``.
 
     For every node of Fleet's schema: ours must have the same path (or keep unknown fields above
@@ -127,9 +123,7 @@ def superset_problems(
     found: list[str] = []
     our_nodes = dict(walk(ours))
     for path, theirs in walk(fleet):
-        if not any(
-            path == root or path.startswith(root + ".") or path.startswith(root + "[") for root in roots
-        ):
+        if not any(path == root or path.startswith(root + ".") or path.startswith(root + "[") for root in roots):
             continue
         mine = our_nodes.get(path)
         if mine is None:
@@ -142,9 +136,7 @@ def superset_problems(
             found.append(f"{path}: type {_kind(mine)}, Fleet's is {_kind(theirs)}")
         if theirs.get("nullable") and not mine.get("nullable"):
             found.append(f"{path}: not nullable, Fleet's is (a null would be pruned instead of kept)")
-        if theirs.get("x-kubernetes-preserve-unknown-fields") and not mine.get(
-            "x-kubernetes-preserve-unknown-fields"
-        ):
+        if theirs.get("x-kubernetes-preserve-unknown-fields") and not mine.get("x-kubernetes-preserve-unknown-fields"):
             found.append(f"{path}: prunes unknown fields, Fleet's keeps them")
         for key in ("x-kubernetes-list-type", "x-kubernetes-map-type", "x-kubernetes-list-map-keys"):
             if mine.get(key) != theirs.get(key):
@@ -166,12 +158,9 @@ def superset_problems(
         their_rules = [rule.get("rule") for rule in theirs.get("x-kubernetes-validations") or []]
         for rule in mine.get("x-kubernetes-validations") or []:
             if rule.get("rule") not in their_rules:
-                found.append(
-                    f"{path}: CEL rule {rule.get('rule')!r} on a field Fleet's CRD does not restrict"
-                )
+                found.append(f"{path}: CEL rule {rule.get('rule')!r} on a field Fleet's CRD does not restrict")
         if isinstance(theirs.get("additionalProperties"), Mapping) and not (
-            isinstance(mine.get("additionalProperties"), Mapping)
-            or mine.get("x-kubernetes-preserve-unknown-fields")
+            isinstance(mine.get("additionalProperties"), Mapping) or mine.get("x-kubernetes-preserve-unknown-fields")
         ):
             found.append(f"{path}: not a map, Fleet's is")
     return found

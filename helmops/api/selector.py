@@ -56,9 +56,7 @@ class LabelSelector(ApiModel, json_schema_extra={"x-kubernetes-map-type": "atomi
 
     match_labels: dict[str, str] = Field(default_factory=dict)
     """Labels that must be present with exactly these values."""
-    match_expressions: list[LabelSelectorRequirement] = Field(
-        default_factory=list, json_schema_extra=_ATOMIC_LIST
-    )
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, json_schema_extra=_ATOMIC_LIST)
     """Further conditions on labels, all of which must hold."""
 
     def problems(self) -> list[tuple[str, str]]:

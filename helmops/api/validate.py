@@ -38,7 +38,6 @@ __all__ = [
     "is_polling_interval",
     "parse_duration",
     "parse_duration_ns",
-    "polling_interval_seconds",
     "problems_from_validation_error",
     "release_name",
     "release_namespace",
@@ -173,13 +172,6 @@ def target_name(target: BundleTarget, index: int) -> str:
     return target.name or f"target{index:03d}"
 
 
-def polling_interval_seconds(spec: HelmAppSpec) -> float:
-    """The polling interval in seconds; 0 when polling is off (unset, ``0``) or invalid."""
-    if not spec.polling_interval or not is_polling_interval(spec.polling_interval):
-        return 0.0
-    return parse_duration(spec.polling_interval)
-
-
 # --------------------------------------------------------------------------------------------------
 # chart references
 
@@ -240,9 +232,7 @@ def chart_ref(helm: HelmOptions) -> ChartRef:
     if not repo:
         if _is_http_url(chart):
             if version:
-                raise ValueError(
-                    "a chart given as a URL (tarball) is exactly one version: leave version empty"
-                )
+                raise ValueError("a chart given as a URL (tarball) is exactly one version: leave version empty")
             return ChartRef("tarball", "", chart, "", chart)
         if _is_tarball(chart):
             raise ValueError(f"chart {chart!r} looks like a tarball but is not an http(s) URL")
@@ -381,9 +371,7 @@ def validate(spec: HelmAppSpec) -> list[Problem]:
     found.extend(_check_helm_options(spec.helm, "spec.helm"))
 
     if spec.polling_interval is not None and not is_polling_interval(spec.polling_interval):
-        found.append(
-            Problem("spec.pollingInterval", "must be '0' or a Go duration such as 5m, at most 2562047h")
-        )
+        found.append(Problem("spec.pollingInterval", "must be '0' or a Go duration such as 5m, at most 2562047h"))
 
     for index, target in enumerate(spec.targets):
         found.extend(_check_target(spec, target, index))
@@ -402,9 +390,7 @@ def validate(spec: HelmAppSpec) -> list[Problem]:
 
     for index, restriction in enumerate(spec.target_restrictions):
         found.extend(
-            _selector_problems(
-                restriction.cluster_selector, f"spec.targetRestrictions[{index}].clusterSelector"
-            )
+            _selector_problems(restriction.cluster_selector, f"spec.targetRestrictions[{index}].clusterSelector")
         )
 
     for field, why in IGNORED_FIELDS.items():

@@ -124,67 +124,7 @@ def test_polling_interval_rejected(value: str) -> None:
         HelmAppSpec.model_validate({"pollingInterval": value})
 
 
-FLEET_STATUS: dict[str, Any] = {
-    "conditions": [
-        {
-            "type": "Ready",
-            "status": "False",
-            "lastUpdateTime": "2026-01-02T03:04:05Z",
-            "lastTransitionTime": "2026-01-02T03:04:05Z",
-            "reason": "NotReady",
-            "message": "NotReady(1) [Bundle hello: not ready]",
-        },
-        {"type": "Accepted", "status": "True"},
-    ],
-    "summary": {
-        "notReady": 1,
-        "ready": 1,
-        "desiredReady": 2,
-        "nonReadyResources": [
-            {
-                "name": "hello",
-                "bundleState": "NotReady",
-                "message": "waiting",
-                "modifiedStatus": [
-                    {"kind": "ConfigMap", "apiVersion": "v1", "namespace": "n", "name": "c", "missing": True}
-                ],
-                "nonReadyStatus": [
-                    {
-                        "uid": "u",
-                        "kind": "Deployment",
-                        "apiVersion": "apps/v1",
-                        "namespace": "n",
-                        "name": "d",
-                        "summary": {"state": "in-progress", "transitioning": True, "message": ["x"]},
-                    }
-                ],
-            }
-        ],
-    },
-    "display": {"readyBundleDeployments": "1/2", "state": "NotReady", "message": "waiting", "error": False},
-    "readyClusters": 1,
-    "desiredReadyClusters": 2,
-    "resources": [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "type": "configmap",
-            "id": "n/c",
-            "namespace": "n",
-            "name": "c",
-            "state": "Ready",
-            "error": False,
-            "transitioning": False,
-            "incompleteState": False,
-            "perClusterState": {"ready": ["fleet-default/a"], "notReady": ["fleet-default/b"]},
-        }
-    ],
-    "resourceCounts": {"ready": 1, "desiredReady": 2, "notReady": 1},
-    "perClusterResourceCounts": {"fleet-default/a": {"ready": 1, "desiredReady": 1}},
-    "version": "0.1.0",
-    "lastPollingTriggered": "2026-01-02T03:04:05Z",
-    "observedGeneration": 4,
-}
+FLEET_STATUS: dict[str, Any] = corpus.load("status")[0].doc
 
 
 def test_status_round_trips() -> None:

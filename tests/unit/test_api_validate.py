@@ -7,21 +7,26 @@ from typing import Any
 import pytest
 
 from helmops.api import (
+    POLLING_INTERVAL,
     ChartRef,
+    HelmApp,
     HelmAppSpec,
     HelmOptions,
     LabelSelector,
     Problem,
+    annotation_problems,
     chart_ref,
     derive_release_name,
     effective_chart_source,
     parse_duration,
     parse_duration_ns,
+    polling_interval,
     polling_interval_seconds,
     release_name,
     release_namespace,
     target_name,
     validate,
+    validate_app,
 )
 from helmops.api.validate import errors, warnings
 
@@ -389,10 +394,30 @@ def test_parse_duration_rejects(text: str) -> None:
         parse_duration(text)
 
 
-def test_polling_interval_seconds() -> None:
-    assert polling_interval_seconds(spec()) == 0
-    assert polling_interval_seconds(spec(pollingInterval="0")) == 0
-    assert polling_interval_seconds(spec(pollingInterval="5m")) == 300
+def test_polling_interval_from_spec_or_annotation() -> None:
+    def app(spec: dict[str, Any], annotations: dict[str, str] | None = None) -> HelmApp:
+        return HelmApp.model_validate({"metadata": {"annotations": annotations or {}}, "spec": spec})
+
+    assert polling_interval_seconds(app({})) == 0
+    assert polling_interval_seconds(app({"pollingInterval": "0"})) == 0
+    assert polling_interval_seconds(app({"pollingInterval": "5m"})) == 300
+    assert polling_interval_seconds(app({}, {POLLING_INTERVAL: "1h"})) == 3600
+    # The spec field wins; an invalid annotation means no polling.
+    assert polling_interval(app({"pollingInterval": "5m"}, {POLLING_INTERVAL: "1h"})) == "5m"
+    assert polling_interval_seconds(app({}, {POLLING_INTERVAL: "1d"})) == 0
+
+
+def test_annotation_problems_and_validate_app() -> None:
+    problems = annotation_problems({POLLING_INTERVAL: "1d", "helmops.cattle.io/typo": "x", "other.example.com/x": "y"})
+    assert [(p.path, p.severity) for p in problems] == [
+        ("metadata.annotations[helmops.cattle.io/polling-interval]", "error"),
+        ("metadata.annotations[helmops.cattle.io/typo]", "warning"),
+    ]
+    app = HelmApp.model_validate({"metadata": {"annotations": {"helmops.cattle.io/typo": "x"}}, "spec": {"helm": {}}})
+    assert [(p.path, p.severity) for p in validate_app(app)] == [
+        ("spec.helm.chart", "error"),
+        ("metadata.annotations[helmops.cattle.io/typo]", "warning"),
+    ]
 
 
 # -- label selectors --------------------------------------------------------------------------------
