@@ -98,6 +98,8 @@ async def run_disabled(settings: Settings) -> int:
 async def run_enabled(settings: Settings) -> int:
     import kopf
 
+    early_signal: list[int] = []
+    _install_signals(asyncio.get_running_loop(), early_signal.append)
     log.info(
         "helmops starting: HelmApp controller enabled (%s), workers=%d, helm concurrency=%d, helm=%s",
         FLAG_ENV,
@@ -223,6 +225,8 @@ async def run_enabled(settings: Settings) -> int:
     )
     # kopf installs its own SIGTERM/SIGINT handlers in spawn_tasks; ours must run first (see module doc).
     _install_signals(asyncio.get_running_loop(), on_signal)
+    if early_signal:  # asked to stop while starting up
+        on_signal(early_signal[0])
     try:
         await kopf.run_tasks(tasks, ignored=existing)
     finally:

@@ -259,6 +259,8 @@ class Reconciler:
             return d.wait_seconds
 
         res = await self._act(d.action, desired, c)
+        if d.action is Action.RECOVER and not res.ok:
+            res = await self._recovered_anyway(rel.namespace, rel.name, res)
         await self._events(obj, res, suffix=f" (chart {chart.name} {chart.version}, digest {chart.digest})")
         if not res.ok:
             # The last good release keeps running: nothing is uninstalled or rolled back on our side.
@@ -270,6 +272,22 @@ class Reconciler:
             return 0.1
         await self._write_status(key, obj, out(State.READY))
         return self.config.resync_seconds
+
+    async def _recovered_anyway(self, namespace: str, name: str, res: ActionResult) -> ActionResult:
+        """A rollback out of pending-* can fail (helm will not adopt objects the pending manifest lacks) yet
+        still leave the release proceedable (``failed``): then the stuck state is gone and the next
+        reconcile upgrades it like any failed release."""
+        after = await self.releases.read(namespace, name)
+        if after is not None and after.status.startswith("pending-"):
+            return res
+        state = after.status if after else "absent"
+        return ActionResult(
+            True,
+            "ReleaseRecovered",
+            f"release {namespace}/{name} is no longer stuck (now {state}, revision "
+            f"{after.revision if after else '-'}); {res.message}",
+            revision=after.revision if after else None,
+        )
 
     async def _desired(self, obj: Mapping[str, Any]) -> Desired:
         name, ns = self.spec.release_name(obj), self.spec.release_namespace(obj)

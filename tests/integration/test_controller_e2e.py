@@ -100,9 +100,11 @@ class Cluster:
 class Controller:
     """One ``helmops run`` subprocess."""
 
-    def __init__(self, cluster: Any, helm: Path, workdir: Path, *, enabled: bool = True, **env: str) -> None:
+    def __init__(
+        self, cluster: Any, helm: Path, workdir: Path, *, namespaces: tuple[str, ...], enabled: bool = True, **env: str
+    ) -> None:
         self.cluster, self.helm, self.workdir = cluster, helm, workdir
-        self.enabled = enabled
+        self.enabled, self.namespaces = enabled, namespaces
         self.env = env
         self.log = workdir / f"controller-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -125,6 +127,8 @@ class Controller:
             "--health-port", str(free_port()),
             "--metrics-port", str(free_port()),
         ]  # fmt: skip
+        for pattern in self.namespaces:
+            argv += ["--namespace", pattern]
         if self.enabled:
             argv.append("--enable-helmops")
         with open(self.log, "ab") as out:
@@ -198,7 +202,7 @@ def helm_log(workdir: Path, tools: Any) -> tuple[Path, HelmLog]:
 def controller(
     cluster: Cluster, management_cluster: Any, helm_log: tuple[Path, HelmLog], workdir: Path
 ) -> Iterator[Controller]:
-    ctl = Controller(management_cluster, helm_log[0], workdir).start()
+    ctl = Controller(management_cluster, helm_log[0], workdir, namespaces=("app-*",)).start()
     yield ctl
     code = ctl.stop()
     assert code == 0, ctl.text()[-4000:]
@@ -223,11 +227,16 @@ def published(charts: Any, chart_repo: Any) -> dict[str, Path]:
 _counter = iter(range(1, 10_000))
 
 
-@pytest.fixture
-def ns(cluster: Cluster) -> str:
-    name = f"app-{os.getpid() % 1000}-{next(_counter)}"
+def make_ns(cluster: Cluster, prefix: str) -> str:
+    name = f"{prefix}-{os.getpid() % 1000}-{next(_counter)}"
     cluster.ensure_namespace(name)
     return name
+
+
+@pytest.fixture
+def ns(cluster: Cluster) -> str:
+    """A namespace the module's controller watches (``app-*``)."""
+    return make_ns(cluster, "app")
 
 
 def helmapp(
@@ -368,10 +377,10 @@ def test_restart_runs_no_upgrades(
     chart_repo: Any,
     published: dict[str, Path],
     workdir: Path,
-    ns: str,
 ) -> None:
     log = helm_log[1]
-    first = Controller(management_cluster, helm_log[0], workdir).start()
+    ns = make_ns(cluster, "rs")
+    first = Controller(management_cluster, helm_log[0], workdir, namespaces=("rs-*",)).start()
     try:
         cluster.apply(helmapp("restart", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
         wait_ready(cluster, "restart", ns)
@@ -380,7 +389,7 @@ def test_restart_runs_no_upgrades(
         assert first.stop() == 0
     upgrades = len(log.calls("restart", "upgrade"))
     assert upgrades == 1
-    second = Controller(management_cluster, helm_log[0], workdir).start()
+    second = Controller(management_cluster, helm_log[0], workdir, namespaces=("rs-*",)).start()
     try:
         wait_for("resync after restart", lambda: noop_count(second, "restart", ns) >= 1)
         assert len(log.calls("restart", "upgrade")) == upgrades
@@ -552,10 +561,10 @@ def test_sigterm_leaves_release_failed_not_pending(
     chart_repo: Any,
     published: dict[str, Path],
     workdir: Path,
-    ns: str,
 ) -> None:
+    ns = make_ns(cluster, "st")
     target = f"{ns}-target"
-    ctl = Controller(management_cluster, helm_log[0], workdir).start()
+    ctl = Controller(management_cluster, helm_log[0], workdir, namespaces=("st-*",)).start()
     try:
         cluster.apply(helmapp("slow", ns, repo=chart_repo.url, chart="slowhook", version="0.1.0", timeoutSeconds=600))
         wait_for("pending-install", lambda: cluster.release_status("slow", target) == "pending-install", 120)
@@ -617,13 +626,15 @@ def test_flag_off_leaves_helmapps_untouched(
     published: dict[str, Path],
     tmp_path: Path,
     tools: Any,
-    ns: str,
 ) -> None:
+    ns = make_ns(cluster, "off")
     calls = tmp_path / "calls"
     wrapper = tmp_path / "helm"
     wrapper.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec {tools.helm} "$@"\n')
     wrapper.chmod(0o755)
-    ctl = Controller(management_cluster, wrapper, workdir, enabled=False, EXPERIMENTAL_HELM_OPS="yes").start()
+    ctl = Controller(
+        management_cluster, wrapper, workdir, namespaces=(), enabled=False, EXPERIMENTAL_HELM_OPS="yes"
+    ).start()
     try:
         wait_for("disabled log line", lambda: "EXPERIMENTAL_HELM_OPS=true" in ctl.text())
         cluster.apply(helmapp("off", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
