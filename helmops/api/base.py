@@ -7,10 +7,20 @@ camelCase on the wire while Python code uses snake_case names.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
+
+
+def plain(data: Any) -> Any:
+    """A deep copy of ``data`` made of plain dicts and lists (kopf bodies are read-only Mappings)."""
+    if isinstance(data, Mapping):
+        return {key: plain(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [plain(value) for value in data]
+    return data
 
 
 class ApiModel(BaseModel):
@@ -26,6 +36,14 @@ class ApiModel(BaseModel):
         # Field docstrings become the CRD field descriptions (`kubectl explain`).
         use_attribute_docstrings=True,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_any_mapping(cls, data: Any) -> Any:
+        # Strict mode only takes real dicts; objects from kopf or the kubernetes client are Mappings.
+        if isinstance(data, Mapping) and type(data) is not dict:
+            return plain(data)
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         """The object as the API server would store it: camelCase keys, only the fields that were set.

@@ -410,16 +410,27 @@ def warnings(problems: Sequence[Problem]) -> list[Problem]:
     return [p for p in problems if p.severity == "warning"]
 
 
+_UNION_TAGS = ("int", "str")
+
+
 def problems_from_validation_error(exc: ValidationError, root: str = "") -> list[Problem]:
     """Turn a pydantic ValidationError (from ``HelmApp.model_validate``) into Problems whose paths
-    use the manifest's camelCase field names, e.g. ``spec.targets[0].helm.timeoutSeconds``."""
-    found = []
+    use the manifest's camelCase field names, e.g. ``spec.targets[0].helm.timeoutSeconds``.
+
+    The two failed branches of an int-or-string field become one problem.
+    """
+    found: dict[str, str] = {}
     for error in exc.errors():
+        loc = list(error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if len(loc) >= 2 and loc[-1] in _UNION_TAGS and isinstance(loc[-2], str):
+            loc = loc[:-1]
+            message = "Input should be an integer or a string such as 25%"
         path = root
-        for part in error["loc"]:
+        for part in loc:
             if isinstance(part, int):
                 path += f"[{part}]"
             else:
                 path = f"{path}.{part}" if path else str(part)
-        found.append(Problem(path or "(object)", error["msg"]))
-    return found
+        found.setdefault(path or "(object)", message)
+    return [Problem(path, message) for path, message in found.items()]

@@ -175,6 +175,87 @@ def test_invalid_manifest_is_rejected_naming_the_field(
     assert missing.returncode != 0
 
 
+POLLING_CASES = [
+    "0",
+    "0s",
+    "0.0s",
+    "5m",
+    "00005m",
+    "1h30m",
+    "1.5s",
+    ".5s",
+    "1.s",
+    "300ms",
+    "10us",
+    "10\u00b5s",
+    "10\u03bcs",
+    "1ns",
+    "1h1h",
+    "2562047h",
+    "2562046h59m59.999s",
+    "2562047h1s",
+    "2562048h",
+    "1d",
+    "1w",
+    "5",
+    "-5m",
+    "+5m",
+    "5 m",
+    "m",
+    ".s",
+    "1e3s",
+    "",
+    "1h1m1s1h1m1s1h1m1s1h1m1s1h1m1s1h1m",
+]
+RELEASE_NAME_CASES = [
+    "a",
+    "1",
+    "a.b",
+    "a-b.c-d",
+    "hello.v1-beta.0",
+    "-a",
+    "a-",
+    "a..b",
+    "a.-b",
+    "A",
+    "a_b",
+    "a" * 53,
+    "a" * 54,
+    "",
+]
+
+
+def test_cel_and_pattern_rules_agree_with_the_models(our_crds: ControlPlane, helmapp_namespace: str) -> None:
+    """Differential: the API server (CEL, OpenAPI pattern) and the pydantic models accept the same strings."""
+    from pydantic import ValidationError
+
+    from helmops.api import HelmAppSpec, is_polling_interval
+
+    def server_accepts(spec: dict[str, Any]) -> bool:
+        doc = {"apiVersion": "fleet.cattle.io/v1alpha1", "kind": "HelmApp", "metadata": {"name": "probe"}}
+        out = _apply(our_crds, helmapp_namespace, json.dumps({**doc, "spec": spec}), "--dry-run=server")
+        return out.returncode == 0
+
+    def model_accepts(spec: dict[str, Any]) -> bool:
+        try:
+            HelmAppSpec.model_validate(spec)
+        except ValidationError:
+            return False
+        return True
+
+    disagree = []
+    for text in POLLING_CASES:
+        spec = {"pollingInterval": text}
+        verdicts = (server_accepts(spec), model_accepts(spec), is_polling_interval(text))
+        if len(set(verdicts)) != 1:
+            disagree.append((text, verdicts))
+    for text in RELEASE_NAME_CASES:
+        spec = {"helm": {"releaseName": text}}
+        if server_accepts(spec) != model_accepts(spec):
+            disagree.append((text, (server_accepts(spec), model_accepts(spec))))
+    assert disagree == []
+
+
 def test_get_columns_and_fleet_category(our_crds: ControlPlane) -> None:
     namespace = _namespace(our_crds, "api-columns")
     manifest = next(m for m in VALID if m.id == "01-http-repo")

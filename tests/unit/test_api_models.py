@@ -143,3 +143,26 @@ def test_status_written_by_python_always_carries_what_fleets_schema_requires() -
     entry = ResourceSummaryEntry(kind="ConfigMap", name="c")
     dumped = HelmAppStatus(resources=[entry]).model_dump(by_alias=True, mode="json", exclude_none=True)
     assert "perClusterState" in dumped["resources"][0]
+
+
+def test_read_only_mappings_such_as_kopf_bodies_are_accepted() -> None:
+    import kopf
+
+    doc = next(m.doc for m in VALID if m.id == "21-free-form-values")
+    body = kopf.Body(doc)
+    assert not isinstance(body, dict)
+    assert HelmApp.model_validate(body).to_dict() == doc
+    assert HelmAppSpec.model_validate(body.spec).to_dict() == doc["spec"]
+
+
+def test_validation_errors_become_problems_with_manifest_paths() -> None:
+    doc = {"spec": {"rolloutStrategy": {"maxUnavailable": True}, "pollingInterval": "1d", "targets": [{"helm": 1}]}}
+    with pytest.raises(ValidationError) as caught:
+        HelmApp.model_validate(doc)
+    problems = {p.path: p.message for p in problems_from_validation_error(caught.value)}
+    assert problems == {
+        "spec.rolloutStrategy.maxUnavailable": "Input should be an integer or a string such as 25%",
+        "spec.pollingInterval": problems["spec.pollingInterval"],
+        "spec.targets[0].helm": problems["spec.targets[0].helm"],
+    }
+    assert problems["spec.pollingInterval"].startswith("must be '0' or a Go duration")
