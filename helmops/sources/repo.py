@@ -12,7 +12,7 @@ import asyncio
 import io
 import tarfile
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -69,10 +69,81 @@ def chart_url(repo_url: str, ref: str) -> str:
     return resolved
 
 
+class _Fallback(Exception):
+    """The event stream holds something the pruning reader does not handle (an alias): load it fully."""
+
+
+_OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+_KEEP = frozenset({"version", "urls", "digest"})
+
+
+def _skip(events: Iterator[yaml.Event], start: yaml.Event) -> None:
+    if not isinstance(start, _OPEN):
+        return
+    depth = 1
+    for ev in events:
+        if isinstance(ev, _OPEN):
+            depth += 1
+        elif isinstance(ev, _CLOSE):
+            depth -= 1
+            if depth == 0:
+                return
+
+
+def _node(events: Iterator[yaml.Event], start: yaml.Event, keep: Callable[[int, str], bool], level: int) -> Any:
+    """Build str/list/dict from events; mapping keys that ``keep(level, key)`` rejects are skipped."""
+    if isinstance(start, yaml.ScalarEvent):
+        return start.value
+    if isinstance(start, yaml.SequenceStartEvent):
+        items: list[Any] = []
+        for ev in events:
+            if isinstance(ev, yaml.SequenceEndEvent):
+                return items
+            items.append(_node(events, ev, keep, level + 1))
+    if isinstance(start, yaml.MappingStartEvent):
+        mapping: dict[str, Any] = {}
+        for ev in events:
+            if isinstance(ev, yaml.MappingEndEvent):
+                return mapping
+            key = _node(events, ev, keep, level + 1)
+            value_start = next(events)
+            if isinstance(key, str) and keep(level, key):
+                mapping[key] = _node(events, value_start, keep, level + 1)
+            else:
+                _skip(events, value_start)
+    raise _Fallback
+
+
+def _keep_for_index(level: int, key: str) -> bool:
+    # level 0: the document mapping; 1: the entries mapping (chart names); 3: one chart version's mapping.
+    if level == 0:
+        return key == "entries"
+    if level == 3:
+        return key in _KEEP
+    return True
+
+
+def _load_pruned(data: bytes) -> Any:
+    """Read only ``entries.<chart>[].{version,urls,digest}`` from libyaml's event stream.
+
+    Building the whole document is ~10x slower than reading the events (7 s against 0.7 s for a 13 MB
+    index), and descriptions, maintainers and the like are never used.
+    """
+    events = iter(yaml.parse(data, Loader=_Loader))
+    for ev in events:
+        if isinstance(ev, yaml.DocumentStartEvent):
+            return _node(events, next(events), _keep_for_index, 0)
+    return None
+
+
 def parse_index(data: bytes, where: str) -> dict[str, tuple[ChartVersionInfo, ...]]:
     """Blocking for big inputs.  Keeps only what resolution needs."""
     try:
-        doc = yaml.load(data, Loader=_Loader)
+        try:
+            doc = _load_pruned(data)
+        except _Fallback:
+            doc = yaml.load(data, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""

@@ -341,3 +341,22 @@ def test_chart_store_is_content_addressed(tmp_path: Path) -> None:
     assert path == tmp_path / "charts" / "sha256" / f"{hex1}.tgz" and path.read_bytes() == b"chart bytes"
     assert store.put(b"chart bytes") == (hex1, path) and store.has(hex1)
     assert list(store.tmp.iterdir()) == []
+
+
+def test_parse_index_falls_back_to_a_full_load_for_aliases() -> None:
+    body = b"""
+apiVersion: v1
+entries:
+  hello:
+    - version: 1.0.0
+      urls: &u [hello.tgz]
+    - version: 1.0.1
+      urls: *u
+"""
+    charts = parse_index(body, "x")
+    assert [(v.version, v.urls) for v in charts["hello"]] == [("1.0.0", ("hello.tgz",)), ("1.0.1", ("hello.tgz",))]
+
+
+def test_parse_index_reads_json_indexes() -> None:
+    body = b'{"apiVersion": "v1", "entries": {"hello": [{"version": "2.0.0", "urls": ["h.tgz"], "x": {"y": [1]}}]}}'
+    assert parse_index(body, "x")["hello"][0].version == "2.0.0"
