@@ -122,12 +122,13 @@ async def run_enabled(settings: Settings) -> int:
     )
     log.info("helm %s at %s", driver.helm_version, settings.helm)
     cache = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="helmops-charts-"))
+    charts = deps.chart_fetcher(kube, driver, cache)
     reconciler = Reconciler(
         kube,
         driver,
         kube.releases,
         deps.spec_checker(),
-        deps.chart_fetcher(kube, driver, cache),
+        charts,
         deps.values_renderer(api),
         ReconcilerConfig(
             pending_grace_seconds=settings.pending_grace_seconds,
@@ -236,6 +237,10 @@ async def run_enabled(settings: Settings) -> int:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         await driver.close()
+        close_charts = getattr(charts, "close", None)
+        if close_charts is not None:
+            with contextlib.suppress(Exception):
+                await close_charts()
         with contextlib.suppress(Exception):
             await kube.close()
     log.info("helmops stopped")

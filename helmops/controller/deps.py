@@ -60,6 +60,11 @@ class SourcesFetcher:
             error_cls,
         )
 
+    async def close(self) -> None:
+        aclose = getattr(self._sources, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
     async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
         spec = helmapp.get("spec") or {}
         helm = spec.get("helm") or {}
@@ -155,48 +160,50 @@ class PlainValues:
 
 
 class ApiSpec(BasicSpec):
-    """``helmops.api``: semantic validation and Fleet's release naming."""
+    """``helmops.api``: the pydantic model, semantic validation (errors block, warnings are logged) and
+    Fleet's release naming."""
 
-    def __init__(self, validate: Any, release_name: Any, release_namespace: Any, spec_model: Any) -> None:
-        self._validate, self._name, self._ns, self._model = (
-            validate,
-            release_name,
-            release_namespace,
-            spec_model,
-        )
+    def __init__(self, api: Any) -> None:
+        self._api = api
 
     def _spec(self, helmapp: Mapping[str, Any]) -> Any:
-        return self._model.model_validate(helmapp.get("spec") or {})
+        return self._api.HelmAppSpec.model_validate(helmapp.get("spec") or {})
 
     def problems(self, helmapp: Mapping[str, Any]) -> list[str]:
         try:
             spec = self._spec(helmapp)
-        except Exception as exc:  # pydantic.ValidationError: one line per error
-            errors = getattr(exc, "errors", None)
-            if callable(errors):
-                return [f"spec.{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors()]
-            return [str(exc)]
-        return [str(getattr(p, "message", p)) for p in self._validate(spec)] + super().problems(helmapp)
+        except Exception as exc:  # pydantic.ValidationError
+            try:
+                found = list(self._api.problems_from_validation_error(exc, "spec"))
+            except Exception:
+                return [str(exc)]
+        else:
+            found = list(self._api.validate(spec))
+        errors = [str(p) for p in found if getattr(p, "severity", "error") == "error"]
+        warnings = [str(p) for p in found if getattr(p, "severity", "error") != "error"]
+        if warnings:
+            meta = helmapp.get("metadata") or {}
+            log.info("HelmApp %s/%s: %s", meta.get("namespace"), meta.get("name"), "; ".join(warnings))
+        return errors
 
     def release_name(self, helmapp: Mapping[str, Any]) -> str:
         try:
-            return str(self._name(self._spec(helmapp), helmapp["metadata"]["name"]))
+            return str(self._api.release_name(helmapp["metadata"]["name"], self._spec(helmapp)))
         except Exception:
             return super().release_name(helmapp)
 
     def release_namespace(self, helmapp: Mapping[str, Any]) -> str:
         try:
-            return str(self._ns(self._spec(helmapp)))
+            return str(self._api.release_namespace(self._spec(helmapp)))
         except Exception:
             return super().release_namespace(helmapp)
 
 
 def spec_checker() -> SpecChecker:
-    api = _optional("helmops.api", "validate", "release_name", "release_namespace", "HelmAppSpec")
-    if api is None:
-        log.info("helmops.api not available: using basic spec checks")
+    if _optional("helmops.api", "validate", "release_name", "release_namespace", "HelmAppSpec") is None:
+        log.warning("helmops.api not available: using basic spec checks")
         return BasicSpec()
-    return ApiSpec(*api)
+    return ApiSpec(importlib.import_module("helmops.api"))
 
 
 def chart_fetcher(kube: Kube, driver: HelmDriver, cache: Path) -> ChartFetcher:

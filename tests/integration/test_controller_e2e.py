@@ -424,6 +424,12 @@ def _expect_not_ready_keeping_release(
         ("badversion", {"spec": {"helm": {"version": "9.9.9"}}}, "Accepted", "9.9.9"),
         ("badchart", {"spec": {"helm": {"chart": "no-such-chart"}}}, "Accepted", "no-such-chart"),
         ("template", {"spec": {"helm": {"chart": "failing", "version": "0.1.0"}}}, "Ready", "mustset is required"),
+        (
+            "invalid",
+            {"spec": {"helm": {"repo": "oci://127.0.0.1:1/a", "chart": "oci://127.0.0.1:1/b"}}},
+            "Accepted",
+            "both",
+        ),
     ],
 )
 def test_errors_keep_previous_release(
@@ -445,7 +451,7 @@ def test_errors_keep_previous_release(
     obj = cluster.helmapp(case, ns) or {}
     assert obj["status"]["display"]["error"] is True and obj["status"]["display"]["state"] == "ErrApplied"
     # fixing the spec recovers, Accepted back to True
-    merge_patch(cluster, case, ns, {"spec": {"helm": {"chart": "hello", "version": "0.2.0"}}})
+    merge_patch(cluster, case, ns, {"spec": {"helm": {"repo": chart_repo.url, "chart": "hello", "version": "0.2.0"}}})
     wait_for(
         "recovered", lambda: (cluster.configmap(f"{case}-hello", f"{ns}-target") or {}).get("chartVersion") == "0.2.0"
     )
