@@ -50,7 +50,7 @@ from .errors import (
     VersionNotFound,
 )
 from .net import network_error, status_error
-from .versions import decode_tag, encode_tag, is_exact, nearest, parse_constraint, resolve
+from .versions import decode_tag, encode_tag, is_exact, nearest, parse_constraint, parse_version, resolve
 
 __all__ = ["HELM_CHART_LAYER", "OciRef", "OciRegistries", "parse_oci_ref"]
 
@@ -383,6 +383,9 @@ class OciRegistries:
             tag = encode_tag(text)
             found = await self.tag_digest(ref, tag, auth)
             if found is not None:
+                if parse_version(tag, strict=True) is None:  # e.g. "latest": the chart knows its version
+                    info = await self.manifest(ref, found, auth)
+                    return Resolved(tag=tag, version=info.version or tag, digest=found)
                 return Resolved(tag=tag, version=decode_tag(tag), digest=found)
             if not is_constraint:
                 tags = await self.tags(ref, auth)  # also tells "no such repository" apart

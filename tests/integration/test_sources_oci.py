@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import requests
 
 from helmops.sources import (
     AuthError,
@@ -65,6 +66,27 @@ async def test_exact_tag_short_circuits_listing(
         tagged = await sources.fetch(ChartRequest("", f"{ref}:3.0.0", ""), PLAIN)
         assert sources.stats["oci_tag_requests"] == 0
     assert version == "3.0.0" and tagged.digest == digest
+
+
+def _retag(registry: Registry, repo: str, src: str, dst: str) -> None:
+    """helm cannot add a tag: put the same manifest under a second one, as `oras tag` would."""
+    base = f"http://{registry.host}/v2/{repo}/manifests"
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    manifest = requests.get(f"{base}/{src}", headers=accept, timeout=10)
+    put = requests.put(f"{base}/{dst}", data=manifest.content, timeout=10,
+                       headers={"Content-Type": manifest.headers["Content-Type"]})
+    assert put.status_code == 201
+
+
+async def test_non_semver_tag(oci_registry: Registry, charts: ChartFactory, tmp_path: Path) -> None:
+    """A tag such as "latest" (pushed by other tools) is an exact reference; the version comes from the chart."""
+    ref = _push(charts, oci_registry, "src-latest", "3.5.0")
+    _retag(oci_registry, "src-latest/hello", "3.5.0", "latest")
+    async with ChartSources(tmp_path / "cache") as sources:
+        version, digest = await sources.resolve_version(ChartRequest("", ref, "latest"), PLAIN)
+        got = await sources.fetch(ChartRequest("", f"{ref}:latest", ""), PLAIN)
+        assert sources.stats["oci_tag_requests"] == 0
+    assert version == got.version == "3.5.0" and got.digest == digest
 
 
 async def test_digest_reference(oci_registry: Registry, charts: ChartFactory, tmp_path: Path) -> None:
