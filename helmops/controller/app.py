@@ -108,6 +108,7 @@ async def run_enabled(settings: Settings) -> int:
         settings.helm,
     )
     metrics.ENABLED.set(1)
+    metrics.init_labels()
     metrics.WORKERS_MAX.set(settings.workers)
     metrics.HELM_MAX.set(settings.helm_concurrency)
     metrics.serve(settings.metrics_host, settings.metrics_port)

@@ -35,3 +35,14 @@ ENABLED = Gauge("helmops_enabled", "1 when the HelmApp controller is enabled", r
 def serve(host: str, port: int) -> None:
     """Starts the metrics HTTP server in a daemon thread."""
     start_http_server(port, addr=host, registry=REGISTRY)
+
+
+def init_labels() -> None:
+    """Exports every label combination from the start (zeros), so rates and alerts work before traffic."""
+    for result in ("ok", "retry", "error", "conflict"):
+        RECONCILES.labels(result)
+        RECONCILE_SECONDS.labels(result)
+    for action in ("install", "upgrade", "recover", "uninstall"):
+        HELM_ACTION_SECONDS.labels(action)
+        for result in ("success", "failure"):
+            HELM_ACTIONS.labels(action, result)

@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,11 @@ class Controller:
         self.env = env
         self.log = workdir / f"controller-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.health_port, self.metrics_port = free_port(), free_port()
+
+    def http(self, port: int, path: str) -> tuple[int, str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return int(resp.status), resp.read().decode()
 
     def start(self) -> Controller:
         env = {k: v for k, v in os.environ.items() if k != "EXPERIMENTAL_HELM_OPS"}
@@ -124,8 +131,8 @@ class Controller:
         argv = [
             sys.executable, "-m", "helmops.cli.main", "run",
             "--kubeconfig", str(self.cluster.kubeconfig),
-            "--health-port", str(free_port()),
-            "--metrics-port", str(free_port()),
+            "--health-port", str(self.health_port),
+            "--metrics-port", str(self.metrics_port),
         ]  # fmt: skip
         for pattern in self.namespaces:
             argv += ["--namespace", pattern]
@@ -290,6 +297,13 @@ def noop_count(ctl: Controller, name: str, ns: str) -> int:
         for line in ctl.text().splitlines()
         if f"reconcile {ns}/{name}:" in line and "deployed-in-sync -> none" in line
     )
+
+
+def _try_http(ctl: Controller, port: int, path: str) -> tuple[int, str] | None:
+    try:
+        return ctl.http(port, path)
+    except (OSError, urllib.error.URLError):
+        return None
 
 
 # --- tests -----------------------------------------------------------------------------------------------
@@ -643,6 +657,10 @@ def test_flag_off_leaves_helmapps_untouched(
     ).start()
     try:
         wait_for("disabled log line", lambda: "EXPERIMENTAL_HELM_OPS=true" in ctl.text())
+        status, body = wait_for("healthz", lambda: _try_http(ctl, ctl.health_port, "/healthz"))
+        assert status == 200 and json.loads(body)["enabled"] is False
+        _, metrics = wait_for("metrics", lambda: _try_http(ctl, ctl.metrics_port, "/metrics"))
+        assert "helmops_enabled 0.0" in metrics
         cluster.apply(helmapp("off", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
         time.sleep(5)  # give a wrongly enabled controller every chance to act
         obj = cluster.helmapp("off", ns) or {}
@@ -654,3 +672,19 @@ def test_flag_off_leaves_helmapps_untouched(
     finally:
         assert ctl.stop() == 0
     cluster.kubectl("delete", "helmapps.fleet.cattle.io", "off", "-n", ns)
+
+
+def test_health_and_metrics(cluster: Cluster, controller: Controller, ns: str) -> None:
+    status, body = wait_for("healthz", lambda: _try_http(controller, controller.health_port, "/healthz"))
+    assert status == 200 and "workers" in json.loads(body)
+    _, metrics = wait_for("metrics", lambda: _try_http(controller, controller.metrics_port, "/metrics"))
+    for name in (
+        "helmops_enabled 1.0",
+        "helmops_workers_max 4.0",
+        "helmops_reconcile_total",
+        "helmops_reconcile_duration_seconds_bucket",
+        "helmops_helm_actions_total",
+        "helmops_helm_action_duration_seconds_bucket",
+        "helmops_workers_active",
+    ):
+        assert name in metrics, name

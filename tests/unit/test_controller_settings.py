@@ -124,3 +124,17 @@ async def test_queue_dedup_dirty_and_delay() -> None:
     got = await asyncio.wait_for(q.get(), 2)
     assert got == "b"
     q.close()
+
+
+def test_json_log_lines() -> None:
+    import json
+    import logging
+
+    from helmops.controller.logs import JsonFormatter
+
+    rec = logging.makeLogRecord(
+        {"name": "helmops.x", "levelname": "INFO", "msg": "hello %s", "args": ("w",), "release": "r1"}
+    )
+    doc = json.loads(JsonFormatter().format(rec))
+    assert doc["msg"] == "hello w" and doc["level"] == "info" and doc["logger"] == "helmops.x"
+    assert doc["release"] == "r1" and "ts" in doc
