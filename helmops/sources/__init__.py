@@ -151,19 +151,23 @@ class ChartSources:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def resolve_version(self, req: ChartRequest, auth: RepoAuth | None = None) -> tuple[str, str | None]:
+    async def resolve_version(
+        self, req: ChartRequest, auth: RepoAuth | None = None, *, max_age: float | None = None
+    ) -> tuple[str, str | None]:
         """The exact version a request names now, and its digest when known, without downloading the chart.
 
-        Used by polling.  For tarballs the archive is fetched (conditionally) since the version is inside.
+        Used by polling; ``max_age`` (seconds) bounds how old the cached index/tag list may be, so a poll
+        interval shorter than ``index_ttl`` still sees new versions on time.  For tarballs the archive is
+        fetched (conditionally) since the version is inside.
         """
         auth = auth or RepoAuth()
         src = classify(req)
         self.stats["resolves"] += 1
         if isinstance(src, _Http):
-            info = await self.http.pick(src.repo, src.chart, req.version, auth)
+            info = await self.http.pick(src.repo, src.chart, req.version, auth, max_age)
             return info.version, f"sha256:{info.digest}" if info.digest else None
         if isinstance(src, OciRef):
-            r = await self.oci.resolve(src, req.version, auth)
+            r = await self.oci.resolve(src, req.version, auth, max_age)
             return r.version, r.digest
         chart = await self._tarball(src, req.version, auth)
         return chart.version, chart.digest

@@ -296,10 +296,13 @@ class OciRegistries:
 
     # ---- tags and digests ---------------------------------------------------------------------------
 
-    async def tags(self, ref: OciRef, auth: RepoAuth) -> list[str]:
+    def _ttl(self, max_age: float | None) -> float:
+        return self.ttl if max_age is None else min(self.ttl, max_age)
+
+    async def tags(self, ref: OciRef, auth: RepoAuth, max_age: float | None = None) -> list[str]:
         key = (ref.host, ref.repository, auth.identity)
         cached = self._tags.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+        if cached is not None and time.monotonic() - cached[0] < self._ttl(max_age):
             self.stats["oci_tag_cache_hits"] += 1
             return cached[1]
         result, _ = await self._tag_flight.do(key, lambda: self._list_tags(key, ref, auth))
@@ -325,11 +328,11 @@ class OciRegistries:
         self._tags.put(key, (time.monotonic(), tags))
         return tags
 
-    async def tag_digest(self, ref: OciRef, tag: str, auth: RepoAuth) -> str | None:
+    async def tag_digest(self, ref: OciRef, tag: str, auth: RepoAuth, max_age: float | None = None) -> str | None:
         """HEAD the manifest; ``None`` when the tag does not exist.  Cached for the TTL."""
         key = (ref.host, ref.repository, tag, auth.identity)
         cached = self._digests.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+        if cached is not None and time.monotonic() - cached[0] < self._ttl(max_age):
             self.stats["oci_digest_cache_hits"] += 1
             return cached[1]
         result, _ = await self._digest_flight.do(key, lambda: self._head(key, ref, tag, auth))
@@ -358,7 +361,7 @@ class OciRegistries:
 
     # ---- resolution ---------------------------------------------------------------------------------
 
-    async def resolve(self, ref: OciRef, version: str, auth: RepoAuth) -> Resolved:
+    async def resolve(self, ref: OciRef, version: str, auth: RepoAuth, max_age: float | None = None) -> Resolved:
         """Constraint/tag/digest -> (tag, chart version, manifest digest); no chart download."""
         text = version.strip()
         if ref.tag and text and text != ref.tag:
@@ -381,21 +384,21 @@ class OciRegistries:
         if text and (is_exact(text) or not is_constraint):
             # An exact tag short-circuits the listing: one HEAD.
             tag = encode_tag(text)
-            found = await self.tag_digest(ref, tag, auth)
+            found = await self.tag_digest(ref, tag, auth, max_age)
             if found is not None:
                 if parse_version(tag, strict=True) is None:  # e.g. "latest": the chart knows its version
                     info = await self.manifest(ref, found, auth)
                     return Resolved(tag=tag, version=info.version or tag, digest=found)
                 return Resolved(tag=tag, version=decode_tag(tag), digest=found)
             if not is_constraint:
-                tags = await self.tags(ref, auth)  # also tells "no such repository" apart
+                tags = await self.tags(ref, auth, max_age)  # also tells "no such repository" apart
                 raise VersionNotFound(ref.name, text, ref.display, nearest(tags, "", oci_tags=True))
 
-        tags = await self.tags(ref, auth)
+        tags = await self.tags(ref, auth, max_age)
         picked = resolve(tags, text, oci_tags=True)
         if picked is None:
             raise VersionNotFound(ref.name, text or "*", ref.display, nearest(tags, text, oci_tags=True))
-        found = await self.tag_digest(ref, picked, auth)
+        found = await self.tag_digest(ref, picked, auth, max_age)
         if found is None:  # deleted between listing and HEAD
             self._tags.pop((ref.host, ref.repository, auth.identity))
             raise VersionNotFound(ref.name, text or "*", ref.display)

@@ -237,22 +237,24 @@ class HttpRepos:
 
     # ---- index -------------------------------------------------------------------------------------
 
-    async def index(self, repo_url: str, auth: RepoAuth) -> RepoIndex:
+    async def index(self, repo_url: str, auth: RepoAuth, max_age: float | None = None) -> RepoIndex:
+        """The repository index, at most ``min(index_ttl, max_age)`` seconds old."""
         url = index_url(repo_url)
         key = (url, auth.identity)
+        ttl = self.index_ttl if max_age is None else min(self.index_ttl, max_age)
         cached = self._indexes.get(key)
-        if cached is not None and time.monotonic() - cached.fetched_at < self.index_ttl:
+        if cached is not None and time.monotonic() - cached.fetched_at < ttl:
             self.stats["index_cache_hits"] += 1
             return cached
-        result, shared = await self._index_flight.do(key, lambda: self._refresh_index(key, repo_url, auth))
+        result, shared = await self._index_flight.do(key, lambda: self._refresh_index(key, repo_url, auth, ttl))
         if shared:
             self.stats["index_shared"] += 1
         return result
 
-    async def _refresh_index(self, key: tuple[str, str], repo_url: str, auth: RepoAuth) -> RepoIndex:
+    async def _refresh_index(self, key: tuple[str, str], repo_url: str, auth: RepoAuth, ttl: float) -> RepoIndex:
         url = key[0]
         cached = self._indexes.get(key)
-        if cached is not None and time.monotonic() - cached.fetched_at < self.index_ttl:
+        if cached is not None and time.monotonic() - cached.fetched_at < ttl:
             return cached
         headers = {"Accept": "application/x-yaml, text/yaml, */*"}
         if cached is not None and cached.etag:
@@ -287,8 +289,10 @@ class HttpRepos:
         self._indexes.put(key, entry, entry.size)
         return entry
 
-    async def pick(self, repo_url: str, chart: str, constraint: str, auth: RepoAuth) -> ChartVersionInfo:
-        idx = await self.index(repo_url, auth)
+    async def pick(
+        self, repo_url: str, chart: str, constraint: str, auth: RepoAuth, max_age: float | None = None
+    ) -> ChartVersionInfo:
+        idx = await self.index(repo_url, auth, max_age)
         versions = idx.charts.get(chart)
         where = display_url(repo_url)
         if not versions:

@@ -113,6 +113,9 @@ async def test_cached_within_ttl(chart_repo: ChartRepo, charts: ChartFactory, tm
         _publish(chart_repo, charts, "132.1.0")
         assert (await sources.resolve_version(req))[0] == "132.0.0"  # still the cached index
         assert sources.stats["index_requests"] == 1
+        # a poll may ask for a fresher answer than the TTL
+        assert (await sources.resolve_version(req, max_age=0))[0] == "132.1.0"
+        assert sources.stats["index_requests"] == 2
 
 
 async def test_100_concurrent_resolves_make_one_index_request(

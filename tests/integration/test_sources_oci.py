@@ -122,6 +122,13 @@ async def test_repushed_tag_is_noticed(oci_registry: Registry, charts: ChartFact
         b = await sources.fetch(ChartRequest("", ref, "6.0.0"), PLAIN)
     assert a.digest != b.digest
     assert b.path.read_bytes() == second.read_bytes()
+    third = charts.package("hello", "6.0.0", app_version="three")
+    async with ChartSources(tmp_path / "cache", index_ttl=3600) as sources:
+        _, d1 = await sources.resolve_version(ChartRequest("", ref, "6.0.0"), PLAIN)
+        charts.push_oci(third, oci_registry, repo_path=path)
+        _, cached = await sources.resolve_version(ChartRequest("", ref, "6.0.0"), PLAIN)
+        _, fresh = await sources.resolve_version(ChartRequest("", ref, "6.0.0"), PLAIN, max_age=0)
+    assert d1 == cached == b.digest != fresh
 
 
 async def test_tag_pagination(oci_registry: Registry, charts: ChartFactory, tmp_path: Path) -> None:
