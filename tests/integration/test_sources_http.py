@@ -195,13 +195,13 @@ async def test_credentials_stay_on_the_repository_host(
             "urls": [f"{chart_repo_auth.url}hello-181.0.0.tgz"],
         }]},
     }))
-    creds = {"username": chart_repo_auth.username, "password": chart_repo_auth.password}
+    user, pw = chart_repo_auth.username, chart_repo_auth.password
     with other:
         req = ChartRequest(other.url, "hello", "181.0.0")
         async with ChartSources(tmp_path / "cache") as sources:
             with pytest.raises(AuthError, match="401"):
-                await sources.fetch(req, RepoAuth(**creds))
-            got = await sources.fetch(req, RepoAuth(**creds, pass_credentials=True))
+                await sources.fetch(req, RepoAuth(user, pw))
+            got = await sources.fetch(req, RepoAuth(user, pw, pass_credentials=True))
     assert got.version == "181.0.0"
 
 
