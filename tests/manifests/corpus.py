@@ -2,7 +2,9 @@
 
 Each file holds one object. Comment lines at the top carry test metadata:
 ``# expect: <field path>`` (invalid/: the field the API server must name when rejecting it) and
-``# fleet-prunes: <field path>`` (valid/: a field Fleet v0.12's own CRD does not know, so drops).
+``# fleet-prunes: <field path>`` (valid/: a field Fleet v0.12's own CRD does not know, so drops) and
+``# problem: <field path> <error|warning>`` (semantic/: admission accepts the object, and
+``helmops.api.validate_app`` reports exactly these problems).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Manifest:
     doc: dict[str, Any]
     expect: str = ""
     fleet_prunes: tuple[str, ...] = field(default=())
+    problems: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def id(self) -> str:
@@ -50,11 +53,12 @@ def _load(path: Path) -> Manifest:
         doc=yaml.safe_load(text),
         expect=(meta.get("expect") or [""])[0],
         fleet_prunes=tuple(meta.get("fleet-prunes", [])),
+        problems=tuple(tuple(p.rsplit(" ", 1)) for p in meta.get("problem", [])),  # type: ignore[misc]
     )
 
 
 def load(kind: str) -> list[Manifest]:
-    """The manifests of one corpus (``valid``, ``invalid`` or ``clusters``), sorted by file name."""
+    """The manifests of one corpus (``valid``, ``invalid``, ``semantic``, ``clusters``, ``status``), by file name."""
     return [_load(path) for path in sorted((ROOT / kind).glob("*.yaml"))]
 
 

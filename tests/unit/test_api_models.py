@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from helmops.api import Cluster, ClusterGroup, HelmApp, HelmAppStatus, problems_from_validation_error
+from helmops.api import (
+    Cluster,
+    ClusterGroup,
+    HelmApp,
+    HelmAppStatus,
+    problems_from_validation_error,
+    validate_app,
+)
 from helmops.api.models import HelmAppSpec
 
 _spec = importlib.util.spec_from_file_location(
@@ -24,6 +31,7 @@ _spec.loader.exec_module(corpus)
 VALID = corpus.load("valid")
 INVALID = corpus.load("invalid")
 CLUSTERS = corpus.load("clusters")
+SEMANTIC = corpus.load("semantic")
 
 
 def test_corpora_are_big_enough() -> None:
@@ -166,3 +174,17 @@ def test_validation_errors_become_problems_with_manifest_paths() -> None:
         "spec.targets[0].helm": problems["spec.targets[0].helm"],
     }
     assert problems["spec.pollingInterval"].startswith("must be '0' or a Go duration")
+
+
+@pytest.mark.parametrize("manifest", VALID, ids=lambda m: m.id)
+def test_valid_manifests_have_no_semantic_errors(manifest: Any) -> None:
+    problems = validate_app(HelmApp.model_validate(manifest.doc))
+    assert [str(p) for p in problems if p.severity == "error"] == []
+
+
+@pytest.mark.parametrize("manifest", SEMANTIC, ids=lambda m: m.id)
+def test_semantic_corpus_reports_exactly_the_declared_problems(manifest: Any) -> None:
+    assert manifest.problems, "each file declares its problems"
+    app = HelmApp.model_validate(manifest.doc)
+    assert app.to_dict() == manifest.doc
+    assert sorted((p.path, p.severity) for p in validate_app(app)) == sorted(manifest.problems)
