@@ -239,7 +239,8 @@ class OciRegistries:
                 raise network_error(exc, url, self.timeout) from None
         scheme = resp.headers.get("Www-Authenticate", "").split(" ", 1)[0].lower()
         backend = "basic" if resp.status_code == 401 and scheme == "basic" else "token"
-        self._backends[key] = backend
+        if resp.status_code in (200, 401):  # a 5xx says nothing about auth: ask again next time
+            self._backends[key] = backend
         return backend
 
     def _client(self, ref: OciRef, auth: RepoAuth) -> _Client:
