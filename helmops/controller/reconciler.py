@@ -47,6 +47,9 @@ log = logging.getLogger("helmops.controller")
 
 Key = tuple[str, str]
 
+#: an identical Event (same reason and message) for the same HelmApp is posted at most this often.
+EVENT_REPEAT_SECONDS = 600.0
+
 #: namespaces deleteNamespace never deletes (Fleet's list plus the controller's own).
 PROTECTED_NAMESPACES = frozenset(
     {"default", "cattle-fleet-system", "fleet-local", "fleet-default", "cattle-fleet-clusters-system"}
@@ -83,6 +86,7 @@ class Reconciler:
         self.kube, self.driver, self.releases = kube, driver, releases
         self.spec, self.charts, self.values, self.config = spec, charts, values, config
         self._failures: dict[Key, int] = {}
+        self._last_event: dict[Key, tuple[str, str, float]] = {}
 
     # --- bookkeeping -------------------------------------------------------------------------------
     def _retry_in(self, key: Key) -> float:
@@ -107,6 +111,7 @@ class Reconciler:
             obj = await self.kube.get_helmapp(*key)
             if obj is None:
                 self._ok(key)
+                self._last_event.pop(key, None)
                 return None
             if obj["metadata"].get("deletionTimestamp"):
                 delay = await self._finalize(key, obj)
@@ -328,6 +333,13 @@ class Reconciler:
         return res
 
     async def _events(self, obj: Mapping[str, Any], res: ActionResult, suffix: str = "") -> None:
+        key: Key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        last = self._last_event.get(key)
+        now = time.monotonic()
+        if res.reason and last and last[:2] == (res.reason, res.message) and now - last[2] < EVENT_REPEAT_SECONDS:
+            return  # the same failure again on retry: one Event per EVENT_REPEAT_SECONDS is enough
+        if res.reason:
+            self._last_event[key] = (res.reason, res.message, now)
         if res.reason:
             await self.kube.event(
                 obj,
