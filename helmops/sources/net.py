@@ -138,7 +138,6 @@ class HttpClient:
         if self._session is None or self._session.closed or self._loop is not loop:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(self.timeout, 15.0)),
-                auto_decompress=False,  # a .tgz served with Content-Encoding: gzip must stay gzipped
                 trust_env=False,
             )
             self._loop = loop
@@ -173,18 +172,26 @@ class HttpClient:
         credentials_for: str,
         headers: Mapping[str, str] | None = None,
         max_bytes: int,
+        raw: bool = False,
     ) -> HttpResponse:
-        """GET with manual redirects; credentials only on hops whose origin matches ``credentials_for``."""
+        """GET with manual redirects; credentials only on hops whose origin matches ``credentials_for``.
+
+        ``raw`` is for archives: ask for no content coding and never decode one, so a ``.tgz`` stays the
+        exact bytes whose digest the index promises.  Indexes accept gzip and are decoded.
+        """
         session = await self._get_session()
         current = url
         for _ in range(_MAX_REDIRECTS + 1):
             send = dict(headers or {})
+            if raw:
+                send["Accept-Encoding"] = "identity"
             if auth.has_credentials and (auth.pass_credentials or same_origin(current, credentials_for)):
                 token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
                 send["Authorization"] = f"Basic {token}"
             ssl_arg: ssl.SSLContext | bool = self.ssl_context(auth) if current.startswith("https:") else True
             try:
-                async with session.get(current, headers=send, allow_redirects=False, ssl=ssl_arg) as resp:
+                async with session.get(current, headers=send, allow_redirects=False, ssl=ssl_arg,
+                                       auto_decompress=not raw) as resp:
                     if resp.status in _REDIRECTS and "Location" in resp.headers:
                         nxt = urljoin(current, resp.headers["Location"])
                         if urlsplit(nxt).scheme not in ("http", "https"):

@@ -366,7 +366,7 @@ class HttpRepos:
                 headers["If-Modified-Since"] = known.last_modified
         self.stats["chart_downloads"] += 1
         resp = await self.http.get(url, auth, credentials_for=credentials_for, headers=headers,
-                                   max_bytes=MAX_CHART_BYTES)
+                                   max_bytes=MAX_CHART_BYTES, raw=True)
         if resp.status == 304 and known is not None:
             self.stats["chart_304"] += 1
             known.fetched_at = time.monotonic()
