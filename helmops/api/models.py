@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from helmops import GROUP, KIND, VERSION
 from helmops.api.base import ApiModel
+from helmops.api.duration import is_polling_interval
 from helmops.api.selector import LabelSelector, LabelSelectorRequirement
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "HelmAppStatus",
     "HelmOptions",
     "IgnoreOptions",
+    "KubeObject",
     "KustomizeOptions",
     "LabelSelector",
     "LabelSelectorRequirement",
@@ -443,8 +445,6 @@ class HelmAppSpec(BundleSpec):
     @classmethod
     def _check_polling_interval(cls, value: str | None) -> str | None:
         # Same rule as the CRD's CEL validation, so objects built in Python are held to it too.
-        from helmops.api.duration import is_polling_interval
-
         if value is not None and not is_polling_interval(value):
             raise ValueError(
                 "must be '0' or a Go duration such as 30s, 5m or 1h30m (units ns, us, ms, s, m, h), at most 2562047h"
@@ -677,7 +677,18 @@ class HelmAppStatus(ApiModel):
 # objects
 
 
-class HelmApp(ApiModel):
+class KubeObject(ApiModel):
+    """Common behaviour of whole Kubernetes objects."""
+
+    api_version: str
+    kind: str
+
+    def manifest(self) -> dict[str, Any]:
+        """The object as a complete manifest: :meth:`to_dict` with ``apiVersion`` and ``kind`` always present."""
+        return {"apiVersion": self.api_version, "kind": self.kind, **self.to_dict()}
+
+
+class HelmApp(KubeObject):
     """Deploys a Helm chart to Fleet clusters (fleet.cattle.io/v1alpha1 HelmApp, as in Fleet v0.12)."""
 
     api_version: str = f"{GROUP}/{VERSION}"
@@ -700,7 +711,7 @@ class ClusterSpec(ApiModel):
     """Stop changing deployments on this cluster."""
 
 
-class Cluster(ApiModel):
+class Cluster(KubeObject):
     """A Fleet Cluster (fleet.cattle.io/v1alpha1): a downstream cluster HelmApps can target."""
 
     api_version: str = f"{GROUP}/{VERSION}"
@@ -717,7 +728,7 @@ class ClusterGroupSpec(ApiModel):
     """Clusters of the group's namespace whose labels match. An empty selector matches all."""
 
 
-class ClusterGroup(ApiModel):
+class ClusterGroup(KubeObject):
     """A Fleet ClusterGroup (fleet.cattle.io/v1alpha1): a named, label-selected set of Clusters."""
 
     api_version: str = f"{GROUP}/{VERSION}"

@@ -188,3 +188,17 @@ def test_semantic_corpus_reports_exactly_the_declared_problems(manifest: Any) ->
     app = HelmApp.model_validate(manifest.doc)
     assert app.to_dict() == manifest.doc
     assert sorted((p.path, p.severity) for p in validate_app(app)) == sorted(manifest.problems)
+
+
+def test_objects_built_in_python_dump_as_complete_manifests() -> None:
+    from helmops.api import ObjectMeta
+
+    app = HelmApp(metadata=ObjectMeta(name="x"), spec=HelmAppSpec(helm={"chart": "c"}))  # type: ignore[arg-type]
+    assert app.manifest() == {
+        "apiVersion": "fleet.cattle.io/v1alpha1",
+        "kind": "HelmApp",
+        "metadata": {"name": "x"},
+        "spec": {"helm": {"chart": "c"}},
+    }
+    assert Cluster().manifest()["kind"] == "Cluster"
+    assert ClusterGroup().manifest() == {"apiVersion": "fleet.cattle.io/v1alpha1", "kind": "ClusterGroup"}
