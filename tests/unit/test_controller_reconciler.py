@@ -1,0 +1,227 @@
+"""The reconcile flow with every boundary faked: Kubernetes, helm, chart source and values."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyhelm3 import errors as helm_errors
+
+from helmops.controller.desired import BasicSpec, DesiredError, FetchedChart
+from helmops.controller.kube import FINALIZER
+from helmops.controller.reconciler import Reconciler, ReconcilerConfig
+from helmops.helm.driver import ReleaseOutcome, ReleaseSpec
+from helmops.reconcile.release import FINGERPRINT_LABEL, ReleaseInfo
+
+KEY = ("team", "app")
+
+
+class FakeKube:
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj: dict[str, Any] | None = obj
+        self.status_patches: list[dict[str, Any]] = []
+        self.events: list[tuple[str, str]] = []
+        self.deleted_namespaces: list[str] = []
+
+    async def get_helmapp(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.obj)
+
+    async def add_finalizer(self, obj: Mapping[str, Any]) -> None:
+        assert self.obj is not None
+        self.obj["metadata"].setdefault("finalizers", []).append(FINALIZER)
+
+    async def remove_finalizer(self, obj: Mapping[str, Any]) -> None:
+        self.obj = None  # deletion completes
+
+    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any] | None:
+        assert self.obj is not None
+        self.status_patches.append(dict(patch))
+        status = {k: v for k, v in patch["status"].items()}
+        self.obj["status"] = status
+        return self.obj
+
+    async def event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+        self.events.append((reason, message))
+
+    async def delete_namespace(self, name: str) -> bool:
+        self.deleted_namespaces.append(name)
+        return True
+
+
+class FakeReleases:
+    def __init__(self) -> None:
+        self.info: ReleaseInfo | None = None
+
+    async def read(self, namespace: str, name: str) -> ReleaseInfo | None:
+        return self.info
+
+
+class FakeDriver:
+    def __init__(self, releases: FakeReleases) -> None:
+        self.releases = releases
+        self.calls: list[str] = []
+        self.fail: helm_errors.Error | None = None
+
+    def holds(self, namespace: str, name: str) -> bool:
+        return False
+
+    async def install_or_upgrade(self, spec: ReleaseSpec) -> ReleaseOutcome:
+        self.calls.append("upgrade")
+        if self.fail:
+            raise self.fail
+        rev = (self.releases.info.revision if self.releases.info else 0) + 1
+        self.releases.info = ReleaseInfo(
+            spec.name, spec.namespace, rev, "deployed", spec.labels[FINGERPRINT_LABEL], datetime.now(tz=UTC)
+        )
+        return ReleaseOutcome(rev, "deployed")
+
+    async def uninstall(self, name: str, namespace: str, **_: Any) -> None:
+        self.calls.append("uninstall")
+        self.releases.info = None
+
+    async def recover(self, name: str, namespace: str, **_: Any) -> ReleaseOutcome | None:
+        self.calls.append("recover")
+        return None
+
+
+class FakeCharts:
+    def __init__(self) -> None:
+        self.version = "1.0.0"
+        self.error: DesiredError | None = None
+
+    async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
+        if self.error:
+            raise self.error
+        return FetchedChart("hello", self.version, f"sha256:{self.version}", Path("/c.tgz"))
+
+
+class FakeValues:
+    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> tuple[dict[str, Any], str]:
+        values = dict(helmapp["spec"]["helm"].get("values") or {})
+        return values, f"sha256:{sorted(values.items())}"
+
+
+def _obj(**spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "app", "namespace": "team", "generation": 1, "resourceVersion": "1", "uid": "u"},
+        "spec": {"defaultNamespace": "target", "helm": {"repo": "http://r/", "chart": "hello"}, **spec},
+    }
+
+
+def _setup(obj: dict[str, Any]) -> tuple[Reconciler, FakeKube, FakeDriver, FakeCharts, FakeReleases]:
+    kube, releases, charts = FakeKube(obj), FakeReleases(), FakeCharts()
+    driver = FakeDriver(releases)
+    r = Reconciler(
+        kube,
+        driver,
+        releases,
+        BasicSpec(),
+        charts,
+        FakeValues(),  # type: ignore[arg-type]
+        ReconcilerConfig(resync_seconds=600),
+    )
+    return r, kube, driver, charts, releases
+
+
+def _cond(kube: FakeKube, ctype: str) -> dict[str, Any]:
+    assert kube.obj is not None
+    return next(c for c in kube.obj["status"]["conditions"] if c["type"] == ctype)
+
+
+async def test_install_then_noop_without_status_churn() -> None:
+    r, kube, driver, _, _ = _setup(_obj())
+    assert await r.reconcile(KEY) == 600
+    assert driver.calls == ["upgrade"] and FINALIZER in kube.obj["metadata"]["finalizers"]  # type: ignore[index]
+    assert [e[0] for e in kube.events] == ["Installed"] and "sha256:1.0.0" in kube.events[0][1]
+    assert _cond(kube, "Ready")["status"] == "True"
+    writes = len(kube.status_patches)
+    assert await r.reconcile(KEY) == 600
+    assert driver.calls == ["upgrade"] and len(kube.status_patches) == writes
+
+
+async def test_new_version_upgrades_with_event() -> None:
+    r, kube, driver, charts, _ = _setup(_obj())
+    await r.reconcile(KEY)
+    charts.version = "1.1.0"
+    await r.reconcile(KEY)
+    assert driver.calls == ["upgrade", "upgrade"]
+    assert [e[0] for e in kube.events] == ["Installed", "GotNewChartVersion", "Upgraded"]
+    assert kube.obj["status"]["version"] == "1.1.0"  # type: ignore[index]
+
+
+async def test_upgrade_failure_backs_off_and_keeps_release() -> None:
+    r, kube, driver, charts, releases = _setup(_obj())
+    await r.reconcile(KEY)
+    before = releases.info
+    charts.version = "2.0.0"
+    driver.fail = helm_errors.FailedToRenderChartError(1, b"", b"Error: execution error: boom")
+    delays = [await r.reconcile(KEY) for _ in range(3)]
+    assert delays == [5, 10, 20]
+    assert releases.info == before and "uninstall" not in driver.calls
+    ready = _cond(kube, "Ready")
+    assert ready["status"] == "False" and ready["message"].startswith("cluster local in namespace team: ")
+    assert [e[0] for e in kube.events].count("UpgradeFailed") == 1  # not repeated on identical retries
+    driver.fail = None
+    assert await r.reconcile(KEY) == 600
+    assert _cond(kube, "Ready")["status"] == "True"
+
+
+async def test_chart_error_is_not_accepted() -> None:
+    r, kube, driver, charts, _ = _setup(_obj())
+    charts.error = DesiredError('chart "nope" not found in http://r/', retryable=False)
+    assert await r.reconcile(KEY) == 5
+    acc = _cond(kube, "Accepted")
+    assert (
+        acc["status"] == "False"
+        and acc["message"] == 'cluster local in namespace team: chart "nope" not found in http://r/'
+    )
+    assert _cond(kube, "Stalled")["status"] == "True" and driver.calls == []
+
+
+async def test_invalid_spec() -> None:
+    obj = _obj()
+    obj["spec"]["helm"] = {}
+    r, kube, driver, _, _ = _setup(obj)
+    await r.reconcile(KEY)
+    assert _cond(kube, "Accepted")["status"] == "False" and driver.calls == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "uninstalled", "deleted_ns"),
+    [
+        ({}, True, []),
+        ({"keepResources": True, "deleteNamespace": True, "namespace": "mine"}, False, []),
+        ({"deleteNamespace": True, "namespace": "mine"}, True, ["mine"]),
+        ({"deleteNamespace": True, "namespace": "kube-system"}, True, []),
+        ({"deleteNamespace": True, "namespace": "fleet-local"}, True, []),
+    ],
+)
+async def test_deletion(spec: dict[str, Any], uninstalled: bool, deleted_ns: list[str]) -> None:
+    r, kube, driver, _, releases = _setup(_obj(**spec))
+    await r.reconcile(KEY)
+    assert releases.info is not None
+    kube.obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # type: ignore[index]
+    assert await r.reconcile(KEY) is None
+    assert ("uninstall" in driver.calls) is uninstalled
+    assert kube.deleted_namespaces == deleted_ns
+    assert kube.obj is None  # finalizer removed
+
+
+async def test_deletion_of_gone_release() -> None:
+    r, kube, driver, _, releases = _setup(_obj())
+    await r.reconcile(KEY)
+    releases.info = None
+    kube.obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # type: ignore[index]
+    assert await r.reconcile(KEY) is None
+    assert "uninstall" not in driver.calls and kube.obj is None
+
+
+async def test_failed_install_is_retried_not_uninstalled() -> None:
+    r, _kube, driver, _, releases = _setup(_obj())
+    releases.info = ReleaseInfo("app", "target", 1, "failed", None, datetime.now(tz=UTC))
+    await r.reconcile(KEY)
+    assert driver.calls == ["upgrade"] and releases.info.status == "deployed"
