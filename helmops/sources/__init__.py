@@ -195,6 +195,10 @@ class ChartSources:
             return ResolvedChart("oci", src.name, version, r.digest, path, where)
         return await self._tarball(src, req.version, auth)
 
+    async def resolve(self, req: ChartRequest, auth: RepoAuth | None = None) -> ResolvedChart:
+        """Same as :meth:`fetch`; the name docs/architecture.md uses."""
+        return await self.fetch(req, auth)
+
     async def _tarball(self, src: _Tarball, version: str, auth: RepoAuth) -> ResolvedChart:
         hex_digest = await self.http.download(src.url, auth, credentials_for=src.url,
                                               revalidate_after=self.index_ttl)
