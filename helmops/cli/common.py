@@ -303,6 +303,13 @@ def kube_client(kubeconfig: str | None, context: str | None = None) -> Any:
         raise CliError(f"no usable kubeconfig: {exc}") from None
 
 
+def close_client(api: Any) -> None:
+    """Close a sync ApiClient (its thread pool), whatever the client version offers."""
+    closer: Any = getattr(api, "close", None)
+    if callable(closer):
+        closer()
+
+
 def api_error(exc: Any, what: str) -> CliError:
     """An ApiException as one user-worded line (status and reason; never the response body)."""
     status = getattr(exc, "status", None)
