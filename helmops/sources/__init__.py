@@ -76,7 +76,7 @@ class ResolvedChart:
     version: str
     digest: str  # "sha256:<hex>": the .tgz for http/tarball, the manifest for OCI
     path: Path  # the cached .tgz (shared, read-only: do not modify or delete)
-    source_url: str
+    source_url: str  # for display: no userinfo, query replaced by "?…"
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def classify(req: ChartRequest) -> _Http | OciRef | _Tarball:
         if chart:
             raise InvalidReference("OCI repository with a non-empty chart field")
         return parse_oci_ref(repo)
-    if chart.lower().endswith(".tgz") and _is_url(chart):
+    if _is_url(chart) and urlsplit(chart).path.lower().endswith(".tgz"):
         if repo:
             raise InvalidReference("tarball chart with a non-empty repo field")
         return _Tarball(chart)
@@ -186,7 +186,7 @@ class ChartSources:
             url = chart_url(src.repo, info.urls[0])
             hex_digest = await self.http.download(url, auth, credentials_for=src.repo, expect_hex=info.digest)
             return ResolvedChart("http", src.chart, info.version, f"sha256:{hex_digest}",
-                                 self.store.path(hex_digest), url)
+                                 self.store.path(hex_digest), display_url(url))
         if isinstance(src, OciRef):
             r = await self.oci.resolve(src, req.version, auth)
             manifest, path = await self.oci.pull(src, r.digest, auth)
@@ -213,4 +213,4 @@ class ChartSources:
         wanted = version.strip()
         if wanted and wanted != chart_version and not parse_constraint(wanted).matches(chart_version):
             raise VersionNotFound(name, version.strip(), display_url(src.url), [chart_version])
-        return ResolvedChart("tarball", name, chart_version, f"sha256:{hex_digest}", path, src.url)
+        return ResolvedChart("tarball", name, chart_version, f"sha256:{hex_digest}", path, display_url(src.url))

@@ -108,6 +108,7 @@ def test_same_origin(a: str, b: str, same: bool) -> None:
         (ChartRequest("", "oci://r.example:5000/charts/hello"), ("oci", "r.example:5000", "charts/hello")),
         (ChartRequest("oci://r.example/a/b/hello", ""), ("oci", "r.example", "a/b/hello")),
         (ChartRequest("", "https://x.example/c/hello-1.0.0.TGZ"), ("tarball", "https://x.example/c/hello-1.0.0.TGZ")),
+        (ChartRequest("", "https://x.example/c/h.tgz?sig=1"), ("tarball", "https://x.example/c/h.tgz?sig=1")),
     ],
 )
 def test_classify(req: ChartRequest, expected: tuple[str, ...]) -> None:
