@@ -231,3 +231,20 @@ async def test_unreachable_repository_is_retryable(tmp_path: Path) -> None:
             await sources.resolve_version(ChartRequest("http://127.0.0.1:9/", "hello", ""))
     assert "connection refused" in str(info.value)
     assert getattr(info.value, "retryable", False)
+
+
+HELM_CASES = ["", "^201", "~201.1", "201.1.x", ">=201.0.0-0 <201.2.0-0", "v201.0.0", ">201.0.0 <201.2.0", "*"]
+
+
+async def test_agrees_with_helm(chart_repo: ChartRepo, charts: ChartFactory, tmp_path: Path) -> None:
+    """Our pick for each constraint is the version helm itself picks from the same repository."""
+    _publish(chart_repo, charts, "201.0.0", "201.1.0", "201.1.5", "201.2.0-rc.1")
+    async with ChartSources(tmp_path / "cache") as sources:
+        for constraint in HELM_CASES:
+            if not constraint:  # the shared repo may hold higher versions from other tests: compare a range
+                continue
+            args = ["show", "chart", "hello", "--repo", chart_repo.url, "--version", constraint]
+            helm_version = yaml.safe_load(charts.helm(*args).stdout)["version"]
+            ours = await sources.fetch(ChartRequest(chart_repo.url, "hello", constraint))
+            assert ours.version == helm_version, constraint
+            assert yaml.safe_load(charts.helm("show", "chart", str(ours.path)).stdout)["version"] == helm_version

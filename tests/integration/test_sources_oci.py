@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from helmops.sources import (
     AuthError,
@@ -218,3 +219,24 @@ async def test_tls_trust_options(oci_registry_tls: Registry, charts: ChartFactor
         with pytest.raises(TLSError) as info:
             await sources.fetch(req, RepoAuth())
     assert "x509: certificate signed by unknown authority" in str(info.value)
+
+
+HELM_CASES = ["", "^13", "~13.1", "13.1.x", ">=13.0.0-0 <13.2.0-0", "13.2.0-rc.1", "13.2.0+b.1", ">13.0.0 <13.2.0",
+              "*"]
+
+
+async def test_agrees_with_helm(oci_registry: Registry, charts: ChartFactory, tmp_path: Path) -> None:
+    """Our pick for each constraint is the version helm itself pulls, and the cached file is a chart helm reads."""
+    ref = _push(charts, oci_registry, "src-helm", "13.0.0", "13.1.0", "13.1.5", "13.2.0-rc.1", "13.2.0+b.1")
+    async with ChartSources(tmp_path / "cache") as sources:
+        for constraint in HELM_CASES:
+            args = ["show", "chart", ref, "--plain-http"] + (["--version", constraint] if constraint else [])
+            helm_version = yaml.safe_load(charts.helm(*args).stdout)["version"]
+            ours = await sources.fetch(ChartRequest("", ref, constraint), PLAIN)
+            assert ours.version == helm_version, constraint
+            assert yaml.safe_load(charts.helm("show", "chart", str(ours.path)).stdout)["version"] == helm_version
+        # Where helm gives up, we don't: helm uses any version-looking text as a literal tag ("13.2.0",
+        # "v13.1.0", "13.1" -> "not found"); we try that tag first and then read it as a constraint.
+        assert (await sources.resolve_version(ChartRequest("", ref, "13.2.0"), PLAIN))[0] == "13.2.0+b.1"
+        assert (await sources.resolve_version(ChartRequest("", ref, "v13.1.0"), PLAIN))[0] == "13.1.0"
+        assert (await sources.resolve_version(ChartRequest("", ref, "13.1"), PLAIN))[0] == "13.1.5"
