@@ -145,6 +145,9 @@ def build_release(
         create_namespace=True,
         enable_dns=not opts["disableDNS"],
         service_account=opts["serviceAccount"] or None,
+        # The ServiceAccount is looked up next to the HelmApp, never in the (user-chosen) release namespace:
+        # a HelmApp's author can only borrow identities of their own namespace.
+        service_account_namespace=helmapp["metadata"]["namespace"],
         description=f"helmops: chart {chart.name} {chart.version} ({chart.digest[:19]})",
     )
     return Desired(release=release, fingerprint=fp, chart=chart, values_digest=values_digest)

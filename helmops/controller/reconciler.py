@@ -156,6 +156,7 @@ class Reconciler:
                     ns,
                     timeout_seconds=opts["timeoutSeconds"],
                     service_account=opts["serviceAccount"] or None,
+                    service_account_namespace=key[0],
                 ),
             )
             await self._events(obj, res)
@@ -316,6 +317,7 @@ class Reconciler:
                     c,
                     timeout_seconds=rel.timeout_seconds,
                     service_account=rel.service_account,
+                    service_account_namespace=rel.service_account_namespace,
                     history_max=rel.history_max,
                 ),
             )

@@ -45,6 +45,8 @@ class ReleaseSpec:
     create_namespace: bool = True
     enable_dns: bool = True
     service_account: str | None = None
+    #: where ``service_account`` lives; None = the release namespace.
+    service_account_namespace: str | None = None
     description: str | None = None
 
 
@@ -184,7 +186,7 @@ class HelmDriver:
             spec.name,
             timeout_seconds=spec.timeout_seconds,
             flags=apply_flags(spec),
-            cluster_flags=impersonation_flags(spec.namespace, spec.service_account),
+            cluster_flags=impersonation_flags(spec.service_account_namespace or spec.namespace, spec.service_account),
             history_max=spec.history_max,
         ):
             out = await self.command.install_or_upgrade(
@@ -214,6 +216,7 @@ class HelmDriver:
         timeout_seconds: int,
         service_account: str | None,
         history_max: int,
+        service_account_namespace: str | None = None,
     ) -> ReleaseOutcome | None:
         """Makes a stuck release proceedable (pyhelm3's rule: pending-install/uninstalling → uninstall,
         pending-upgrade/rollback → rollback). Returns the resulting revision, None if no release is left."""
@@ -222,7 +225,7 @@ class HelmDriver:
             name,
             timeout_seconds=timeout_seconds,
             flags=[],
-            cluster_flags=impersonation_flags(namespace, service_account),
+            cluster_flags=impersonation_flags(service_account_namespace or namespace, service_account),
             history_max=history_max,
         ):
             rev = await self.client.get_proceedable_revision(
@@ -233,7 +236,13 @@ class HelmDriver:
         return ReleaseOutcome(revision=int(rev.revision), status=str(rev.status.value))
 
     async def uninstall(
-        self, name: str, namespace: str, *, timeout_seconds: int, service_account: str | None
+        self,
+        name: str,
+        namespace: str,
+        *,
+        timeout_seconds: int,
+        service_account: str | None,
+        service_account_namespace: str | None = None,
     ) -> None:
         """``helm uninstall --wait``; a release that is already gone is fine."""
         async with self._call(
@@ -241,7 +250,7 @@ class HelmDriver:
             name,
             timeout_seconds=timeout_seconds,
             flags=[],
-            cluster_flags=impersonation_flags(namespace, service_account),
+            cluster_flags=impersonation_flags(service_account_namespace or namespace, service_account),
         ):
             await self.client.uninstall_release(
                 name, namespace=namespace, timeout=f"{helm_timeout(timeout_seconds)}s", wait=True

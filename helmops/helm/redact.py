@@ -22,9 +22,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for s in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
         text = text.replace(s, MASK)
     for pat in _PATTERNS:
-        text = pat.sub(
-            lambda m: m.group(1) + MASK + (m.group(2) if m.lastindex and m.lastindex > 1 else ""), text
-        )
+        text = pat.sub(lambda m: m.group(1) + MASK + (m.group(2) if m.lastindex and m.lastindex > 1 else ""), text)
     return text
 
 

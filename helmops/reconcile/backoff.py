@@ -6,9 +6,7 @@ BASE_SECONDS = 5.0
 CAP_SECONDS = 300.0
 
 
-def backoff(
-    attempt: int, *, base: float = BASE_SECONDS, cap: float = CAP_SECONDS, jitter: float = 0.0
-) -> float:
+def backoff(attempt: int, *, base: float = BASE_SECONDS, cap: float = CAP_SECONDS, jitter: float = 0.0) -> float:
     """Delay before retry number ``attempt`` (1-based): base·2^(attempt-1), capped, plus up to ``jitter``
     (a fraction of the delay; pass a random number in [0, 1) times the desired spread)."""
     if attempt < 1:

@@ -20,9 +20,7 @@ class Phase(enum.StrEnum):
     UNINSTALLING = "uninstalling"
 
 
-PENDING = frozenset(
-    {Phase.PENDING_INSTALL, Phase.PENDING_UPGRADE, Phase.PENDING_ROLLBACK, Phase.UNINSTALLING}
-)
+PENDING = frozenset({Phase.PENDING_INSTALL, Phase.PENDING_UPGRADE, Phase.PENDING_ROLLBACK, Phase.UNINSTALLING})
 
 
 @dataclass(frozen=True)
@@ -52,9 +50,7 @@ def classify(
     phase: Phase
     if status in ("pending-install", "pending-upgrade", "pending-rollback", "uninstalling"):
         phase = Phase(status)
-        stale_at = (
-            release.updated + timedelta(seconds=timeout_seconds + grace_seconds) if release.updated else None
-        )
+        stale_at = release.updated + timedelta(seconds=timeout_seconds + grace_seconds) if release.updated else None
         stale = not held and (stale_at is None or now >= stale_at)
         return Classification(phase, release, held=held, stale=stale, stale_at=stale_at)
     if status == "failed":

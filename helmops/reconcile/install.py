@@ -18,6 +18,4 @@ async def install(driver: HelmDriver, spec: ReleaseSpec, *, take_ownership: bool
     except helm_errors.Error as exc:
         err = helm_error_text(exc)
         return ActionResult(False, "InstallFailed", f"install of {what} failed: {err}", error=err)
-    return ActionResult(
-        True, "Installed", f"installed {what} as revision {out.revision}", revision=out.revision
-    )
+    return ActionResult(True, "Installed", f"installed {what} as revision {out.revision}", revision=out.revision)

@@ -16,6 +16,7 @@ async def recover(
     timeout_seconds: int,
     service_account: str | None,
     history_max: int,
+    service_account_namespace: str | None = None,
 ) -> ActionResult:
     """pending-upgrade/rollback → rollback to the last revision; pending-install/uninstalling → uninstall
     (pyhelm3's ``get_proceedable_revision``). The next reconcile installs or upgrades as usual."""
@@ -28,18 +29,15 @@ async def recover(
             ns,
             timeout_seconds=timeout_seconds,
             service_account=service_account,
+            service_account_namespace=service_account_namespace,
             history_max=history_max,
         )
     except helm_errors.Error as exc:
         err = helm_error_text(exc)
-        return ActionResult(
-            False, "RecoverFailed", f"recovering release stuck in {c.phase} failed: {err}", error=err
-        )
+        return ActionResult(False, "RecoverFailed", f"recovering release stuck in {c.phase} failed: {err}", error=err)
     msg = f"release {ns}/{name} was stuck in {c.phase} (revision {c.release.revision}); {how} it"
     extra: tuple[tuple[str, str], ...] = ()
     if out is not None and how == "rolled back":
         msg += f" to a new revision {out.revision}"
         extra = (("RolledBack", msg),)
-    return ActionResult(
-        True, "ReleaseRecovered", msg, revision=out.revision if out else None, extra_events=extra
-    )
+    return ActionResult(True, "ReleaseRecovered", msg, revision=out.revision if out else None, extra_events=extra)

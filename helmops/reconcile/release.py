@@ -83,8 +83,5 @@ class KubeReleaseReader:
         result = await self._core.list_namespaced_secret(
             namespace, label_selector=HELM_STORAGE_SELECTOR.format(name=name)
         )
-        pairs = [
-            (dict(item.metadata.labels or {}), item.metadata.creation_timestamp)
-            for item in result.items or []
-        ]
+        pairs = [(dict(item.metadata.labels or {}), item.metadata.creation_timestamp) for item in result.items or []]
         return release_from_secrets(namespace, name, pairs)

@@ -9,11 +9,21 @@ from helmops.reconcile.result import ActionResult, helm_error_text
 
 
 async def uninstall(
-    driver: HelmDriver, name: str, namespace: str, *, timeout_seconds: int, service_account: str | None
+    driver: HelmDriver,
+    name: str,
+    namespace: str,
+    *,
+    timeout_seconds: int,
+    service_account: str | None,
+    service_account_namespace: str | None = None,
 ) -> ActionResult:
     try:
         await driver.uninstall(
-            name, namespace, timeout_seconds=timeout_seconds, service_account=service_account
+            name,
+            namespace,
+            timeout_seconds=timeout_seconds,
+            service_account=service_account,
+            service_account_namespace=service_account_namespace,
         )
     except helm_errors.Error as exc:
         err = helm_error_text(exc)

@@ -20,9 +20,5 @@ async def upgrade(driver: HelmDriver, spec: ReleaseSpec) -> ActionResult:
         extra: tuple[tuple[str, str], ...] = ()
         if spec.atomic and "rolled back" in err.lower():
             extra = (("RolledBack", f"upgrade to {what} failed and helm rolled the release back (atomic)"),)
-        return ActionResult(
-            False, "UpgradeFailed", f"upgrade to {what} failed: {err}", error=err, extra_events=extra
-        )
-    return ActionResult(
-        True, "Upgraded", f"upgraded to {what}, revision {out.revision}", revision=out.revision
-    )
+        return ActionResult(False, "UpgradeFailed", f"upgrade to {what} failed: {err}", error=err, extra_events=extra)
+    return ActionResult(True, "Upgraded", f"upgraded to {what}, revision {out.revision}", revision=out.revision)

@@ -688,3 +688,36 @@ def test_health_and_metrics(cluster: Cluster, controller: Controller, ns: str) -
         "helmops_workers_active",
     ):
         assert name in metrics, name
+
+
+def test_service_account_impersonation(
+    cluster: Cluster, controller: Controller, chart_repo: Any, published: dict[str, Path], ns: str
+) -> None:
+    """helm acts as the HelmApp's ServiceAccount: one without RBAC cannot install anything."""
+    cluster.kubectl("create", "serviceaccount", "nobody", "-n", ns)
+    app = helmapp("imp", ns, repo=chart_repo.url, chart="hello", version="0.1.0")
+    app["spec"]["serviceAccount"] = "nobody"
+    cluster.apply(app)
+
+    def denied() -> str | None:
+        c = cluster.condition("imp", ns, "Ready")
+        return c["message"] if c.get("status") == "False" and "forbidden" in c.get("message", "") else None
+
+    message = wait_for("forbidden", denied)
+    assert f"system:serviceaccount:{ns}:nobody" in message
+    assert f"cluster local in namespace {ns}: " in message
+    assert cluster.release_secrets("imp", f"{ns}-target") == []
+    assert wait_for("InstallFailed", lambda: "InstallFailed" in cluster.event_reasons("imp", ns))
+
+
+def test_keep_resources_on_delete(
+    cluster: Cluster, controller: Controller, chart_repo: Any, published: dict[str, Path], ns: str
+) -> None:
+    app = helmapp("keep", ns, repo=chart_repo.url, chart="hello", version="0.1.0")
+    app["spec"]["keepResources"] = True
+    cluster.apply(app)
+    wait_ready(cluster, "keep", ns)
+    cluster.kubectl("delete", "helmapps.fleet.cattle.io", "keep", "-n", ns, "--wait=false")
+    wait_for("HelmApp gone", lambda: cluster.helmapp("keep", ns) is None)
+    assert cluster.release_status("keep", f"{ns}-target") == "deployed"
+    assert cluster.configmap("keep-hello", f"{ns}-target") is not None

@@ -108,10 +108,10 @@ async def test_uninstall_and_impersonation(tmp_path: Path) -> None:
     client._command = cmd
     client.version = semver.Version(3, 17, 2)
     driver.client = client
-    await driver.uninstall("rel", "ns1", timeout_seconds=0, service_account="sa")
+    await driver.uninstall("rel", "ns1", timeout_seconds=0, service_account="sa", service_account_namespace="team")
     argv, _ = cmd.calls[0]
     assert argv[:3] == ["helm", "uninstall", "rel"] and "--wait" in argv
-    assert argv[argv.index("--kube-as-user") + 1] == "system:serviceaccount:ns1:sa"
+    assert argv[argv.index("--kube-as-user") + 1] == "system:serviceaccount:team:sa"
     assert "--labels" not in argv
 
 
