@@ -130,3 +130,33 @@ async def test_atomic_flag_by_helm_major(tmp_path: Path, helm4: bool) -> None:
     await driver.install_or_upgrade(_spec(atomic=True))
     argv, _ = cmd.calls[0]
     assert ("--rollback-on-failure" in argv) is helm4 and ("--atomic" in argv) is not helm4
+
+
+async def test_helm_concurrency_cap_and_holds(tmp_path: Path) -> None:
+    import asyncio
+
+    running = peak = 0
+    gate = asyncio.Event()
+
+    class Slow(FakeCommand):
+        async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await gate.wait()
+            running -= 1
+            return await super().run(command, input)
+
+    cmd = Slow()
+    driver = HelmDriver(FakeClient(), cmd, concurrency=2, work_dir=tmp_path)  # type: ignore[arg-type]
+    tasks = [asyncio.create_task(driver.install_or_upgrade(_spec(name=f"r{i}"))) for i in range(5)]
+    for _ in range(200):
+        if running == 2:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # a third call would have started by now if the cap did not hold
+    assert running == 2 and driver.active == 2
+    assert all(driver.holds("ns1", f"r{i}") for i in range(5))  # queued calls hold their release too
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert peak == 2 and not driver.holds("ns1", "r0")
