@@ -9,6 +9,8 @@ Keys follow Fleet (``internal/bundlereader/auth.go``): ``username`` + ``password
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -17,6 +19,7 @@ from .errors import AuthError
 
 __all__ = ["RepoAuth", "auth_from_secret", "same_origin"]
 
+_SALT = os.urandom(16)
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
@@ -44,9 +47,10 @@ class RepoAuth:
     def identity(self) -> str:
         """A stable, non-reversible key for caches: two RepoAuths with one identity see the same content.
 
-        The password goes through sha256, so the key can sit in a dict, a log line or a metric label.
+        The password goes through an HMAC keyed with a per-process random salt, so the key can sit in a
+        dict, a log line or a metric label without offering an offline guessing target.
         """
-        h = hashlib.sha256()
+        h = hmac.new(_SALT, digestmod=hashlib.sha256)
         for part in (self.username or "", self.password or "", self.ca_pem or ""):
             h.update(part.encode())
             h.update(b"\0")
