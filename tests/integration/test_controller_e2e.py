@@ -103,10 +103,18 @@ class Controller:
     """One ``helmops run`` subprocess."""
 
     def __init__(
-        self, cluster: Any, helm: Path, workdir: Path, *, namespaces: tuple[str, ...], enabled: bool = True, **env: str
+        self,
+        cluster: Any,
+        helm: Path,
+        workdir: Path,
+        *,
+        namespaces: tuple[str, ...],
+        enabled: bool = True,
+        log_format: str = "text",
+        **env: str,
     ) -> None:
         self.cluster, self.helm, self.workdir = cluster, helm, workdir
-        self.enabled, self.namespaces = enabled, namespaces
+        self.enabled, self.namespaces, self.log_format = enabled, namespaces, log_format
         self.env = env
         self.log = workdir / f"controller-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -136,6 +144,7 @@ class Controller:
         ]  # fmt: skip
         for pattern in self.namespaces:
             argv += ["--namespace", pattern]
+        argv += ["--log-format", self.log_format]
         if self.enabled:
             argv.append("--enable-helmops")
         with open(self.log, "ab") as out:
@@ -403,12 +412,14 @@ def test_restart_runs_no_upgrades(
         assert first.stop() == 0
     upgrades = len(log.calls("restart", "upgrade"))
     assert upgrades == 1
-    second = Controller(management_cluster, helm_log[0], workdir, namespaces=("rs-*",)).start()
+    second = Controller(management_cluster, helm_log[0], workdir, namespaces=("rs-*",), log_format="json").start()
     try:
         wait_for("resync after restart", lambda: noop_count(second, "restart", ns) >= 1)
         assert len(log.calls("restart", "upgrade")) == upgrades
     finally:
         assert second.stop() == 0
+    lines = [json.loads(line) for line in second.text().splitlines() if line.strip()]
+    assert lines and all({"ts", "level", "logger", "msg"} <= set(doc) for doc in lines)
 
 
 def _expect_not_ready_keeping_release(
@@ -519,7 +530,7 @@ def test_wrong_credentials(
 
 
 def _slow_upgrade(
-    cluster: Cluster, tools: Any, release: str, target: str, chart: Path, home: Path
+    cluster: Cluster, tools: Any, release: str, target: str, chart: Path, home: Path, *, install: bool = False
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -530,11 +541,12 @@ def _slow_upgrade(
     return subprocess.Popen(
         [
             str(tools.helm),
-            "upgrade",
+            "install" if install else "upgrade",
             release,
             str(chart),
             "-n",
             target,
+            "--create-namespace",
             "--timeout",
             "10m",
             "--kubeconfig",
@@ -721,3 +733,27 @@ def test_keep_resources_on_delete(
     wait_for("HelmApp gone", lambda: cluster.helmapp("keep", ns) is None)
     assert cluster.release_status("keep", f"{ns}-target") == "deployed"
     assert cluster.configmap("keep-hello", f"{ns}-target") is not None
+
+
+def test_stuck_pending_install_is_recovered(
+    cluster: Cluster,
+    controller: Controller,
+    chart_repo: Any,
+    published: dict[str, Path],
+    tools: Any,
+    tmp_path: Path,
+    ns: str,
+) -> None:
+    """A release left pending-install by someone else's killed helm is uninstalled, then installed."""
+    target = f"{ns}-target"
+    proc = _slow_upgrade(cluster, tools, "stuck2", target, published["slowhook-0.1.0"], tmp_path, install=True)
+    try:
+        wait_for("pending-install", lambda: cluster.release_status("stuck2", target) == "pending-install")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    cluster.apply(helmapp("stuck2", ns, repo=chart_repo.url, chart="hello", version="0.1.0", timeoutSeconds=5))
+    assert wait_for("ReleaseRecovered", lambda: "ReleaseRecovered" in cluster.event_reasons("stuck2", ns), 120)
+    wait_ready(cluster, "stuck2", ns)
+    assert cluster.release_status("stuck2", target) == "deployed"
+    assert (cluster.configmap("stuck2-hello", target) or {}).get("chartVersion") == "0.1.0"
