@@ -445,8 +445,50 @@ def test_names_follow_release_and_overrides(helm: Any) -> None:
 # --- leader election -----------------------------------------------------------------------------------
 
 
+def _controller_has_leader_election() -> bool:
+    try:
+        build_parser().parse_args(["run", "--leader-elect"])
+    except SystemExit:
+        return False
+    return True
+
+
 def test_single_replica_has_no_leader_election_flag(helm: Any) -> None:
     assert "--leader-elect" not in container(only(render(helm, ENABLED), "Deployment"))["args"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicas": 2}, "replicas > 1 needs leader election"),
+        ({"shards": [{"id": "a", "replicas": 2}]}, "replicas > 1 needs leader election"),
+        ({"leaderElection": {"enabled": True}}, "no --leader-elect yet"),
+    ],
+)
+def test_multiple_replicas_refused_until_the_controller_elects_a_leader(
+    helm: Any, values: dict[str, Any], message: str
+) -> None:
+    """Two controllers without leader election would run helm on the same releases at once; the chart
+    refuses rather than passing a flag ``helmops run`` does not have."""
+    if _controller_has_leader_election():
+        pytest.fail("helmops run now has --leader-elect: flip helmops.controllerHasLeaderElection in the chart")
+    out = helm("template", "helmops", str(CHART), values=merged(ENABLED, values), check=False)
+    assert out.returncode != 0
+    assert message in out.stderr
+
+
+def test_impersonation_role_is_opt_in_and_only_serviceaccounts(helm: Any) -> None:
+    assert "helmops-impersonate" not in [d["metadata"]["name"] for d in render(helm, ENABLED)]
+    values = merged(
+        ENABLED, {"serviceAccountImpersonation": {"enabled": True}, "localClusterAdmin": {"enabled": False}}
+    )
+    docs = render(helm, values)
+    assert only(docs, "ClusterRole", "helmops-impersonate")["rules"] == [
+        {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}
+    ]
+    binding = only(docs, "ClusterRoleBinding", "helmops-impersonate")
+    assert binding["roleRef"]["name"] == "helmops-impersonate"
+    assert binding["subjects"][0]["name"] == only(docs, "ServiceAccount")["metadata"]["name"]
 
 
 # --- lint ----------------------------------------------------------------------------------------------
