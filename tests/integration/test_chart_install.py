@@ -214,3 +214,61 @@ def test_uninstall_removes_everything_but_crds(helm: Helm, management_cluster: C
         assert management_cluster.kubectl("get", "crd", "helmapps.fleet.cattle.io", check=False).returncode == 0
     finally:
         management_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_impersonation_only_setup_deploys_with_the_helmapps_serviceaccount(
+    helm: Helm, management_cluster: ControlPlane, tools: Tools
+) -> None:
+    """localClusterAdmin off, serviceAccountImpersonation on: the controller's ServiceAccount holds none of
+    helm's rights itself, but helm acting as a tenant's ServiceAccount (``--kube-as-user``, as the controller
+    runs it for ``spec.serviceAccount``) installs a chart with exactly that ServiceAccount's rights."""
+    cp = management_cluster
+    release = f"imp-{secrets.token_hex(3)}"
+    ns = f"helmops-imp-{secrets.token_hex(3)}"
+    tenant = f"tenant-{secrets.token_hex(3)}"
+    helm("install", release, str(CHART), "-n", ns, "--create-namespace", "--set", "helmops.enabled=true",
+         "--set", "localClusterAdmin.enabled=false", "--set", "serviceAccountImpersonation.enabled=true")
+    try:
+        cp.kubectl("create", "namespace", tenant)
+        cp.kubectl("create", "serviceaccount", "deployer", "-n", tenant)
+        cp.kubectl("create", "role", "deployer", "-n", tenant, "--verb=get,list,watch,create,update,patch,delete",
+                   "--resource=configmaps,secrets")
+        cp.kubectl("create", "rolebinding", "deployer", "-n", tenant, "--role=deployer",
+                   f"--serviceaccount={tenant}:deployer")
+        token = cp.kubectl("create", "token", f"{release}-helmops", "-n", ns).stdout.strip()
+        as_controller = ["--server", cp.server, "--certificate-authority", str(cp.ca_file), "--token", token]
+
+        def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([str(tools.kubectl), "--kubeconfig", "/dev/null", *as_controller, *args],
+                                  capture_output=True, text=True, timeout=60, check=False)
+
+        tenant_sa = f"system:serviceaccount:{tenant}:deployer"
+
+        def can(*args: str) -> str:
+            return kubectl("auth", "can-i", *args).stdout.strip()
+
+        assert can("create", "configmaps", "-n", tenant) == "no"
+        assert can("create", "configmaps", "-n", tenant, "--as", tenant_sa) == "yes"
+        assert can("create", "configmaps", "-n", "default", "--as", tenant_sa) == "no"
+        # impersonating users (rather than ServiceAccounts) is refused outright
+        assert kubectl("auth", "can-i", "get", "secrets", "--as", "admin").returncode != 0
+        assert can("get", "secrets", "--as", "admin") != "yes"
+
+        hello = REPO_ROOT / "tests" / "charts" / "hello"
+        helm_as = ["--kube-apiserver", cp.server, "--kube-ca-file", str(cp.ca_file), "--kube-token", token,
+                   "--kubeconfig", "/dev/null"]
+        out = subprocess.run(
+            [str(tools.helm), *helm_as, "--kube-as-user", tenant_sa, "install", "hello", str(hello), "-n", tenant],
+            env=helm.env, capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert cp.kubectl("get", "configmap", "hello-hello", "-n", tenant, check=False).returncode == 0
+        denied = subprocess.run(
+            [str(tools.helm), *helm_as, "--kube-as-user", tenant_sa, "install", "hello", str(hello), "-n", "default"],
+            env=helm.env, capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+    finally:
+        helm("uninstall", release, "-n", ns, check=False)
+        for n in (ns, tenant):
+            cp.kubectl("delete", "namespace", n, "--wait=false", check=False)
