@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The helmops controller image: the helmops wheel in a virtualenv, plus the official helm binary, run as
 # a non-root user. No container engine runs on the development machines; CI builds it, e.g.
 #   docker buildx build --platform linux/amd64,linux/arm64 -t <registry>/helmops:0.1.0 .
