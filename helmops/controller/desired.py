@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from helmops.helm.driver import ReleaseSpec
 from helmops.reconcile.fingerprint import fingerprint
-from helmops.reconcile.release import FINGERPRINT_LABEL, MANAGED_LABEL
+from helmops.reconcile.release import FINGERPRINT_LABEL, MANAGED_LABEL, OWNER_LABEL, owner_value
 
 DEFAULT_MAX_HISTORY = 2  # Fleet's agent default when maxHistory is 0
 
@@ -134,7 +134,11 @@ def build_release(
         chart_path=chart.path,
         chart_version=chart.version,
         values=dict(values),
-        labels={FINGERPRINT_LABEL: fp, MANAGED_LABEL: "helmops"},
+        labels={
+            FINGERPRINT_LABEL: fp,
+            MANAGED_LABEL: "helmops",
+            OWNER_LABEL: owner_value(helmapp["metadata"]["namespace"], helmapp["metadata"]["name"]),
+        },
         atomic=opts["atomic"],
         force=opts["force"],
         take_ownership=opts["takeOwnership"],

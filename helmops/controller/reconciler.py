@@ -32,7 +32,7 @@ from helmops.reconcile import (
     uninstall,
     upgrade,
 )
-from helmops.reconcile.release import ReleaseReader
+from helmops.reconcile.release import ReleaseReader, foreign_owner
 from helmops.status import (
     Outcome,
     State,
@@ -135,6 +135,9 @@ class Reconciler:
         name, ns = self.spec.release_name(obj), self.spec.release_namespace(obj)
         opts = helm_options(spec)
         live = await self.releases.read(ns, name)
+        if (owner := foreign_owner(live, *key)) is not None:
+            log.warning("finalize %s/%s: release %s/%s belongs to HelmApp %s; not uninstalled", *key, ns, name, owner)
+            live = None
         c = classify(
             live,
             "",
@@ -233,6 +236,26 @@ class Reconciler:
 
         rel = desired.release
         live = await self.releases.read(rel.namespace, rel.name)
+        if (owner := foreign_owner(live, *key)) is not None:
+            msg = (
+                f"release {rel.name} in namespace {rel.namespace} belongs to another HelmApp ({owner}); "
+                "choose another spec.helm.releaseName or namespace"
+            )
+            await self._write_status(
+                key,
+                obj,
+                Outcome(
+                    key[1],
+                    key[0],
+                    gen,
+                    State.ERR_APPLIED,
+                    accepted=False,
+                    accepted_error=msg,
+                    stalled=True,
+                    version=chart.version,
+                ),
+            )
+            return self._retry_in(key)
         now = now_utc()
         c = classify(
             live,

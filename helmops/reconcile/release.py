@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -9,6 +11,8 @@ from typing import Any, Protocol
 
 FINGERPRINT_LABEL = "helmops.cattle.io/fingerprint"
 MANAGED_LABEL = "helmops.cattle.io/managed-by"
+#: which HelmApp a release belongs to (``<namespace>.<name>``, or a hash when that is not a label value).
+OWNER_LABEL = "helmops.cattle.io/helmapp"
 HELM_STORAGE_SELECTOR = "owner=helm,name={name}"
 
 
@@ -23,6 +27,25 @@ class ReleaseInfo:
     fingerprint: str | None
     updated: datetime | None
     labels: Mapping[str, str] = field(default_factory=dict)
+
+
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+def owner_value(namespace: str, name: str) -> str:
+    """The OWNER_LABEL value for a HelmApp."""
+    text = f"{namespace}.{name}"
+    if _LABEL_VALUE.match(text):
+        return text
+    return "sha256-" + hashlib.sha256(text.encode()).hexdigest()[:56]
+
+
+def foreign_owner(release: ReleaseInfo | None, namespace: str, name: str) -> str | None:
+    """The owner label of a release that belongs to another HelmApp (None if ours, unowned or absent)."""
+    if release is None:
+        return None
+    owner = release.labels.get(OWNER_LABEL)
+    return owner if owner and owner != owner_value(namespace, name) else None
 
 
 class ReleaseReader(Protocol):

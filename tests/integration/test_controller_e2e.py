@@ -757,3 +757,22 @@ def test_stuck_pending_install_is_recovered(
     wait_ready(cluster, "stuck2", ns)
     assert cluster.release_status("stuck2", target) == "deployed"
     assert (cluster.configmap("stuck2-hello", target) or {}).get("chartVersion") == "0.1.0"
+
+
+def test_two_helmapps_one_release(
+    cluster: Cluster, controller: Controller, chart_repo: Any, published: dict[str, Path], ns: str
+) -> None:
+    """The second HelmApp naming an existing release is refused, and deleting it leaves the release alone."""
+    cluster.apply(helmapp("first", ns, repo=chart_repo.url, chart="hello", version="0.1.0", releaseName="shared"))
+    wait_ready(cluster, "first", ns)
+    cluster.apply(helmapp("second", ns, repo=chart_repo.url, chart="hello", version="0.2.0", releaseName="shared"))
+
+    def refused() -> str | None:
+        c = cluster.condition("second", ns, "Accepted")
+        return c["message"] if c.get("status") == "False" else None
+
+    assert f"belongs to another HelmApp ({ns}.first)" in wait_for("refused", refused)
+    cluster.kubectl("delete", "helmapps.fleet.cattle.io", "second", "-n", ns, "--wait=false")
+    wait_for("second gone", lambda: cluster.helmapp("second", ns) is None)
+    assert cluster.release_status("shared", f"{ns}-target") == "deployed"
+    assert (cluster.configmap("shared-hello", f"{ns}-target") or {}).get("chartVersion") == "0.1.0"

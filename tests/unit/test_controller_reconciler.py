@@ -225,3 +225,18 @@ async def test_failed_install_is_retried_not_uninstalled() -> None:
     releases.info = ReleaseInfo("app", "target", 1, "failed", None, datetime.now(tz=UTC))
     await r.reconcile(KEY)
     assert driver.calls == ["upgrade"] and releases.info.status == "deployed"
+
+
+async def test_release_of_another_helmapp_is_left_alone() -> None:
+    from helmops.reconcile.release import OWNER_LABEL
+
+    r, kube, driver, _, releases = _setup(_obj())
+    other = ReleaseInfo("app", "target", 4, "deployed", "x", datetime.now(tz=UTC), {OWNER_LABEL: "else.where"})
+    releases.info = other
+    await r.reconcile(KEY)
+    acc = _cond(kube, "Accepted")
+    assert acc["status"] == "False" and "belongs to another HelmApp (else.where)" in acc["message"]
+    assert driver.calls == []
+    kube.obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # type: ignore[index]
+    assert await r.reconcile(KEY) is None
+    assert driver.calls == [] and releases.info is other and kube.obj is None

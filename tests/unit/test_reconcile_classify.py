@@ -124,3 +124,18 @@ def test_backoff() -> None:
     assert [backoff(n, base=5, cap=300) for n in range(1, 9)] == [5, 10, 20, 40, 80, 160, 300, 300]
     assert backoff(1, base=5, cap=300, jitter=0.5) == 7.5
     assert backoff(1000, base=5, cap=300) == 300
+
+
+def test_release_owner() -> None:
+    from helmops.reconcile.release import OWNER_LABEL, foreign_owner, owner_value
+
+    assert owner_value("team", "app") == "team.app"
+    long = owner_value("team", "a" * 80)
+    assert long.startswith("sha256-") and len(long) <= 63
+    mine = ReleaseInfo("rel", "ns", 1, "deployed", "fp", NOW, {OWNER_LABEL: "team.app"})
+    theirs = ReleaseInfo("rel", "ns", 1, "deployed", "fp", NOW, {OWNER_LABEL: "other.app"})
+    unowned = ReleaseInfo("rel", "ns", 1, "deployed", "fp", NOW, {})
+    assert foreign_owner(mine, "team", "app") is None
+    assert foreign_owner(unowned, "team", "app") is None
+    assert foreign_owner(None, "team", "app") is None
+    assert foreign_owner(theirs, "team", "app") == "other.app"
