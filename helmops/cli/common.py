@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import urllib3
 import yaml
 
 #: Exit codes shared by every subcommand (docs/cli.md).
@@ -26,6 +27,10 @@ FORMATS_DATA = ("table", "json", "yaml")
 
 class CliError(Exception):
     """A user-facing failure: printed as ``helmops <command>: <message>`` and exit 1."""
+
+
+#: What the sync Kubernetes client raises when the API server cannot be reached.
+UNREACHABLE: tuple[type[BaseException], ...] = (urllib3.exceptions.HTTPError, OSError)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -301,6 +306,17 @@ def kube_client(kubeconfig: str | None, context: str | None = None) -> Any:
         return client.ApiClient(configuration=cfg)
     except (config.ConfigException, OSError) as exc:
         raise CliError(f"no usable kubeconfig: {exc}") from None
+
+
+def unreachable(exc: BaseException) -> CliError:
+    """A connection failure of the sync client (urllib3/OS errors) as one line without a traceback."""
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    if "Connection refused" in text:
+        text = "connection refused"
+    elif "timed out" in text.lower():
+        text = "timed out"
+    return CliError(f"cannot reach the Kubernetes API server: {text}")
 
 
 def close_client(api: Any) -> None:

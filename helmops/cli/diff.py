@@ -34,6 +34,7 @@ from helmops.cli.common import (
     EXIT_DIFFERENCES,
     EXIT_ERROR,
     EXIT_OK,
+    UNREACHABLE,
     CliError,
     Helm,
     Progress,
@@ -42,6 +43,7 @@ from helmops.cli.common import (
     dump,
     error,
     kube_client,
+    unreachable,
     use_color,
 )
 from helmops.cli.plan import ClusterPlan, ClusterResult, plan, resolve
@@ -397,13 +399,19 @@ def run(args: argparse.Namespace) -> int:
                         diffs.append(d)
                         continue
                     try:
-                        diffs.append(compare(result, conn))
+                        try:
+                            diffs.append(compare(result, conn))
+                        except UNREACHABLE as exc:
+                            raise unreachable(exc) from None
                     except CliError as exc:
                         d = ClusterDiff(result)
                         d.error = f"{p.describe()}: {exc}"
                         diffs.append(d)
         finally:
             close_client(api)
+    except UNREACHABLE as exc:
+        error(COMMAND, str(unreachable(exc)))
+        return EXIT_ERROR
     except CliError as exc:
         error(COMMAND, str(exc))
         return EXIT_ERROR

@@ -22,6 +22,7 @@ from helmops import GROUP, PLURAL, VERSION
 from helmops.cli.common import (
     EXIT_ERROR,
     EXIT_OK,
+    UNREACHABLE,
     CliError,
     Progress,
     add_kube_flags,
@@ -31,6 +32,7 @@ from helmops.cli.common import (
     error,
     kube_client,
     split_ref,
+    unreachable,
 )
 from helmops.cli.status import condition
 
@@ -191,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
                     print(f"{dst_ns}/{dst_name}: Ready at {version} on every cluster")
         finally:
             close_client(api)
+    except UNREACHABLE as exc:
+        error(COMMAND, str(unreachable(exc)))
+        return EXIT_ERROR
     except CliError as exc:
         error(COMMAND, str(exc))
         return EXIT_ERROR

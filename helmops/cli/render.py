@@ -164,7 +164,8 @@ def scrub(text: str, values: RenderedValues | None) -> str:
     if values is None:
         return text
     for secret in secret_strings(values):
-        text = text.replace(secret, "***")
+        # A plain word, so the manifests stay valid YAML wherever the value appeared.
+        text = text.replace(secret, "REDACTED")
     return text
 
 

@@ -17,6 +17,7 @@ from helmops import GROUP, PLURAL, VERSION
 from helmops.cli.common import (
     EXIT_ERROR,
     EXIT_OK,
+    UNREACHABLE,
     CliError,
     add_kube_flags,
     api_error,
@@ -27,6 +28,7 @@ from helmops.cli.common import (
     kube_client,
     split_ref,
     table,
+    unreachable,
 )
 
 COMMAND = "status"
@@ -275,6 +277,9 @@ def run(args: argparse.Namespace) -> int:
                 _print(items, args, name is not None)
         finally:
             close_client(api)
+    except UNREACHABLE as exc:
+        error(COMMAND, str(unreachable(exc)))
+        return EXIT_ERROR
     except CliError as exc:
         error(COMMAND, str(exc))
         return EXIT_ERROR
