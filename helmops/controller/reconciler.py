@@ -162,7 +162,8 @@ class Reconciler:
                     service_account_namespace=key[0],
                 ),
             )
-            await self._events(obj, res)
+            version = (obj.get("status") or {}).get("version")
+            await self._events(obj, res, suffix=f" (chart version {version})" if version else "")
             if not res.ok:
                 outcome = Outcome(
                     key[1],
@@ -369,7 +370,7 @@ class Reconciler:
             await self.kube.event(
                 obj,
                 res.reason,
-                res.message + ("" if res.reason == "Uninstalled" else suffix),
+                res.message + suffix,
                 warning=not res.ok,
             )
         for reason, message in res.extra_events:
