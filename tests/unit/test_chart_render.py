@@ -192,6 +192,27 @@ def test_shard_args_parse_with_the_real_cli(helm: Any) -> None:
     assert parsed.shard_id == "s1"
 
 
+#: variables the chart sets for the controller that it does not read yet (docs/install.md, "Controller features").
+PENDING_ENV = {
+    "HELMOPS_CA_BUNDLE_NAMESPACE",
+    "HELMOPS_CA_BUNDLE_SECRET",
+    "HELMOPS_CA_BUNDLE_KEY",
+    "HELMOPS_CA_BUNDLE_ADDITIONAL_SECRET",
+    "HELMOPS_CA_BUNDLE_ADDITIONAL_KEY",
+}
+
+
+def test_every_helmops_variable_the_chart_sets_is_read_by_the_controller(helm: Any) -> None:
+    source = "\n".join(p.read_text() for p in (REPO_ROOT / "helmops").rglob("*.py") if "testing" not in p.parts)
+    env = env_of(only(render(helm, ENABLED), "Deployment"))
+    ours = {k for k in env if k.startswith(("HELMOPS_", "EXPERIMENTAL_"))} | {"NAMESPACE"}
+    unread = sorted(k for k in ours if f'"{k}"' not in source and k != "EXPERIMENTAL_HELM_OPS")
+    assert "FLAG_ENV" in source and "EXPERIMENTAL_HELM_OPS" in source
+    assert set(unread) <= PENDING_ENV, f"the chart sets variables the controller never reads: {unread}"
+    if unread:
+        pytest.xfail(f"controller does not read {', '.join(unread)} yet")
+
+
 def test_extra_env_passthrough_and_override(helm: Any) -> None:
     values = merged(
         ENABLED,
