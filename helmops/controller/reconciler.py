@@ -360,19 +360,13 @@ class Reconciler:
 
     async def _events(self, obj: Mapping[str, Any], res: ActionResult, suffix: str = "") -> None:
         key: Key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-        last = self._last_event.get(key)
         now = time.monotonic()
-        if res.reason and last and last[:2] == (res.reason, res.message) and now - last[2] < EVENT_REPEAT_SECONDS:
-            return  # the same failure again on retry: one Event per EVENT_REPEAT_SECONDS is enough
+        last = self._last_event.get(key)
+        if last and last[:2] == (res.reason, res.message) and now - last[2] < EVENT_REPEAT_SECONDS:
+            return  # the same outcome again on retry: one Event (set) per EVENT_REPEAT_SECONDS is enough
+        self._last_event[key] = (res.reason, res.message, now)
         if res.reason:
-            self._last_event[key] = (res.reason, res.message, now)
-        if res.reason:
-            await self.kube.event(
-                obj,
-                res.reason,
-                res.message + suffix,
-                warning=not res.ok,
-            )
+            await self.kube.event(obj, res.reason, res.message + suffix, warning=not res.ok)
         for reason, message in res.extra_events:
             await self.kube.event(obj, reason, message + suffix, warning=True)
 

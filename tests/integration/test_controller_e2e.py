@@ -776,3 +776,21 @@ def test_two_helmapps_one_release(
     wait_for("second gone", lambda: cluster.helmapp("second", ns) is None)
     assert cluster.release_status("shared", f"{ns}-target") == "deployed"
     assert (cluster.configmap("shared-hello", f"{ns}-target") or {}).get("chartVersion") == "0.1.0"
+
+
+def test_atomic_upgrade_failure_rolls_back(
+    cluster: Cluster, controller: Controller, chart_repo: Any, published: dict[str, Path], ns: str
+) -> None:
+    target = f"{ns}-target"
+    cluster.apply(
+        helmapp("atom", ns, repo=chart_repo.url, chart="hello", version="0.1.0", atomic=True, timeoutSeconds=30)
+    )
+    wait_ready(cluster, "atom", ns)
+    # an invalid ConfigMap key fails at apply time (not at render time), so helm's atomic rollback runs
+    merge_patch(cluster, "atom", ns, {"spec": {"helm": {"values": {"extra": {"bad key!": "x"}}}}})
+    reasons = wait_for("RolledBack", lambda: (r := cluster.event_reasons("atom", ns)) and "RolledBack" in r and r)
+    assert "UpgradeFailed" in reasons
+    wait_for("deployed again", lambda: cluster.release_status("atom", target) == "deployed")
+    assert "bad key!" not in (cluster.configmap("atom-hello", target) or {})
+    ready = cluster.condition("atom", ns, "Ready")
+    assert ready["status"] == "False" and f"cluster local in namespace {ns}: " in ready["message"]
