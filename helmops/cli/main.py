@@ -12,7 +12,14 @@ SUBCOMMANDS = ("run", "validate", "render", "diff", "status", "promote")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="helmops", description="Fleet-compatible HelmApp controller")
+    parser = argparse.ArgumentParser(
+        prog="helmops",
+        description="Fleet-compatible HelmApp controller, and tools to see what a HelmApp does before you ship it.",
+        epilog=(
+            "exit codes: 0 success, 1 error (invalid manifest, failed cluster, refused promotion, timeout), "
+            "2 differences (diff) or a usage error. 'helmops COMMAND --help' for details; docs/cli.md for more."
+        ),
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:

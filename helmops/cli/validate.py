@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -91,11 +92,22 @@ def check_document(body: Any) -> tuple[str, str, list[tuple[str, str, str]]]:
     return kind, name, found
 
 
+def expand(paths: list[str]) -> list[str]:
+    """A directory stands for its ``*.yaml``/``*.yml`` files (sorted, not recursive)."""
+    out: list[str] = []
+    for path in paths:
+        if path != "-" and Path(path).is_dir():
+            out += sorted(str(p) for p in Path(path).iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        else:
+            out.append(path)
+    return out
+
+
 def findings_for(paths: list[str]) -> tuple[list[Finding], int]:
-    """Every problem in ``paths`` and the number of documents checked."""
+    """Every problem in ``paths`` (files, ``-``, directories) and the number of documents checked."""
     findings: list[Finding] = []
     checked = 0
-    for path in paths:
+    for path in expand(paths):
         try:
             docs = load_documents(path)
         except ManifestError as exc:
@@ -149,7 +161,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="append",
         required=True,
         metavar="FILE",
-        help="manifest file, multi-document YAML allowed; '-' reads stdin (repeatable)",
+        help="manifest file (multi-document YAML), a directory of *.yaml files, or '-' for stdin (repeatable)",
     )
     add_output_flag(p, ("text", "json", "yaml"), "text")
     p.set_defaults(func=run)

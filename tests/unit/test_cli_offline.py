@@ -310,3 +310,9 @@ def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
             main([command, "--help"])
         assert exc.value.code == 0
         assert "exit" in capsys.readouterr().out.lower()
+
+
+def test_validate_a_directory_means_its_yaml_files(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "validate", "-f", str(MANIFESTS / "clusters"), "-o", "json")
+    report = json.loads(out)
+    assert code == 0 and report["documents"] == len(list((MANIFESTS / "clusters").glob("*.yaml")))
