@@ -338,7 +338,8 @@ def test_install_upgrade_noop_and_delete_from_http_repo(
         )
     )
     obj = wait_ready(cluster, "web", ns)
-    assert FINALIZER in obj["metadata"]["finalizers"]
+    assert obj["metadata"]["finalizers"] == [FINALIZER]
+    assert not [a for a in obj["metadata"].get("annotations") or {} if a.startswith("kopf.")]  # no kopf state
     st = obj["status"]
     assert st["version"] == "0.1.0"
     assert st["display"]["readyBundleDeployments"] == "1/1" and st["readyClusters"] == 1
