@@ -307,3 +307,60 @@ def test_promote_wait_until_target_ready_and_timeout(kube: Kube, chart_repo: Any
     timed = subprocess.run(argv, capture_output=True, text=True, cwd=REPO_ROOT, timeout=90)
     assert timed.returncode == 1
     assert "timed out after 2s waiting for" in timed.stderr and "status.version is empty" in timed.stderr
+
+
+def test_diff_compares_the_controllers_fingerprint_label(
+    capsys: pytest.CaptureFixture[str], kube: Kube, tgz: dict[str, Path], chart_repo: Any, tmp_path: Path
+) -> None:
+    ns = kube.namespace()
+    app = tmp_path / "fp.yaml"
+    app.write_text(yaml.safe_dump(helmapp_obj("fp", ns, chart_repo.url, "0.1.0", values={"message": "m"})))
+    code, out, _ = run(capsys, "render", "-f", str(app), "-o", "json")
+    fingerprint = json.loads(out)["clusters"][0]["fingerprint"]
+    kube.helm("install", "fp", str(tgz["0.1.0"]), "-n", f"{ns}-rel", "--create-namespace", "--set", "message=m",
+              "--labels", f"helmops.cattle.io/fingerprint={fingerprint}")  # fmt: skip
+    code, out, err = run(capsys, "diff", "-f", str(app), "--kubeconfig", kube.kubeconfig, "-o", "json")
+    (c,) = json.loads(out)["clusters"]
+    assert code == 0, err
+    assert c["fingerprint"] == {"desired": fingerprint, "deployed": fingerprint, "changed": False}
+    _edit(str(app), timeoutSeconds=45)  # same chart, values and manifests; only a helm option differs
+    code, out, err = run(capsys, "diff", "-f", str(app), "--kubeconfig", kube.kubeconfig)
+    assert code == 2, err
+    assert "helm options changed (release fingerprint differs): an upgrade would run" in out
+
+
+def test_diff_reaches_a_downstream_cluster_through_its_kubeconfig_secret(
+    capsys: pytest.CaptureFixture[str],
+    kube: Kube,
+    downstream_cluster: Any,
+    tgz: dict[str, Path],
+    chart_repo: Any,
+    tools: Any,
+    tmp_path: Path,
+) -> None:
+    ns = kube.namespace()
+    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ds-kubeconfig", "namespace": ns},
+                "stringData": {"value": Path(downstream_cluster.kubeconfig).read_text()}})  # fmt: skip
+    down = Kube(downstream_cluster, tools, tmp_path / "helm-down")
+    down.kubectl("create", "namespace", f"{ns}-rel")
+    down.helm("install", "web", str(tgz["0.1.0"]), "-n", f"{ns}-rel", "--set", "message=down")
+    clusters = tmp_path / "clusters.yaml"
+    clusters.write_text(yaml.safe_dump_all([
+        {"apiVersion": "fleet.cattle.io/v1alpha1", "kind": "Cluster",
+         "metadata": {"name": "ds", "namespace": ns, "labels": {"env": "prod"}},
+         "spec": {"kubeConfigSecret": "ds-kubeconfig"}},
+        {"apiVersion": "fleet.cattle.io/v1alpha1", "kind": "Cluster",
+         "metadata": {"name": "nosecret", "namespace": ns, "labels": {"env": "prod"}}},
+    ]))  # fmt: skip
+    obj = helmapp_obj("web", ns, chart_repo.url, "0.1.0", values={"message": "${ .ClusterName }"})
+    obj["spec"]["targets"] = [{"name": "prod", "clusterSelector": {"matchLabels": {"env": "prod"}}}]
+    app = tmp_path / "down.yaml"
+    app.write_text(yaml.safe_dump(obj))
+    code, out, err = run(capsys, "diff", "-f", str(app), "--kubeconfig", kube.kubeconfig,
+                         "--clusters-from", str(clusters), "-o", "json")  # fmt: skip
+    report = {c["cluster"]: c for c in json.loads(out)["clusters"]}
+    assert code == 1 and "no kubeConfigSecret" in err  # one cluster cannot be reached
+    assert report[f"{ns}/nosecret"]["error"] == f"cluster nosecret in namespace {ns}: no kubeConfigSecret to reach it"
+    ds = report[f"{ns}/ds"]
+    assert ds["installed"] is True and ds["version"]["changed"] is False
+    assert ds["values"]["changes"] == [{"path": "message", "op": "~", "from": "down", "to": "ds"}]

@@ -171,3 +171,37 @@ def test_render_oci_chart(capsys: pytest.CaptureFixture[str], tmp_path: Path, ch
     assert (entry["chart"], entry["version"]) == ("hello", "1.4.0")
     assert entry["digest"].startswith("sha256:")
     assert 'message: "oci"' in entry["manifest"]
+
+
+async def _controller_fingerprint(helmapp_obj: dict[str, Any], cache: Path) -> tuple[str, str, str]:
+    """What the controller's own adapters (deps.py) compute for this HelmApp on the local cluster."""
+    from helmops.controller.deps import AssembleRenderer, SourcesFetcher, spec_checker
+    from helmops.controller.desired import build_release
+    from helmops.sources import ChartRequest, ChartSources, SourceError, auth_from_secret
+
+    checker = spec_checker()
+    name, ns = checker.release_name(helmapp_obj), checker.release_namespace(helmapp_obj)
+    async with ChartSources(cache_dir=cache) as sources:
+        chart = await SourcesFetcher(None, sources, ChartRequest, auth_from_secret, SourceError).fetch(helmapp_obj)  # type: ignore[arg-type]
+    values, digest = await AssembleRenderer(None).render(helmapp_obj, ns)
+    desired = build_release(
+        helmapp_obj, release_name=name, release_namespace=ns, chart=chart, values=values, values_digest=digest
+    )
+    return desired.fingerprint, chart.digest, digest
+
+
+def test_render_fingerprint_is_the_controllers(capsys: pytest.CaptureFixture[str], tmp_path: Path, repo: Any) -> None:
+    import asyncio
+
+    helm = {"repo": repo.url, "chart": "hello", "version": "~0.1", "timeoutSeconds": 30,
+            "values": {"message": "${ .ClusterName }/${ .ClusterNamespace }", "n": 1000000}}  # fmt: skip
+    app = helmapp(tmp_path, helm, name="Fingerprint_App")
+    code, out, err = run(capsys, "render", "-f", app, "-o", "json")
+    assert code == 0, err
+    (entry,) = json.loads(out)["clusters"]
+    obj = yaml.safe_load(Path(app).read_text())
+    cache = tmp_path / "controller-cache"
+    cache.mkdir()
+    fingerprint, chart_digest, values_digest = asyncio.run(_controller_fingerprint(obj, cache))
+    assert (entry["fingerprint"], entry["digest"], entry["valuesDigest"]) == (fingerprint, chart_digest, values_digest)
+    assert entry["values"]["message"] == "local/fleet-default"
