@@ -13,11 +13,11 @@ import inspect
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from helmops.controller.desired import BasicSpec, ChartFetcher, DesiredError, FetchedChart, SpecChecker
+from helmops.controller.desired import BasicSpec, ChartFetcher, DesiredError, FetchedChart, SpecChecker, Values
 from helmops.controller.kube import Kube
 from helmops.helm.driver import HelmDriver
 
@@ -134,7 +134,7 @@ class AssembleRenderer:
     def __init__(self, api_client: Any) -> None:
         self._api = api_client
 
-    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> tuple[dict[str, Any], str]:
+    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
         from helmops.values import ClusterContext, ValuesError, assemble
 
         reader: Any = None
@@ -147,16 +147,40 @@ class AssembleRenderer:
             rv = await assemble(spec.get("helm") or {}, ctx, release_namespace=release_namespace, reader=reader)
         except ValuesError as exc:
             raise DesiredError(str(exc), retryable=bool(exc.retryable)) from exc
-        return dict(rv.values), str(rv.digest)
+        return Values(dict(rv.values), str(rv.digest), secret_strings(rv.values, rv.secret_paths))
+
+
+def secret_strings(values: Mapping[str, Any], paths: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    """The string leaves under each Secret-derived path of ``values`` (what must never be echoed)."""
+    found: set[str] = set()
+
+    def leaves(node: Any) -> None:
+        if isinstance(node, Mapping):
+            for v in node.values():
+                leaves(v)
+        elif isinstance(node, list):
+            for v in node:
+                leaves(v)
+        elif node is not None and not isinstance(node, bool):
+            text = str(node)
+            if len(text) >= 4:
+                found.add(text)
+
+    for path in paths:
+        node: Any = values
+        for part in path:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        leaves(node)
+    return tuple(sorted(found))
 
 
 class PlainValues:
     """Stand-in while ``helmops.values`` is unavailable: ``spec.helm.values`` verbatim."""
 
-    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> tuple[dict[str, Any], str]:
+    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
         values = dict(((helmapp.get("spec") or {}).get("helm") or {}).get("values") or {})
         raw = json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
-        return values, "sha256:" + hashlib.sha256(raw).hexdigest()
+        return Values(values, "sha256:" + hashlib.sha256(raw).hexdigest())
 
 
 class ApiSpec(BasicSpec):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,9 +46,17 @@ class ChartFetcher(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Values:
+    values: dict[str, Any] = field(repr=False)
+    digest: str
+    #: Secret-derived leaf strings, masked wherever helm might echo them.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+
 class ValuesRenderer(Protocol):
-    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> tuple[dict[str, Any], str]:
-        """(values, digest) for the local cluster. Raises DesiredError."""
+    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
+        """The values for the local cluster. Raises DesiredError."""
         ...
 
 
@@ -122,18 +130,17 @@ def build_release(
     release_name: str,
     release_namespace: str,
     chart: FetchedChart,
-    values: Mapping[str, Any],
-    values_digest: str,
+    values: Values,
 ) -> Desired:
     spec = helmapp.get("spec") or {}
     opts = helm_options(spec)
-    fp = fingerprint(chart.digest, values_digest, {**opts, "release": f"{release_namespace}/{release_name}"})
+    fp = fingerprint(chart.digest, values.digest, {**opts, "release": f"{release_namespace}/{release_name}"})
     release = ReleaseSpec(
         name=release_name,
         namespace=release_namespace,
         chart_path=chart.path,
         chart_version=chart.version,
-        values=dict(values),
+        values=dict(values.values),
         labels={
             FINGERPRINT_LABEL: fp,
             MANAGED_LABEL: "helmops",
@@ -153,5 +160,6 @@ def build_release(
         # a HelmApp's author can only borrow identities of their own namespace.
         service_account_namespace=helmapp["metadata"]["namespace"],
         description=f"helmops: chart {chart.name} {chart.version} ({chart.digest[:19]})",
+        redact=values.secrets,
     )
-    return Desired(release=release, fingerprint=fp, chart=chart, values_digest=values_digest)
+    return Desired(release=release, fingerprint=fp, chart=chart, values_digest=values.digest)

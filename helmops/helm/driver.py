@@ -48,6 +48,8 @@ class ReleaseSpec:
     #: where ``service_account`` lives; None = the release namespace.
     service_account_namespace: str | None = None
     description: str | None = None
+    #: literal strings (Secret-derived values) masked in helm's error text and logs.
+    redact: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ class HelmDriver:
         flags: list[str],
         cluster_flags: list[str],
         history_max: int | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> AsyncIterator[None]:
         key = (namespace, name)
         self._held[key] = self._held.get(key, 0) + 1
@@ -165,6 +168,7 @@ class HelmDriver:
                     history_max=history_max,
                     process_timeout=float(helm_timeout(timeout_seconds) + PROCESS_MARGIN_SECONDS),
                     term_grace=self._term_grace,
+                    secrets=secrets,
                 )
                 self.active += 1
                 try:
@@ -188,6 +192,7 @@ class HelmDriver:
             flags=apply_flags(spec),
             cluster_flags=impersonation_flags(spec.service_account_namespace or spec.namespace, spec.service_account),
             history_max=spec.history_max,
+            secrets=spec.redact,
         ):
             out = await self.command.install_or_upgrade(
                 spec.name,

@@ -65,10 +65,7 @@ def _condition(
     cond: dict[str, Any] = {"type": ctype, "status": status, "reason": reason, "message": message}
     same_status = bool(live) and live is not None and live.get("status") == status
     same_all = (
-        same_status
-        and live is not None
-        and live.get("reason", "") == reason
-        and (live.get("message", "") == message)
+        same_status and live is not None and live.get("reason", "") == reason and (live.get("message", "") == message)
     )
     cond["lastTransitionTime"] = (live or {}).get("lastTransitionTime") if same_status else _ts(now)
     cond["lastUpdateTime"] = (live or {}).get("lastUpdateTime") if same_all else _ts(now)

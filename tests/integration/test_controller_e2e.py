@@ -795,3 +795,26 @@ def test_atomic_upgrade_failure_rolls_back(
     assert "bad key!" not in (cluster.configmap("atom-hello", target) or {})
     ready = cluster.condition("atom", ns, "Ready")
     assert ready["status"] == "False" and f"cluster local in namespace {ns}: " in ready["message"]
+
+
+def test_values_from_secret_and_templating(
+    cluster: Cluster, controller: Controller, chart_repo: Any, published: dict[str, Path], ns: str
+) -> None:
+    target = f"{ns}-target"
+    cluster.ensure_namespace(target)
+    cluster.kubectl(
+        "create", "secret", "generic", "vals", "-n", target, "--from-literal=values.yaml=message: from-secret"
+    )
+    app = helmapp(
+        "vf",
+        ns,
+        repo=chart_repo.url,
+        chart="hello",
+        version="0.1.0",
+        values={"message": "inline", "extra": {"cluster": "${ .ClusterName }"}},
+        valuesFrom=[{"secretKeyRef": {"name": "vals", "key": "values.yaml"}}],
+    )
+    cluster.apply(app)
+    wait_ready(cluster, "vf", ns)
+    data = cluster.configmap("vf-hello", target) or {}
+    assert data.get("message") == "from-secret" and data.get("cluster") == "local"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pyhelm3 import errors as helm_errors
 
-from helmops.controller.desired import BasicSpec, DesiredError, FetchedChart
+from helmops.controller.desired import BasicSpec, DesiredError, FetchedChart, Values
 from helmops.controller.kube import FINALIZER
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
 from helmops.helm.driver import ReleaseOutcome, ReleaseSpec
@@ -100,9 +100,9 @@ class FakeCharts:
 
 
 class FakeValues:
-    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> tuple[dict[str, Any], str]:
+    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
         values = dict(helmapp["spec"]["helm"].get("values") or {})
-        return values, f"sha256:{sorted(values.items())}"
+        return Values(values, f"sha256:{sorted(values.items())}")
 
 
 def _obj(**spec: Any) -> dict[str, Any]:

@@ -160,3 +160,18 @@ async def test_helm_concurrency_cap_and_holds(tmp_path: Path) -> None:
     gate.set()
     await asyncio.gather(*tasks)
     assert peak == 2 and not driver.holds("ns1", "r0")
+
+
+async def test_secret_values_are_redacted_per_call(tmp_path: Path) -> None:
+    driver, cmd = _driver(tmp_path)
+    await driver.install_or_upgrade(_spec(redact=("s3cret-pass",)))
+    _, opts = cmd.calls[0]
+    assert opts.secrets == ("s3cret-pass",)
+    assert "s3cret-pass" not in repr(_spec(redact=("s3cret-pass",)))
+
+
+def test_secret_strings_from_values() -> None:
+    from helmops.controller.deps import secret_strings
+
+    values = {"db": {"password": "hunter22", "port": 5432, "tls": True}, "public": "visible", "list": ["abcd"]}
+    assert secret_strings(values, [("db",), ("list",), ("missing", "x")]) == ("5432", "abcd", "hunter22")
