@@ -134,7 +134,12 @@ class AssembleRenderer:
     def __init__(self, api_client: Any) -> None:
         self._api = api_client
 
-    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
+    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> tuple[dict[str, Any], str]:
+        """(values, digest), for callers that need no redaction list."""
+        v = await self.render_values(helmapp, release_namespace)
+        return v.values, v.digest
+
+    async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
         from helmops.values import ClusterContext, ValuesError, assemble
 
         reader: Any = None
@@ -177,7 +182,11 @@ def secret_strings(values: Mapping[str, Any], paths: Iterable[tuple[str, ...]]) 
 class PlainValues:
     """Stand-in while ``helmops.values`` is unavailable: ``spec.helm.values`` verbatim."""
 
-    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
+    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> tuple[dict[str, Any], str]:
+        v = await self.render_values(helmapp, release_namespace)
+        return v.values, v.digest
+
+    async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
         values = dict(((helmapp.get("spec") or {}).get("helm") or {}).get("values") or {})
         raw = json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
         return Values(values, "sha256:" + hashlib.sha256(raw).hexdigest())

@@ -55,7 +55,7 @@ class Values:
 
 
 class ValuesRenderer(Protocol):
-    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
+    async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
         """The values for the local cluster. Raises DesiredError."""
         ...
 
@@ -130,8 +130,14 @@ def build_release(
     release_name: str,
     release_namespace: str,
     chart: FetchedChart,
-    values: Values,
+    values: Values | Mapping[str, Any],
+    values_digest: str | None = None,
 ) -> Desired:
+    """The desired release. ``values`` is a :class:`Values`, or a plain map with its ``values_digest``."""
+    if not isinstance(values, Values):
+        if values_digest is None:
+            raise TypeError("values_digest is required with plain values")
+        values = Values(dict(values), values_digest)
     spec = helmapp.get("spec") or {}
     opts = helm_options(spec)
     fp = fingerprint(chart.digest, values.digest, {**opts, "release": f"{release_namespace}/{release_name}"})

@@ -322,7 +322,7 @@ class Reconciler:
     async def _desired(self, obj: Mapping[str, Any]) -> Desired:
         name, ns = self.spec.release_name(obj), self.spec.release_namespace(obj)
         chart = await self.charts.fetch(obj)
-        values = await self.values.render(obj, ns)
+        values = await self.values.render_values(obj, ns)
         return build_release(obj, release_name=name, release_namespace=ns, chart=chart, values=values)
 
     async def _act(self, action: Action, desired: Desired, c: Any) -> ActionResult:

@@ -100,7 +100,7 @@ class FakeCharts:
 
 
 class FakeValues:
-    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
+    async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
         values = dict(helmapp["spec"]["helm"].get("values") or {})
         return Values(values, f"sha256:{sorted(values.items())}")
 
