@@ -134,10 +134,9 @@ class AssembleRenderer:
     def __init__(self, api_client: Any) -> None:
         self._api = api_client
 
-    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> tuple[dict[str, Any], str]:
-        """(values, digest), for callers that need no redaction list."""
-        v = await self.render_values(helmapp, release_namespace)
-        return v.values, v.digest
+    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
+        """Same as :meth:`render_values` (the result also unpacks as ``values, digest``)."""
+        return await self.render_values(helmapp, release_namespace)
 
     async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
         from helmops.values import ClusterContext, ValuesError, assemble
@@ -182,9 +181,9 @@ def secret_strings(values: Mapping[str, Any], paths: Iterable[tuple[str, ...]]) 
 class PlainValues:
     """Stand-in while ``helmops.values`` is unavailable: ``spec.helm.values`` verbatim."""
 
-    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> tuple[dict[str, Any], str]:
-        v = await self.render_values(helmapp, release_namespace)
-        return v.values, v.digest
+    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
+        """Same as :meth:`render_values` (the result also unpacks as ``values, digest``)."""
+        return await self.render_values(helmapp, release_namespace)
 
     async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
         values = dict(((helmapp.get("spec") or {}).get("helm") or {}).get("values") or {})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,6 +52,10 @@ class Values:
     digest: str
     #: Secret-derived leaf strings, masked wherever helm might echo them.
     secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpacks as ``values, digest`` (the shape ``render`` had before redaction was added)."""
+        return iter((self.values, self.digest))
 
 
 class ValuesRenderer(Protocol):

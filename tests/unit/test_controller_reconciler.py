@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pyhelm3 import errors as helm_errors
 
-from helmops.controller.desired import BasicSpec, DesiredError, FetchedChart, Values
+from helmops.controller.desired import BasicSpec, DesiredError, FetchedChart, Values, build_release
 from helmops.controller.kube import FINALIZER
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
 from helmops.helm.driver import ReleaseOutcome, ReleaseSpec
@@ -240,3 +240,15 @@ async def test_release_of_another_helmapp_is_left_alone() -> None:
     kube.obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # type: ignore[index]
     assert await r.reconcile(KEY) is None
     assert driver.calls == [] and releases.info is other and kube.obj is None
+
+
+def test_values_unpack_and_build_release_forms() -> None:
+    v = Values({"a": 1}, "sha256:x", ("secret",))
+    values, digest = v
+    assert values == {"a": 1} and digest == "sha256:x" and "secret" not in repr(v)
+    chart = FetchedChart("hello", "1.0.0", "sha256:c", Path("/c.tgz"))
+    a = build_release(_obj(), release_name="r", release_namespace="n", chart=chart, values=v)
+    b = build_release(
+        _obj(), release_name="r", release_namespace="n", chart=chart, values={"a": 1}, values_digest="sha256:x"
+    )
+    assert a.fingerprint == b.fingerprint and a.release.redact == ("secret",) and b.release.redact == ()
