@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -298,6 +299,8 @@ def kube_client(kubeconfig: str | None, context: str | None = None) -> Any:
     from kubernetes import config as _config
 
     config: Any = _config
+    # urllib3 logs each retry as a warning; the CLI reports the final failure in one line instead.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     try:
         if kubeconfig or context or os.environ.get("KUBECONFIG") or Path("~/.kube/config").expanduser().exists():
             return config.new_client_from_config(config_file=kubeconfig, context=context)

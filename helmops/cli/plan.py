@@ -26,8 +26,8 @@ from helmops.api import validate as validate_spec
 from helmops.api.models import ClusterSpec
 from helmops.cli.common import CliError, ManifestError, load_objects
 from helmops.clusters.targeting import TargetMatch, match_targets
-from helmops.controller.deps import spec_checker
-from helmops.controller.desired import Desired, FetchedChart, build_release
+from helmops.controller.deps import secret_strings, spec_checker
+from helmops.controller.desired import Desired, FetchedChart, Values, build_release
 from helmops.sources import ChartRequest, ChartSources, RepoAuth, SourceError, auth_from_secret
 from helmops.sources.versions import is_exact
 from helmops.values import (
@@ -358,8 +358,11 @@ async def resolve(
                 release_name=p.release_name,
                 release_namespace=p.release_namespace,
                 chart=result.chart,
-                values=result.values.values,
-                values_digest=result.values.digest,
+                values=Values(
+                    dict(result.values.values),
+                    result.values.digest,
+                    secret_strings(result.values.values, result.values.secret_paths),
+                ),
             )
     finally:
         if sources is not None:

@@ -152,6 +152,14 @@ def run(args: argparse.Namespace) -> int:
             version = str(source["status"]["version"])
             target = _get(custom, dst_ns, dst_name)
             old = str(((target.get("spec") or {}).get("helm") or {}).get("version") or "")
+            for index, entry in enumerate((target.get("spec") or {}).get("targets") or []):
+                pinned = ((entry or {}).get("helm") or {}).get("version")
+                if pinned:
+                    error(
+                        COMMAND,
+                        f"warning: {dst_ns}/{dst_name} spec.targets[{index}].helm.version pins {pinned}; "
+                        "clusters of that target keep it (only spec.helm.version is changed)",
+                    )
             result = {
                 "from": f"{src_ns}/{src_name}",
                 "to": f"{dst_ns}/{dst_name}",

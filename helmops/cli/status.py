@@ -184,6 +184,8 @@ def _list(custom: Any, args: argparse.Namespace, namespace: str, name: str | Non
         else:
             out = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     except ApiException as exc:
+        if name is None and exc.status == 404:
+            raise CliError("HelmApps: not found (is the helmapps.fleet.cattle.io CRD installed?)") from None
         what = f"HelmApp {namespace}/{name}" if name else "HelmApps"
         raise api_error(exc, what) from None
     items = sorted(out.get("items") or [], key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))

@@ -183,11 +183,9 @@ async def _controller_fingerprint(helmapp_obj: dict[str, Any], cache: Path) -> t
     name, ns = checker.release_name(helmapp_obj), checker.release_namespace(helmapp_obj)
     async with ChartSources(cache_dir=cache) as sources:
         chart = await SourcesFetcher(None, sources, ChartRequest, auth_from_secret, SourceError).fetch(helmapp_obj)  # type: ignore[arg-type]
-    values, digest = await AssembleRenderer(None).render(helmapp_obj, ns)
-    desired = build_release(
-        helmapp_obj, release_name=name, release_namespace=ns, chart=chart, values=values, values_digest=digest
-    )
-    return desired.fingerprint, chart.digest, digest
+    values = await AssembleRenderer(None).render(helmapp_obj, ns)
+    desired = build_release(helmapp_obj, release_name=name, release_namespace=ns, chart=chart, values=values)
+    return desired.fingerprint, chart.digest, values.digest
 
 
 def test_render_fingerprint_is_the_controllers(capsys: pytest.CaptureFixture[str], tmp_path: Path, repo: Any) -> None:

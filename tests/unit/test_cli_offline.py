@@ -316,3 +316,30 @@ def test_validate_a_directory_means_its_yaml_files(capsys: pytest.CaptureFixture
     code, out, _ = run(capsys, "validate", "-f", str(MANIFESTS / "clusters"), "-o", "json")
     report = json.loads(out)
     assert code == 0 and report["documents"] == len(list((MANIFESTS / "clusters").glob("*.yaml")))
+
+
+class _Tty(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_only_on_a_terminal() -> None:
+    from helmops.cli.common import Progress
+
+    quiet = _Tty(False)
+    p = Progress(quiet)
+    p.step("resolving chart")
+    p.done()
+    assert quiet.getvalue() == ""
+    tty = _Tty(True)
+    p = Progress(tty)
+    p.step("resolving a long chart name")
+    p.step("short")
+    p.done()
+    text = tty.getvalue()
+    assert text.startswith("\r… resolving a long chart name")
+    assert "\r… short" in text and text.endswith("\r")
