@@ -203,3 +203,14 @@ def test_render_fingerprint_is_the_controllers(capsys: pytest.CaptureFixture[str
     fingerprint, chart_digest, values_digest = asyncio.run(_controller_fingerprint(obj, cache))
     assert (entry["fingerprint"], entry["digest"], entry["valuesDigest"]) == (fingerprint, chart_digest, values_digest)
     assert entry["values"]["message"] == "local/fleet-default"
+
+
+def test_render_tarball_url(capsys: pytest.CaptureFixture[str], tmp_path: Path, repo: Any) -> None:
+    app = helmapp(tmp_path, {"chart": f"{repo.url}hello-0.2.0.tgz", "values": {"message": "tgz"}})
+    code, out, err = run(capsys, "render", "-f", app, "--values-only", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["clusters"][0]["version"] == "unresolved"
+    code, out, err = run(capsys, "render", "-f", app, "-o", "json")
+    (entry,) = json.loads(out)["clusters"]
+    assert code == 0, err
+    assert (entry["chart"], entry["version"]) == ("hello", "0.2.0") and 'message: "tgz"' in entry["manifest"]

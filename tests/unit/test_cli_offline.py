@@ -93,13 +93,17 @@ def test_validate_stdin_multi_document_with_index_path_and_warnings(
 
 
 def test_validate_warnings_only_exit_zero(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    path = write(tmp_path, "w.yaml", """\
+    path = write(
+        tmp_path,
+        "w.yaml",
+        """\
         apiVersion: fleet.cattle.io/v1alpha1
         kind: HelmApp
         metadata: {name: w}
         spec:
           helm: {repo: https://charts.example.com, chart: hello, waitForJobs: true}
-        """)
+        """,
+    )
     code, out, _ = run(capsys, "validate", "-f", path)
     assert code == 0
     assert f"{path}[0] HelmApp w: warning: spec.helm.waitForJobs:" in out
@@ -116,11 +120,15 @@ def test_validate_bad_yaml_and_missing_file_are_errors(capsys: pytest.CaptureFix
 
 
 def test_validate_wrong_api_version_and_missing_name(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    path = write(tmp_path, "v.yaml", """\
+    path = write(
+        tmp_path,
+        "v.yaml",
+        """\
         apiVersion: fleet.cattle.io/v1beta1
         kind: HelmApp
         spec: {helm: {repo: https://r.example.com, chart: c}}
-        """)
+        """,
+    )
     code, out, _ = run(capsys, "validate", "-f", path)
     assert code == 1
     assert ": error: apiVersion: must be fleet.cattle.io/v1alpha1" in out
@@ -178,7 +186,10 @@ def test_render_values_only_with_one_cluster_from_flags(capsys: pytest.CaptureFi
 def test_render_values_only_constraint_is_unresolved_and_targets_match_a_file(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    clusters = write(tmp_path, "clusters.yaml", """\
+    clusters = write(
+        tmp_path,
+        "clusters.yaml",
+        """\
         apiVersion: fleet.cattle.io/v1alpha1
         kind: Cluster
         metadata: {name: a, namespace: fleet-default, labels: {env: dev}}
@@ -191,7 +202,8 @@ def test_render_values_only_constraint_is_unresolved_and_targets_match_a_file(
         kind: Cluster
         metadata: {name: b, namespace: fleet-default, labels: {canary: "true"}}
         spec: {templateValues: {replicas: 5}}
-        """)
+        """,
+    )
     code, out, err = run(
         capsys, "render", "-f", app(tmp_path, "^0.1"), "--values-only", "--clusters-from", clusters, "-o", "yaml"
     )
@@ -211,7 +223,10 @@ def test_render_values_only_text_output_and_template_error_exit_1(
     assert code == 0
     assert out.startswith("# helmops: cluster fleet-default/local (target default)")
     assert "message: hi local" in out
-    broken = write(tmp_path, "broken.yaml", """\
+    broken = write(
+        tmp_path,
+        "broken.yaml",
+        """\
         apiVersion: fleet.cattle.io/v1alpha1
         kind: HelmApp
         metadata: {name: broken, namespace: ns}
@@ -220,7 +235,8 @@ def test_render_values_only_text_output_and_template_error_exit_1(
             repo: https://charts.invalid/
             chart: hello
             values: {x: "${ .ClusterValues.missing }"}
-        """)
+        """,
+    )
     code, out, err = run(capsys, "render", "-f", broken, "--values-only", "-o", "json")
     (entry,) = json.loads(out)["clusters"]
     assert code == 1
@@ -343,3 +359,28 @@ def test_progress_only_on_a_terminal() -> None:
     text = tty.getvalue()
     assert text.startswith("\r… resolving a long chart name")
     assert "\r… short" in text and text.endswith("\r")
+
+
+def test_render_reads_the_helmapp_from_stdin(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(APP.replace("VERSION", "1.2.3")))
+    code, out, err = run(capsys, "render", "-f", "-", "--values-only", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["clusters"][0]["version"] == "1.2.3"
+
+
+def test_console_script_is_a_ci_gate(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    script = bin_dir / "helmops"
+    argv = [str(script)] if script.exists() else [sys.executable, "-m", "helmops.cli.main"]
+    ok = subprocess.run([*argv, "validate", "-f", str(MANIFESTS / "valid" / "01-http-repo.yaml")],
+                        capture_output=True, text=True, check=False)  # fmt: skip
+    bad = subprocess.run([*argv, "validate", "-f", str(MANIFESTS / "invalid" / "01-release-name-uppercase.yaml")],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    usage = subprocess.run([*argv, "validate"], capture_output=True, text=True, check=False)
+    assert (ok.returncode, bad.returncode, usage.returncode) == (0, 1, 2)
+    assert "spec.helm.releaseName" in bad.stdout
