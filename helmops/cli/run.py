@@ -24,6 +24,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="reconcile HelmApps even if EXPERIMENTAL_HELM_OPS is not true",
     )
     p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--shard-id",
+        default=None,
+        help="reconcile only HelmApps labelled fleet.cattle.io/shard-ref=<id> (default: the unlabelled ones)",
+    )
     p.add_argument("--health-port", type=int, default=None, help="liveness endpoint port (/healthz; 8080)")
     p.add_argument(
         "--metrics-port",
@@ -47,6 +52,7 @@ def run_command(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         health_port=args.health_port,
         metrics_port=args.metrics_port,
+        shard_id=args.shard_id,
     )
     from helmops.controller.app import run
 

@@ -21,7 +21,7 @@ from aiohttp import web
 from helmops.controller import deps, metrics
 from helmops.controller.kube import GROUP, PLURAL, VERSION, Kube, api_client
 from helmops.controller.queue import WorkQueue, run_worker
-from helmops.controller.reconciler import Key, Reconciler, ReconcilerConfig
+from helmops.controller.reconciler import Key, Reconciler, ReconcilerConfig, in_shard
 from helmops.controller.settings import ENABLE_HINT, FLAG_ENV, Settings
 from helmops.helm.driver import HelmDriver
 
@@ -101,11 +101,12 @@ async def run_enabled(settings: Settings) -> int:
     early_signal: list[int] = []
     _install_signals(asyncio.get_running_loop(), early_signal.append)
     log.info(
-        "helmops starting: HelmApp controller enabled (%s), workers=%d, helm concurrency=%d, helm=%s",
+        "helmops starting: HelmApp controller enabled (%s), workers=%d, helm concurrency=%d, helm=%s, shard=%s",
         FLAG_ENV,
         settings.workers,
         settings.helm_concurrency,
         settings.helm,
+        settings.shard_id or "(default)",
     )
     metrics.ENABLED.set(1)
     metrics.init_labels()
@@ -137,6 +138,7 @@ async def run_enabled(settings: Settings) -> int:
             backoff_base_seconds=settings.backoff_base_seconds,
             backoff_cap_seconds=settings.backoff_cap_seconds,
             own_namespace=settings.system_namespace,
+            shard_id=settings.shard_id,
             protected_namespaces=tuple(settings.extra_protected_namespaces),
         ),
     )
@@ -172,7 +174,7 @@ async def run_enabled(settings: Settings) -> int:
     async def on_event(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
         meta = body.get("metadata") or {}
         key: Key = (str(meta.get("namespace")), str(meta.get("name")))
-        if event.get("type") == "DELETED":
+        if event.get("type") == "DELETED" or not in_shard(body, settings.shard_id):
             seen.pop(key, None)
             queue.forget(key)
             return

@@ -56,6 +56,16 @@ PROTECTED_NAMESPACES = frozenset(
 )
 
 
+SHARD_LABEL = "fleet.cattle.io/shard-ref"
+
+
+def in_shard(obj: Mapping[str, Any], shard_id: str | None) -> bool:
+    """Fleet's sharding rule: a shard owns objects labelled with its id; the default shard (no id) owns
+    the unlabelled ones."""
+    label = ((obj.get("metadata") or {}).get("labels") or {}).get(SHARD_LABEL) or None
+    return label == (shard_id or None)
+
+
 def namespace_deletable(name: str, *, own: str, extra: Sequence[str] = ()) -> bool:
     if not name or name in PROTECTED_NAMESPACES or name == own or name in extra:
         return False
@@ -69,6 +79,7 @@ class ReconcilerConfig:
     backoff_base_seconds: float = 5.0
     backoff_cap_seconds: float = 300.0
     own_namespace: str = "cattle-fleet-system"
+    shard_id: str | None = None
     protected_namespaces: Sequence[str] = field(default_factory=tuple)
 
 
@@ -109,7 +120,7 @@ class Reconciler:
         result = "ok"
         try:
             obj = await self.kube.get_helmapp(*key)
-            if obj is None:
+            if obj is None or not in_shard(obj, self.config.shard_id):
                 self._ok(key)
                 self._last_event.pop(key, None)
                 return None

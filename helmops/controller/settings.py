@@ -72,6 +72,8 @@ class Settings:
     #: how long helm gets after SIGTERM to mark its release failed.
     helm_term_grace_seconds: float = 20.0
     system_namespace: str = "cattle-fleet-system"
+    #: Fleet sharding: reconcile only HelmApps labelled fleet.cattle.io/shard-ref=<id> (None: unlabelled ones).
+    shard_id: str | None = None
     extra_protected_namespaces: Sequence[str] = field(default_factory=tuple)
 
 
@@ -84,6 +86,7 @@ def from_env(
     log_format: str = "text",
     health_port: int | None = None,
     metrics_port: int | None = None,
+    shard_id: str | None = None,
 ) -> Settings:
     kc = kubeconfig or env.get("KUBECONFIG") or None
     mhost, mport = parse_bind_address(env.get("HELMOPS_METRICS_BIND_ADDRESS", ":8081"), 8081)
@@ -107,6 +110,7 @@ def from_env(
         backoff_cap_seconds=_float(env, "HELMOPS_BACKOFF_CAP_SECONDS", 300.0),
         helm_term_grace_seconds=_float(env, "HELMOPS_HELM_TERM_GRACE_SECONDS", 20.0),
         system_namespace=env.get("NAMESPACE") or "cattle-fleet-system",
+        shard_id=shard_id or None,
     )
 
 

@@ -119,6 +119,7 @@ class Controller:
         self.log = workdir / f"controller-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.health_port, self.metrics_port = free_port(), free_port()
+        self.start_args: list[str] = []
 
     def http(self, port: int, path: str) -> tuple[int, str]:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
@@ -144,7 +145,7 @@ class Controller:
         ]  # fmt: skip
         for pattern in self.namespaces:
             argv += ["--namespace", pattern]
-        argv += ["--log-format", self.log_format]
+        argv += ["--log-format", self.log_format, *self.start_args]
         if self.enabled:
             argv.append("--enable-helmops")
         with open(self.log, "ab") as out:
@@ -818,3 +819,30 @@ def test_values_from_secret_and_templating(
     wait_ready(cluster, "vf", ns)
     data = cluster.configmap("vf-hello", target) or {}
     assert data.get("message") == "from-secret" and data.get("cluster") == "local"
+
+
+def test_shard_reconciles_only_its_helmapps(
+    cluster: Cluster,
+    management_cluster: Any,
+    helm_log: tuple[Path, HelmLog],
+    chart_repo: Any,
+    published: dict[str, Path],
+    workdir: Path,
+) -> None:
+    ns = make_ns(cluster, "sh")
+    ctl = Controller(management_cluster, helm_log[0], workdir, namespaces=("sh-*",))
+    ctl.start_args = ["--shard-id", "s1"]
+    ctl.start()
+    try:
+        mine = helmapp("mine", ns, repo=chart_repo.url, chart="hello", version="0.1.0")
+        mine["metadata"]["labels"] = {"fleet.cattle.io/shard-ref": "s1"}
+        cluster.apply(mine)
+        cluster.apply(helmapp("default", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
+        wait_ready(cluster, "mine", ns)
+        poke(cluster, "default", ns)
+        wait_for("mine steady", lambda: noop_count(ctl, "mine", ns) >= 1)
+        other = cluster.helmapp("default", ns) or {}
+        assert not other.get("status") and not other["metadata"].get("finalizers")
+        assert f"{ns}/default" not in ctl.text()
+    finally:
+        assert ctl.stop() == 0

@@ -138,3 +138,15 @@ def test_json_log_lines() -> None:
     doc = json.loads(JsonFormatter().format(rec))
     assert doc["msg"] == "hello w" and doc["level"] == "info" and doc["logger"] == "helmops.x"
     assert doc["release"] == "r1" and "ts" in doc
+
+
+def test_sharding_rule_and_flag() -> None:
+    from helmops.controller.reconciler import in_shard
+
+    unlabelled = {"metadata": {}}
+    s1 = {"metadata": {"labels": {"fleet.cattle.io/shard-ref": "s1"}}}
+    assert in_shard(unlabelled, None) and not in_shard(s1, None)
+    assert in_shard(s1, "s1") and not in_shard(s1, "s2") and not in_shard(unlabelled, "s1")
+    args = build_parser().parse_args(["run", "--shard-id", "s1"])
+    assert from_env({}, shard_id=args.shard_id).shard_id == "s1"
+    assert from_env({}).shard_id is None
