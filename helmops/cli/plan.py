@@ -21,7 +21,16 @@ import yaml
 from pydantic import ValidationError
 
 from helmops import KIND
-from helmops.api import Cluster, ClusterGroup, HelmApp, ObjectMeta, chart_ref, problems_from_validation_error
+from helmops.api import (
+    BundleTarget,
+    Cluster,
+    ClusterGroup,
+    HelmApp,
+    LabelSelector,
+    ObjectMeta,
+    chart_ref,
+    problems_from_validation_error,
+)
 from helmops.api import validate as validate_spec
 from helmops.api.models import ClusterSpec
 from helmops.cli.common import CliError, ManifestError, load_objects
@@ -41,6 +50,7 @@ from helmops.values import (
 )
 
 UNRESOLVED = "unresolved"
+_ANY_CLUSTER = BundleTarget(name="default", cluster_selector=LabelSelector())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -84,6 +94,9 @@ class Inventory:
     clusters: tuple[Cluster, ...] = ()
     groups: tuple[ClusterGroup, ...] = ()
     given: bool = False
+    described: bool = False
+    """One cluster described by --cluster flags: a HelmApp without targets is rendered for it (standing in
+    for the local cluster), instead of for a local cluster the user did not ask about."""
 
 
 def inventory_from_file(path: str) -> Inventory:
@@ -123,7 +136,7 @@ def inventory_from_flags(
         metadata=ObjectMeta(name=name, namespace=namespace or "", labels=dict(labels)),
         spec=ClusterSpec(template_values=template_values),
     )
-    return Inventory((cluster,), (), True)
+    return Inventory((cluster,), (), True, True)
 
 
 def secret_data(path: str) -> dict[str, bytes | str]:
@@ -198,7 +211,12 @@ def plan(helmapp: Mapping[str, Any], inventory: Inventory) -> list[ClusterPlan]:
     spec_raw: dict[str, Any] = dict(helmapp.get("spec") or {})
     raw_targets: list[Any] = list(spec_raw.get("targets") or [])
     try:
-        if inventory.given:
+        if inventory.described and not app.spec.targets:
+            matches = [
+                TargetMatch(m.cluster, None, None, m.target_name)
+                for m in match_targets([_ANY_CLUSTER], namespace, inventory.clusters, [])
+            ]
+        elif inventory.given:
             matches = match_targets(app.spec.targets, namespace, inventory.clusters, inventory.groups)
         else:
             # Without an inventory only the local cluster exists; targets are not consulted (the controller

@@ -384,3 +384,31 @@ def test_console_script_is_a_ci_gate(tmp_path: Path) -> None:
     usage = subprocess.run([*argv, "validate"], capture_output=True, text=True, check=False)
     assert (ok.returncode, bad.returncode, usage.returncode) == (0, 1, 2)
     assert "spec.helm.releaseName" in bad.stdout
+
+
+def test_render_cluster_flags_without_targets_render_for_that_cluster(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        "plain.yaml",
+        """\
+        apiVersion: fleet.cattle.io/v1alpha1
+        kind: HelmApp
+        metadata: {name: plain, namespace: fleet-default}
+        spec:
+          helm: {repo: https://charts.invalid/, chart: hello, values: {where: "${ .ClusterName }"}}
+        """,
+    )
+    code, out, err = run(capsys, "render", "-f", path, "--values-only", "--cluster", "edge-7", "-o", "json")
+    (entry,) = json.loads(out)["clusters"]
+    assert code == 0, err
+    assert (entry["cluster"], entry["target"], entry["values"]) == (
+        "fleet-default/edge-7",
+        "default",
+        {"where": "edge-7"},
+    )
+    code, out, err = run(
+        capsys, "render", "-f", path, "--values-only", "--cluster", "x", "--cluster-namespace", "other"
+    )
+    assert code == 0 and out == "" and "targets none of the given clusters" in err
