@@ -13,7 +13,8 @@ import inspect
 import json
 import logging
 import tempfile
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,47 @@ async def _secret_data(kube: Kube, namespace: str, name: str) -> dict[str, bytes
     return {k: base64.b64decode(v) for k, v in raw.items()}
 
 
+class CABundle:
+    """The operator-wide fallback CA bundle (Rancher's ``tls-ca`` / ``tls-ca-additional`` Secrets), used
+    for repositories whose helm Secret has no ``cacerts``. Missing Secrets or keys are skipped; the result
+    is cached for ``ttl`` seconds."""
+
+    def __init__(self, kube: Kube, refs: Sequence[tuple[str, str, str]], ttl: float = 60.0) -> None:
+        self._kube, self._refs, self._ttl = kube, tuple(refs), ttl
+        self._cached: tuple[float, str | None] | None = None
+
+    async def pem(self) -> str | None:
+        now = time.monotonic()
+        if self._cached and now - self._cached[0] < self._ttl:
+            return self._cached[1]
+        parts: list[str] = []
+        for namespace, name, key in self._refs:
+            data = await self._kube.read_secret(namespace, name)
+            raw = (data or {}).get(key)
+            if raw:
+                text = base64.b64decode(raw).decode("utf-8", errors="replace").strip()
+                if "-----BEGIN CERTIFICATE-----" in text:
+                    parts.append(text)
+                else:
+                    log.warning("CA bundle %s/%s key %s holds no PEM certificate; ignored", namespace, name, key)
+        pem = "\n".join(parts) + "\n" if parts else None
+        self._cached = (now, pem)
+        return pem
+
+
 class SourcesFetcher:
     """``helmops.sources``: resolves the version once upstream and returns a cached .tgz with its digest."""
 
-    def __init__(self, kube: Kube, sources: Any, request_cls: Any, auth_from_secret: Any, error_cls: Any):
+    def __init__(
+        self,
+        kube: Kube,
+        sources: Any,
+        request_cls: Any,
+        auth_from_secret: Any,
+        error_cls: Any,
+        *,
+        ca_bundle: CABundle | None = None,
+    ):
         self._kube, self._sources, self._req, self._auth, self._err = (
             kube,
             sources,
@@ -59,6 +97,7 @@ class SourcesFetcher:
             auth_from_secret,
             error_cls,
         )
+        self._ca_bundle = ca_bundle
 
     async def close(self) -> None:
         aclose = getattr(self._sources, "aclose", None)
@@ -73,8 +112,9 @@ class SourcesFetcher:
             data: Mapping[str, bytes] = {}
             if spec.get("helmSecretName"):
                 data = await _secret_data(self._kube, ns, spec["helmSecretName"])
+            fallback = await self._ca_bundle.pem() if self._ca_bundle is not None else None
             auth = self._auth(
-                data, insecure_skip_tls_verify=bool(spec.get("insecureSkipTLSVerify")), fallback_ca_pem=None
+                data, insecure_skip_tls_verify=bool(spec.get("insecureSkipTLSVerify")), fallback_ca_pem=fallback
             )
             req = self._req(
                 repo=helm.get("repo") or "",
@@ -238,7 +278,9 @@ def spec_checker() -> SpecChecker:
     return ApiSpec(importlib.import_module("helmops.api"))
 
 
-def chart_fetcher(kube: Kube, driver: HelmDriver, cache: Path) -> ChartFetcher:
+def chart_fetcher(
+    kube: Kube, driver: HelmDriver, cache: Path, ca_bundle: Sequence[tuple[str, str, str]] = ()
+) -> ChartFetcher:
     found = _optional("helmops.sources", "ChartSources", "ChartRequest", "auth_from_secret", "SourceError")
     if found is None:
         log.warning("helmops.sources not available: charts are fetched with helm pull")
@@ -248,7 +290,7 @@ def chart_fetcher(kube: Kube, driver: HelmDriver, cache: Path) -> ChartFetcher:
         sources = sources_cls(cache_dir=cache)
     except TypeError:
         sources = sources_cls()
-    return SourcesFetcher(kube, sources, req, auth, err)
+    return SourcesFetcher(kube, sources, req, auth, err, ca_bundle=CABundle(kube, ca_bundle) if ca_bundle else None)
 
 
 def values_renderer(api_client: Any) -> AssembleRenderer | PlainValues:

@@ -72,6 +72,8 @@ class Settings:
     #: how long helm gets after SIGTERM to mark its release failed.
     helm_term_grace_seconds: float = 20.0
     system_namespace: str = "cattle-fleet-system"
+    #: fallback CA bundle Secrets (namespace, name, key), e.g. Rancher's cattle-system/tls-ca.
+    ca_bundle: Sequence[tuple[str, str, str]] = ()
     #: Fleet sharding: reconcile only HelmApps labelled fleet.cattle.io/shard-ref=<id> (None: unlabelled ones).
     shard_id: str | None = None
     extra_protected_namespaces: Sequence[str] = field(default_factory=tuple)
@@ -111,7 +113,21 @@ def from_env(
         helm_term_grace_seconds=_float(env, "HELMOPS_HELM_TERM_GRACE_SECONDS", 20.0),
         system_namespace=env.get("NAMESPACE") or "cattle-fleet-system",
         shard_id=shard_id or None,
+        ca_bundle=ca_bundle_refs(env),
     )
+
+
+def ca_bundle_refs(env: Mapping[str, str]) -> tuple[tuple[str, str, str], ...]:
+    """HELMOPS_CA_BUNDLE_NAMESPACE + _SECRET/_KEY (+ _ADDITIONAL_SECRET/_ADDITIONAL_KEY); none without a
+    namespace."""
+    ns = env.get("HELMOPS_CA_BUNDLE_NAMESPACE", "").strip()
+    if not ns:
+        return ()
+    refs = [(ns, env.get("HELMOPS_CA_BUNDLE_SECRET") or "tls-ca", env.get("HELMOPS_CA_BUNDLE_KEY") or "cacerts.pem")]
+    extra = env.get("HELMOPS_CA_BUNDLE_ADDITIONAL_SECRET", "").strip()
+    if extra:
+        refs.append((ns, extra, env.get("HELMOPS_CA_BUNDLE_ADDITIONAL_KEY") or "ca-additional.pem"))
+    return tuple(refs)
 
 
 __all__ = ["ENABLE_HINT", "FLAG_ENV", "Settings", "from_env", "parse_bind_address", "parse_bool"]

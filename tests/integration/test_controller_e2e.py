@@ -846,3 +846,34 @@ def test_shard_reconciles_only_its_helmapps(
         assert f"{ns}/default" not in ctl.text()
     finally:
         assert ctl.stop() == 0
+
+
+def test_fallback_ca_bundle_for_tls_repo(
+    cluster: Cluster,
+    management_cluster: Any,
+    helm_log: tuple[Path, HelmLog],
+    chart_repo_tls: Any,
+    published: dict[str, Path],
+    workdir: Path,
+) -> None:
+    """A repo signed by a private CA works through the operator-wide CA bundle Secret (Rancher's tls-ca)."""
+    ns = make_ns(cluster, "ca")
+    chart_repo_tls.publish(published["hello-0.1.0"])
+    bundle_ns = make_ns(cluster, "cabundle")
+    cluster.kubectl(
+        "create", "secret", "generic", "tls-ca", "-n", bundle_ns, f"--from-file=cacerts.pem={chart_repo_tls.ca_file}"
+    )
+    ctl = Controller(
+        management_cluster,
+        helm_log[0],
+        workdir,
+        namespaces=("ca-*",),
+        HELMOPS_CA_BUNDLE_NAMESPACE=bundle_ns,
+        HELMOPS_CA_BUNDLE_SECRET="tls-ca",
+        HELMOPS_CA_BUNDLE_KEY="cacerts.pem",
+    ).start()
+    try:
+        cluster.apply(helmapp("tlsapp", ns, repo=chart_repo_tls.url, chart="hello", version="0.1.0"))
+        wait_ready(cluster, "tlsapp", ns)
+    finally:
+        assert ctl.stop() == 0

@@ -150,3 +150,9 @@ def test_sharding_rule_and_flag() -> None:
     args = build_parser().parse_args(["run", "--shard-id", "s1"])
     assert from_env({}, shard_id=args.shard_id).shard_id == "s1"
     assert from_env({}).shard_id is None
+
+
+def test_ca_bundle_refs() -> None:
+    assert from_env({}).ca_bundle == ()
+    s = from_env({"HELMOPS_CA_BUNDLE_NAMESPACE": "cattle-system", "HELMOPS_CA_BUNDLE_ADDITIONAL_SECRET": "more"})
+    assert s.ca_bundle == (("cattle-system", "tls-ca", "cacerts.pem"), ("cattle-system", "more", "ca-additional.pem"))
