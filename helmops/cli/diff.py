@@ -49,7 +49,13 @@ from helmops.cli.common import (
 from helmops.cli.plan import ClusterPlan, ClusterResult, plan, resolve
 from helmops.cli.render import add_source_flags, helm_secret_auth, inventory, scrub, template
 from helmops.clusters.targeting import LOCAL_CLUSTER
-from helmops.reconcile.release import HELM_STORAGE_SELECTOR, ReleaseInfo, release_from_secrets
+from helmops.reconcile.release import (
+    HELM_STORAGE_SELECTOR,
+    OWNER_LABEL,
+    ReleaseInfo,
+    foreign_owner,
+    release_from_secrets,
+)
 from helmops.values import ValuesFromReader
 
 COMMAND = "diff"
@@ -284,14 +290,21 @@ def compare(result: ClusterResult, conn: Connection) -> ClusterDiff:
         out.live = live_release(api, rel.namespace, rel.name)
     finally:
         close_client(api)
+    meta = result.plan.helmapp["metadata"]
+    owner = foreign_owner(out.live, meta["namespace"], meta["name"])
+    if owner is not None:
+        raise CliError(
+            f"release {rel.namespace}/{rel.name} belongs to another HelmApp ({OWNER_LABEL}={owner}); "
+            "the controller will not touch it"
+        )
     with Helm(conn.kubeconfig, conn.context) as helm:
         wanted = template(helm, result, upgrade=out.live is not None)
         if out.live is None:
             out.values = values_changes({}, result.values.values, list(result.values.secret_paths))
             out.manifest = manifest_diff("", wanted)
             return out
-        meta = json.loads(helm.run("get", "metadata", rel.name, "-n", rel.namespace, "-o", "json", cluster=True))
-        out.deployed_version = str(meta.get("version") or "") or None
+        info = json.loads(helm.run("get", "metadata", rel.name, "-n", rel.namespace, "-o", "json", cluster=True))
+        out.deployed_version = str(info.get("version") or "") or None
         live_values = json.loads(helm.run("get", "values", rel.name, "-n", rel.namespace, "-o", "json", cluster=True))
         out.values = values_changes(live_values or {}, result.values.values, list(result.values.secret_paths))
         live_manifest = scrub(helm.run("get", "manifest", rel.name, "-n", rel.namespace, cluster=True), result.values)

@@ -364,3 +364,16 @@ def test_diff_reaches_a_downstream_cluster_through_its_kubeconfig_secret(
     ds = report[f"{ns}/ds"]
     assert ds["installed"] is True and ds["version"]["changed"] is False
     assert ds["values"]["changes"] == [{"path": "message", "op": "~", "from": "down", "to": "ds"}]
+
+
+def test_diff_refuses_a_release_of_another_helmapp(
+    capsys: pytest.CaptureFixture[str], kube: Kube, tgz: dict[str, Path], chart_repo: Any, tmp_path: Path
+) -> None:
+    ns = kube.namespace()
+    kube.helm("install", "taken", str(tgz["0.1.0"]), "-n", f"{ns}-rel", "--create-namespace",
+              "--labels", "helmops.cattle.io/helmapp=someone.else")  # fmt: skip
+    app = tmp_path / "taken.yaml"
+    app.write_text(yaml.safe_dump(helmapp_obj("taken", ns, chart_repo.url, "0.1.0")))
+    code, out, err = run(capsys, "diff", "-f", str(app), "--kubeconfig", kube.kubeconfig)
+    assert code == 1 and "error: cluster local" in out
+    assert f"release {ns}-rel/taken belongs to another HelmApp (helmops.cattle.io/helmapp=someone.else)" in err
