@@ -185,21 +185,9 @@ def test_rendered_env_configures_the_controller(helm: Any) -> None:
 def test_shard_args_parse_with_the_real_cli(helm: Any) -> None:
     docs = render(helm, merged(ENABLED, {"shards": [{"id": "s1"}]}))
     args = container(only(docs, "Deployment", "helmops-shard-s1"))["args"]
-    try:
-        parsed = build_parser().parse_args(args)
-    except SystemExit:
-        pytest.xfail("helmops run has no --shard-id yet (controller gap; see docs/install.md)")
+    parsed = build_parser().parse_args(args)
     assert parsed.shard_id == "s1"
-
-
-#: variables the chart sets for the controller that it does not read yet (docs/install.md, "Controller features").
-PENDING_ENV = {
-    "HELMOPS_CA_BUNDLE_NAMESPACE",
-    "HELMOPS_CA_BUNDLE_SECRET",
-    "HELMOPS_CA_BUNDLE_KEY",
-    "HELMOPS_CA_BUNDLE_ADDITIONAL_SECRET",
-    "HELMOPS_CA_BUNDLE_ADDITIONAL_KEY",
-}
+    assert from_env({}, shard_id=parsed.shard_id).shard_id == "s1"
 
 
 def test_every_helmops_variable_the_chart_sets_is_read_by_the_controller(helm: Any) -> None:
@@ -208,9 +196,7 @@ def test_every_helmops_variable_the_chart_sets_is_read_by_the_controller(helm: A
     ours = {k for k in env if k.startswith(("HELMOPS_", "EXPERIMENTAL_"))} | {"NAMESPACE"}
     unread = sorted(k for k in ours if f'"{k}"' not in source and k != "EXPERIMENTAL_HELM_OPS")
     assert "FLAG_ENV" in source and "EXPERIMENTAL_HELM_OPS" in source
-    assert set(unread) <= PENDING_ENV, f"the chart sets variables the controller never reads: {unread}"
-    if unread:
-        pytest.xfail(f"controller does not read {', '.join(unread)} yet")
+    assert not unread, f"the chart sets variables the controller never reads: {unread}"
 
 
 def test_extra_env_passthrough_and_override(helm: Any) -> None:
@@ -235,6 +221,10 @@ def test_extra_env_passthrough_and_override(helm: Any) -> None:
 
 def test_ca_bundle_defaults(helm: Any) -> None:
     env = env_of(only(render(helm, ENABLED), "Deployment"))
+    assert from_env(env).ca_bundle == (
+        ("cattle-system", "tls-ca", "cacerts.pem"),
+        ("cattle-system", "tls-ca-additional", "ca-additional.pem"),
+    )
     assert env["HELMOPS_CA_BUNDLE_NAMESPACE"] == "cattle-system"
     assert (env["HELMOPS_CA_BUNDLE_SECRET"], env["HELMOPS_CA_BUNDLE_KEY"]) == ("tls-ca", "cacerts.pem")
     assert (env["HELMOPS_CA_BUNDLE_ADDITIONAL_SECRET"], env["HELMOPS_CA_BUNDLE_ADDITIONAL_KEY"]) == (
@@ -243,6 +233,10 @@ def test_ca_bundle_defaults(helm: Any) -> None:
     )
     off = env_of(only(render(helm, merged(ENABLED, {"caBundle": {"enabled": False}})), "Deployment"))
     assert not any(k.startswith("HELMOPS_CA_BUNDLE") for k in off)
+    assert from_env(off).ca_bundle == ()
+    custom = {"caBundle": {"namespace": "certs", "secretName": "ca", "key": "ca.pem", "additionalSecretName": ""}}
+    env = env_of(only(render(helm, merged(ENABLED, custom)), "Deployment"))
+    assert from_env(env).ca_bundle == (("certs", "ca", "ca.pem"),)
 
 
 # --- image ---------------------------------------------------------------------------------------------
