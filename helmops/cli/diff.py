@@ -433,8 +433,8 @@ def run(args: argparse.Namespace) -> int:
             error(COMMAND, f"warning: {warning}")
     errors = [d for d in diffs if d.error is not None]
     different = any(d.different for d in diffs)
-    if args.output == "json":
-        dump({"differences": different, "clusters": [d.as_dict() for d in diffs]}, "json")
+    if args.output in ("json", "yaml"):
+        dump({"differences": different, "clusters": [d.as_dict() for d in diffs]}, args.output)
     else:
         print_text(diffs, sys.stdout, Painter(use_color(args.color, sys.stdout)))
     for d in errors:
@@ -456,7 +456,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--kubeconfig", help="kubeconfig of the local (management) cluster (default: $KUBECONFIG, ~/.kube/config)"
     )
     p.add_argument("--context", help="kubeconfig context")
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format (default: text)")
+    p.add_argument(
+        "-o", "--output", choices=("text", "json", "yaml"), default="text", help="output format (default: text)"
+    )
     p.add_argument(
         "--color", choices=("auto", "always", "never"), default="auto", help="colour the text output (default: auto)"
     )

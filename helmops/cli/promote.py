@@ -191,8 +191,8 @@ def run(args: argparse.Namespace) -> int:
                 remaining = _wait(custom, dst_ns, dst_name, version, args.timeout)
                 result["ready"] = not remaining
                 if remaining:
-                    if args.output == "json":
-                        dump(result, "json")
+                    if args.output != "text":
+                        dump(result, args.output)
                     raise CliError(
                         f"timed out after {args.timeout:g}s waiting for {dst_ns}/{dst_name} to be Ready at "
                         f"{version}: " + "; ".join(remaining)
@@ -207,8 +207,8 @@ def run(args: argparse.Namespace) -> int:
     except CliError as exc:
         error(COMMAND, str(exc))
         return EXIT_ERROR
-    if args.output == "json":
-        dump(result, "json")
+    if args.output != "text":
+        dump(result, args.output)
     sys.stdout.flush()
     return EXIT_OK
 
@@ -228,5 +228,5 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
     add_kube_flags(p)
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
     p.set_defaults(func=run)

@@ -25,6 +25,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="hold a Lease in $NAMESPACE before reconciling (run more than one replica safely)",
+    )
+    p.add_argument(
         "--shard-id",
         default=None,
         help="reconcile only HelmApps labelled fleet.cattle.io/shard-ref=<id> (default: the unlabelled ones)",
@@ -53,6 +58,7 @@ def run_command(args: argparse.Namespace) -> int:
         health_port=args.health_port,
         metrics_port=args.metrics_port,
         shard_id=args.shard_id,
+        leader_elect=args.leader_elect,
     )
     from helmops.controller.app import run
 

@@ -267,8 +267,8 @@ def test_promote_copies_a_ready_version_and_refuses_a_not_ready_source(
     assert code == 0, err
     assert out == f"{ns}/prod: spec.helm.version changed 0.1.0 -> 0.2.0 (from {ns}/staging)\n"
     assert kube.get(ns, "prod")["spec"]["helm"]["version"] == "0.2.0"
-    code, out, _ = run(capsys, *args, "-o", "json")
-    assert code == 0 and json.loads(out) == {"from": f"{ns}/staging", "to": f"{ns}/prod", "version": "0.2.0",
+    code, out, _ = run(capsys, *args, "-o", "yaml")
+    assert code == 0 and yaml.safe_load(out) == {"from": f"{ns}/staging", "to": f"{ns}/prod", "version": "0.2.0",
                                              "previous": "0.2.0", "changed": False}  # fmt: skip
 
     gen = kube.get(ns, "staging")["metadata"]["generation"]
