@@ -62,14 +62,20 @@ def add_source_flags(p: argparse.ArgumentParser) -> None:
         "--cluster-namespace", metavar="NS", help="namespace of --cluster (default: the HelmApp's namespace)"
     )
     group.add_argument(
-        "--cluster-labels", action="append", default=[], metavar="K=V", help="a label of --cluster (repeatable)"
+        "--cluster-labels",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="K=V",
+        help="labels of --cluster (several per flag, and repeatable)",
     )
     group.add_argument(
         "--cluster-values",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="K=V",
-        help="a spec.templateValues entry of --cluster, V parsed as YAML (repeatable)",
+        help="spec.templateValues entries of --cluster, V parsed as YAML (several per flag, and repeatable)",
     )
     group.add_argument(
         "--clusters-from",

@@ -171,7 +171,7 @@ def app(tmp_path: Path, version: str = "0.1.0") -> str:
 def test_render_values_only_with_one_cluster_from_flags(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run(
         capsys, "render", "-f", app(tmp_path), "--values-only", "--cluster", "c1",
-        "--cluster-labels", "canary=true", "--cluster-values", "replicas=3", "-o", "json",
+        "--cluster-labels", "canary=true", "env=x", "--cluster-values", "replicas=3", "-o", "json",
     )  # fmt: skip
     assert code == 0, err
     (entry,) = json.loads(out)["clusters"]
