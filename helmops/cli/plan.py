@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
@@ -35,8 +35,6 @@ from helmops.api import validate as validate_spec
 from helmops.api.models import ClusterSpec
 from helmops.cli.common import CliError, ManifestError, load_objects
 from helmops.clusters.targeting import TargetMatch, match_targets
-from helmops.controller.deps import secret_strings, spec_checker
-from helmops.controller.desired import Desired, FetchedChart, Values, build_release
 from helmops.sources import ChartRequest, ChartSources, RepoAuth, SourceError, auth_from_secret
 from helmops.sources.versions import is_exact
 from helmops.values import (
@@ -48,6 +46,9 @@ from helmops.values import (
     merge_deployment_options,
     render_inline,
 )
+
+if TYPE_CHECKING:  # the controller modules pull in pyhelm3 and kubernetes.aio: imported when used
+    from helmops.controller.desired import Desired, FetchedChart
 
 UNRESOLVED = "unresolved"
 _ANY_CLUSTER = BundleTarget(name="default", cluster_selector=LabelSelector())
@@ -224,6 +225,8 @@ def plan(helmapp: Mapping[str, Any], inventory: Inventory) -> list[ClusterPlan]:
             matches = match_targets([], namespace, [], [])
     except ValueError as exc:
         raise CliError(f"cannot match targets: {exc}") from None
+    from helmops.controller.deps import spec_checker
+
     checker = spec_checker()
     plans = []
     for match in matches:
@@ -348,6 +351,9 @@ async def resolve(
     progress: Any = None,
 ) -> list[ClusterResult]:
     """Values (and, with ``fetch_charts``, the chart and fingerprint) for every plan; errors per cluster."""
+    from helmops.controller.deps import secret_strings
+    from helmops.controller.desired import FetchedChart, Values, build_release
+
     results = [ClusterResult(p, version=offline_version(p.request)) for p in plans]
     sources = ChartSources(cache_dir=chart_cache_dir()) if fetch_charts else None
     try:
