@@ -418,7 +418,7 @@ def run(args: argparse.Namespace) -> int:
                             raise unreachable(exc) from None
                     except CliError as exc:
                         d = ClusterDiff(result)
-                        d.error = f"{p.describe()}: {exc}"
+                        d.error = f"{p.describe()}: {scrub(str(exc), result.values)}"
                         diffs.append(d)
         finally:
             close_client(api)

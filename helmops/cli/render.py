@@ -144,7 +144,10 @@ async def local_reader(kubeconfig: str | None, context: str | None) -> Any:
 
     aconfig: Any = _aconfig
     cfg = aclient.Configuration()
-    await aconfig.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+    try:
+        await aconfig.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+    except (aconfig.ConfigException, OSError) as exc:
+        raise CliError(f"no usable kubeconfig: {exc}") from None
     api: Any = aclient.ApiClient(configuration=cfg)
     try:
         yield KubeValuesFromReader(api)
@@ -246,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
                         try:
                             manifests[result.cluster] = template(helm, result)
                         except HelmFailed as exc:
-                            result.fail(str(exc))
+                            result.fail(scrub(str(exc), result.values))
         except CliError as exc:
             error(COMMAND, str(exc))
             return EXIT_ERROR
