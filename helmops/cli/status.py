@@ -114,11 +114,20 @@ def cluster_rows(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def conditions(obj: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The status conditions, in the order written: type, status, reason, message."""
+    out = []
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(c, Mapping):
+            out.append({k: str(c.get(k) or "") for k in ("type", "status", "reason", "message")})
+    return out
+
+
 def _print(items: Sequence[Mapping[str, Any]], args: argparse.Namespace, one: bool) -> None:
     if args.output in ("json", "yaml"):
         if one:
             obj = items[0]
-            dump({**summary_row(obj), "clusters": cluster_rows(obj)}, args.output)
+            dump({**summary_row(obj), "clusters": cluster_rows(obj), "conditions": conditions(obj)}, args.output)
         else:
             dump({"items": [summary_row(o) for o in items]}, args.output)
         return
@@ -130,6 +139,10 @@ def _print(items: Sequence[Mapping[str, Any]], args: argparse.Namespace, one: bo
         )
         print()
         table(["cluster", "resources-ready", "state", "message"], [list(r.values()) for r in cluster_rows(items[0])])
+        conds = conditions(items[0])
+        if conds:
+            print()
+            table(["condition", "status", "reason", "message"], [list(c.values()) for c in conds])
         return
     wide = args.all_namespaces
     headers = ["namespace"] if wide else []

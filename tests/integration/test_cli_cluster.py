@@ -225,7 +225,7 @@ def test_status_table_json_one_and_missing(capsys: pytest.CaptureFixture[str], k
         and one["clusters"] == [{"cluster": f"{ns}/local", "resources": "", "state": "Ready", "message": ""}]
     )
     code, out, _ = run(capsys, "status", f"{ns}/one", "--kubeconfig", kube.kubeconfig)
-    assert "CLUSTER" in out and f"{ns}/local" in out
+    assert "CLUSTER" in out and f"{ns}/local" in out and "CONDITION" in out
     code, _, err = run(capsys, "status", f"{ns}/missing", "--kubeconfig", kube.kubeconfig)
     assert code == 1 and f"HelmApp {ns}/missing: not found" in err
 
