@@ -20,6 +20,7 @@ from aiohttp import web
 
 from helmops.controller import deps, metrics
 from helmops.controller.kube import GROUP, PLURAL, VERSION, Kube, api_client
+from helmops.controller.leader import Leadership, lease_name
 from helmops.controller.queue import WorkQueue, run_worker
 from helmops.controller.reconciler import Key, Reconciler, ReconcilerConfig, in_shard
 from helmops.controller.settings import ENABLE_HINT, FLAG_ENV, Settings
@@ -99,7 +100,13 @@ async def run_enabled(settings: Settings) -> int:
     import kopf
 
     early_signal: list[int] = []
-    _install_signals(asyncio.get_running_loop(), early_signal.append)
+    early_stop = asyncio.Event()
+
+    def early(sig: int) -> None:
+        early_signal.append(sig)
+        early_stop.set()
+
+    _install_signals(asyncio.get_running_loop(), early)
     log.info(
         "helmops starting: HelmApp controller enabled (%s), workers=%d, helm concurrency=%d, helm=%s, shard=%s",
         FLAG_ENV,
@@ -115,6 +122,21 @@ async def run_enabled(settings: Settings) -> int:
     metrics.serve(settings.metrics_host, settings.metrics_port)
 
     api = await api_client(settings.kubeconfig)
+    leadership: Leadership | None = None
+    if settings.leader_elect:
+        leadership = Leadership(
+            api, namespace=settings.system_namespace, name=lease_name(settings.shard_id), times=settings.lease_times
+        )
+        leadership.start()
+        waits = [asyncio.ensure_future(leadership.acquired.wait()), asyncio.ensure_future(early_stop.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waits:
+            waiter.cancel()
+        if not leadership.acquired.is_set():
+            await leadership.stop()
+            await api.close()
+            log.info("helmops stopped before becoming leader")
+            return 0
     kube = Kube(api)
     driver = await HelmDriver.create(
         executable=settings.helm,
@@ -216,6 +238,19 @@ async def run_enabled(settings: Settings) -> int:
         shutting_down = True
         asyncio.get_running_loop().create_task(shutdown(sig), name="helmops-shutdown")
 
+    exit_code = 0
+    if leadership is not None:
+        lead = leadership
+
+        async def watch_leadership() -> None:
+            nonlocal exit_code
+            await lead.lost.wait()
+            if not shutting_down:
+                exit_code = 1
+                on_signal(signal.SIGTERM)
+
+        watcher = asyncio.create_task(watch_leadership(), name="helmops-leadership-watch")
+
     existing = set(asyncio.all_tasks())
     namespaces = list(settings.namespaces)
     tasks = await kopf.spawn_tasks(
@@ -244,10 +279,13 @@ async def run_enabled(settings: Settings) -> int:
         if close_charts is not None:
             with contextlib.suppress(Exception):
                 await close_charts()
+        if leadership is not None:
+            watcher.cancel()
+            await leadership.stop()
         with contextlib.suppress(Exception):
             await kube.close()
-    log.info("helmops stopped")
-    return 0
+    log.info("helmops stopped" + (" (lost leadership)" if exit_code else ""))
+    return exit_code
 
 
 async def run(settings: Settings) -> int:

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helmops.controller.leader import LeaseTimes, lease_times
+
 FLAG_ENV = "EXPERIMENTAL_HELM_OPS"
 ENABLE_HINT = (
     "helmops is disabled: HelmApps are not reconciled. Set EXPERIMENTAL_HELM_OPS=true "
@@ -74,6 +76,9 @@ class Settings:
     system_namespace: str = "cattle-fleet-system"
     #: fallback CA bundle Secrets (namespace, name, key), e.g. Rancher's cattle-system/tls-ca.
     ca_bundle: Sequence[tuple[str, str, str]] = ()
+    #: campaign for a Lease in system_namespace before reconciling (needed with more than one replica).
+    leader_elect: bool = False
+    lease_times: LeaseTimes = field(default_factory=LeaseTimes)
     #: Fleet sharding: reconcile only HelmApps labelled fleet.cattle.io/shard-ref=<id> (None: unlabelled ones).
     shard_id: str | None = None
     extra_protected_namespaces: Sequence[str] = field(default_factory=tuple)
@@ -89,6 +94,7 @@ def from_env(
     health_port: int | None = None,
     metrics_port: int | None = None,
     shard_id: str | None = None,
+    leader_elect: bool = False,
 ) -> Settings:
     kc = kubeconfig or env.get("KUBECONFIG") or None
     mhost, mport = parse_bind_address(env.get("HELMOPS_METRICS_BIND_ADDRESS", ":8081"), 8081)
@@ -114,6 +120,8 @@ def from_env(
         system_namespace=env.get("NAMESPACE") or "cattle-fleet-system",
         shard_id=shard_id or None,
         ca_bundle=ca_bundle_refs(env),
+        leader_elect=leader_elect,
+        lease_times=lease_times(env),
     )
 
 

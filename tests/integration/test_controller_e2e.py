@@ -197,7 +197,13 @@ def cluster(management_cluster: Any) -> Cluster:
     files = [p for p in crds if "helmapp" in p.name.lower()] or [FLEET_CRD]
     for f in files:
         c.kubectl("apply", "-f", str(f))
-    c.kubectl("wait", "--for=condition=Established", "crd/helmapps.fleet.cattle.io", "--timeout=60s")
+
+    def established() -> bool:
+        crd = c.get("crd", "helmapps.fleet.cattle.io", "") or {}
+        conds = (crd.get("status") or {}).get("conditions") or []
+        return any(x.get("type") == "Established" and x.get("status") == "True" for x in conds)
+
+    wait_for("HelmApp CRD established", established, 60)
     return c
 
 
@@ -877,3 +883,44 @@ def test_fallback_ca_bundle_for_tls_repo(
         wait_ready(cluster, "tlsapp", ns)
     finally:
         assert ctl.stop() == 0
+
+
+def test_leader_election_one_active_controller(
+    cluster: Cluster,
+    management_cluster: Any,
+    helm_log: tuple[Path, HelmLog],
+    chart_repo: Any,
+    published: dict[str, Path],
+    workdir: Path,
+) -> None:
+    ns = make_ns(cluster, "le")
+    system = make_ns(cluster, "lesys")
+    env = {
+        "NAMESPACE": system,
+        "CATTLE_ELECTION_LEASE_DURATION": "4s",
+        "CATTLE_ELECTION_RENEW_DEADLINE": "3s",
+        "CATTLE_ELECTION_RETRY_PERIOD": "1s",
+    }
+    a = Controller(management_cluster, helm_log[0], workdir, namespaces=("le-*",), **env)
+    b = Controller(management_cluster, helm_log[0], workdir, namespaces=("le-*",), **env)
+    a.start_args = b.start_args = ["--leader-elect"]
+    a.start()
+    try:
+        wait_for("a leads", lambda: "leader election:" in a.text() and " leads " in a.text())
+        b.start()
+        wait_for("b campaigns", lambda: "campaigning" in b.text())
+        cluster.apply(helmapp("one", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
+        wait_ready(cluster, "one", ns)
+        assert f"{ns}/one" in a.text() and f"{ns}/one" not in b.text() and " leads " not in b.text()
+        assert a.stop() == 0
+        assert "released" in a.text()  # a graceful stop hands the Lease over at once
+        wait_for("b takes over", lambda: " leads " in b.text(), 60)
+        cluster.apply(helmapp("two", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
+        wait_ready(cluster, "two", ns)
+        assert f"{ns}/two" in b.text()
+    finally:
+        for c in (a, b):
+            if c.proc is not None and c.proc.poll() is None:
+                assert c.stop() == 0
+    lease = json.loads(cluster.kubectl("get", "lease", "helmops-leader-election", "-n", system, "-o", "json"))
+    assert not lease["spec"].get("holderIdentity")  # released on the last graceful stop

@@ -156,3 +156,21 @@ def test_ca_bundle_refs() -> None:
     assert from_env({}).ca_bundle == ()
     s = from_env({"HELMOPS_CA_BUNDLE_NAMESPACE": "cattle-system", "HELMOPS_CA_BUNDLE_ADDITIONAL_SECRET": "more"})
     assert s.ca_bundle == (("cattle-system", "tls-ca", "cacerts.pem"), ("cattle-system", "more", "ca-additional.pem"))
+
+
+def test_leader_election_settings() -> None:
+    from helmops.controller.leader import LeaseTimes, lease_name, lease_times
+
+    assert lease_times({}) == LeaseTimes(45, 30, 2)
+    t = lease_times(
+        {
+            "CATTLE_ELECTION_LEASE_DURATION": "1m",
+            "CATTLE_ELECTION_RENEW_DEADLINE": "40",
+            "CATTLE_ELECTION_RETRY_PERIOD": "bogus",
+        }
+    )
+    assert (t.lease_duration, t.renew_deadline, t.retry_period) == (60, 40, 2)
+    assert lease_name(None) == "helmops-leader-election"
+    assert lease_name("s1") == "helmops-leader-election-shard-s1"
+    assert build_parser().parse_args(["run", "--leader-elect"]).leader_elect
+    assert from_env({}, leader_elect=True).leader_elect and not from_env({}).leader_elect
