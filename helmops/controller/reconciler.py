@@ -298,6 +298,12 @@ class Reconciler:
         if d.action is Action.WAIT:
             await self._write_status(key, obj, out(State.WAIT_APPLIED, message=d.reason))
             return d.wait_seconds
+        if (obj.get("spec") or {}).get("paused"):
+            # Fleet: a paused HelmApp's deployment is not updated, only reported as out of sync.
+            self._ok(key)
+            note = f"paused: release is {c.phase}, {d.action} skipped"
+            await self._write_status(key, obj, out(State.OUT_OF_SYNC, message=note))
+            return self.config.resync_seconds
 
         res = await self._act(d.action, desired, c)
         if d.action is Action.RECOVER and not res.ok:

@@ -19,6 +19,8 @@ class State(enum.StrEnum):
     READY = "Ready"
     WAIT_APPLIED = "WaitApplied"
     ERR_APPLIED = "ErrApplied"
+    #: paused: the release differs from the spec and is deliberately left alone.
+    OUT_OF_SYNC = "OutOfSync"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,14 @@ class Outcome:
     def cluster_namespace(self) -> str:
         # For the local cluster Fleet's cluster namespace is the HelmApp's namespace.
         return self.namespace
+
+
+_READY_REASON = {
+    State.READY: "",
+    State.WAIT_APPLIED: "InProgress",
+    State.ERR_APPLIED: "Error",
+    State.OUT_OF_SYNC: "Paused",
+}
 
 
 def cluster_message(o: Outcome, text: str) -> str:
@@ -88,16 +98,20 @@ def compute_status(o: Outcome, live: Mapping[str, Any] | None, now: datetime) ->
         msg = cluster_message(o, err_text or "")
     elif state is State.WAIT_APPLIED:
         msg = cluster_message(o, o.message or "deploying")
+    elif state is State.OUT_OF_SYNC:
+        msg = cluster_message(o, o.message or "out of sync")
     else:
         msg = ""
     ready = state is State.READY
 
     summary: dict[str, Any] = {k: 0 for k in SUMMARY_KEYS}
     summary["desiredReady"] = 1
-    summary[{"Ready": "ready", "WaitApplied": "waitApplied", "ErrApplied": "errApplied"}[state.value]] = 1
+    key = {"Ready": "ready", "WaitApplied": "waitApplied", "ErrApplied": "errApplied", "OutOfSync": "outOfSync"}
+    summary[key[state.value]] = 1
     if not ready:
         summary["nonReadyResources"] = [{"name": o.name, "bundleState": state.value, "message": msg}]
 
+    reconciling = state is State.WAIT_APPLIED or (state is State.ERR_APPLIED and not o.stalled)
     accepted_msg = cluster_message(o, o.accepted_error or "") if not o.accepted else ""
     conditions = [
         _condition(
@@ -111,16 +125,16 @@ def compute_status(o: Outcome, live: Mapping[str, Any] | None, now: datetime) ->
         _condition(
             "Ready",
             ready,
-            "" if ready else ("Error" if state is State.ERR_APPLIED else "InProgress"),
+            "" if ready else _READY_REASON[state],
             "" if ready else msg,
             live_conds.get("Ready"),
             now,
         ),
         _condition(
             "Reconciling",
-            state is State.WAIT_APPLIED or (state is State.ERR_APPLIED and not o.stalled),
-            "Progressing" if state is not State.READY else "",
-            "" if ready else msg,
+            reconciling,
+            "Progressing" if reconciling else "",
+            msg if reconciling else "",
             live_conds.get("Reconciling"),
             now,
         ),

@@ -924,3 +924,21 @@ def test_leader_election_one_active_controller(
                 assert c.stop() == 0
     lease = json.loads(cluster.kubectl("get", "lease", "helmops-leader-election", "-n", system, "-o", "json"))
     assert not lease["spec"].get("holderIdentity")  # released on the last graceful stop
+
+
+def test_paused_helmapp_is_not_deployed_until_unpaused(
+    cluster: Cluster, controller: Controller, chart_repo: Any, published: dict[str, Path], ns: str
+) -> None:
+    app = helmapp("paused", ns, repo=chart_repo.url, chart="hello", version="0.1.0")
+    app["spec"]["paused"] = True
+    cluster.apply(app)
+
+    def out_of_sync() -> bool:
+        st = (cluster.helmapp("paused", ns) or {}).get("status") or {}
+        return (st.get("display") or {}).get("state") == "OutOfSync"
+
+    wait_for("OutOfSync", out_of_sync)
+    assert cluster.release_secrets("paused", f"{ns}-target") == []
+    merge_patch(cluster, "paused", ns, {"spec": {"paused": False}})
+    wait_ready(cluster, "paused", ns)
+    assert cluster.release_status("paused", f"{ns}-target") == "deployed"

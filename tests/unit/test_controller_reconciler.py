@@ -252,3 +252,13 @@ def test_values_unpack_and_build_release_forms() -> None:
         _obj(), release_name="r", release_namespace="n", chart=chart, values={"a": 1}, values_digest="sha256:x"
     )
     assert a.fingerprint == b.fingerprint and a.release.redact == ("secret",) and b.release.redact == ()
+
+
+async def test_paused_takes_no_helm_action() -> None:
+    r, kube, driver, _, releases = _setup(_obj(paused=True))
+    assert await r.reconcile(KEY) == 600
+    assert driver.calls == [] and releases.info is None
+    assert kube.obj["status"]["display"]["state"] == "OutOfSync"  # type: ignore[index]
+    kube.obj["spec"]["paused"] = False  # type: ignore[index]
+    await r.reconcile(KEY)
+    assert driver.calls == ["upgrade"] and _cond(kube, "Ready")["status"] == "True"

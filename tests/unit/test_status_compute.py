@@ -82,3 +82,12 @@ def test_other_conditions_are_kept() -> None:
     live = {"conditions": [{"type": "Polled", "status": "True"}]}
     s = compute_status(Outcome("app", "ns", 1, State.READY), live, NOW)
     assert "Polled" in _conds(s)
+
+
+def test_paused_out_of_sync() -> None:
+    s = compute_status(Outcome("app", "ns", 1, State.OUT_OF_SYNC, message="paused"), None, NOW)
+    c = _conds(s)
+    assert s["display"]["state"] == "OutOfSync" and s["display"]["error"] is False
+    assert s["summary"]["outOfSync"] == 1 and s["readyClusters"] == 0
+    assert c["Ready"]["status"] == "False" and c["Ready"]["reason"] == "Paused"
+    assert c["Reconciling"]["status"] == "False" and c["Accepted"]["status"] == "True"
