@@ -1,0 +1,145 @@
+"""``hack/bench/run SCENARIO [--n N] [--json FILE]`` — run one scenario, or ``all`` of them in turn."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from helmops.bench import report
+from helmops.bench.options import RESULTS_DIR, SCENARIOS, Options, sizes_for
+
+Runner = Callable[[Any, Any, Options], tuple[dict[str, Any], list[dict[str, Any]]]]
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number or a comma-separated list") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: sizes must be positive")
+    return sizes
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hack/bench/run",
+        description="helmops benchmarks against the helm binary itself; figures are printed and written as JSON",
+    )
+    p.add_argument("scenario", choices=(*SCENARIOS, "all"))
+    p.add_argument("--n", type=_sizes, default=None, metavar="N[,N...]",
+                   help="size(s): HelmApps (fanout: clusters); default per scenario")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="where the JSON goes (default hack/bench/results/<scenario>.json; not with 'all')")
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    p.add_argument("--helm-concurrency", type=int, default=4,
+                   help="HELMOPS_HELM_CONCURRENCY, and the baseline's xargs -P (default 4, the controller's)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="HELMOPS_RECONCILER_WORKERS (default: twice the helm concurrency)")
+    p.add_argument("--resync-seconds", type=float, default=45.0,
+                   help="steady: HELMOPS_RESYNC_SECONDS of the restarted controller (default 45)")
+    p.add_argument("--polling-interval", type=int, default=15, help="poll: pollingInterval seconds (default 15)")
+    p.add_argument("--force", action="store_true",
+                   help="run fanout/poll even when the controller looks like it lacks the feature")
+    return p
+
+
+def options(argv: Sequence[str] | None = None) -> list[Options]:
+    """One :class:`Options` per scenario to run (several for ``all``)."""
+    p = parser()
+    a = p.parse_args(argv)
+    if a.scenario == "all" and a.json is not None:
+        p.error("--json names one file; with 'all' each scenario writes <results-dir>/<scenario>.json")
+    if a.helm_concurrency < 1 or (a.workers is not None and a.workers < 1):
+        p.error("--helm-concurrency and --workers must be at least 1")
+    names = SCENARIOS if a.scenario == "all" else (a.scenario,)
+    out = []
+    for name in names:
+        out.append(Options(
+            scenario=name,
+            sizes=sizes_for(name, a.n),
+            json_path=a.json or report.default_json_path(a.results_dir, name),
+            results_dir=a.results_dir,
+            helm_concurrency=a.helm_concurrency,
+            workers=a.workers or 2 * a.helm_concurrency,
+            resync_seconds=a.resync_seconds,
+            polling_interval=a.polling_interval,
+            force=a.force,
+        ))
+    return out
+
+
+def runner(name: str) -> tuple[Runner, bool]:
+    """The scenario's entry point, and whether its stack needs an HTTP chart repo too."""
+    if name == "throughput":
+        from helmops.bench import throughput
+        return throughput.run, False
+    if name == "steady":
+        from helmops.bench import steady
+        return steady.run, False
+    if name == "fanout":
+        from helmops.bench import fanout
+        return fanout.run, False
+    if name == "poll":
+        from helmops.bench import poll
+        return poll.run, False
+    if name == "curve":
+        from helmops.bench import curve
+        return curve.run, False
+    raise ValueError(f"unknown scenario {name!r}")
+
+
+def run_scenario(opts: Options) -> int:
+    from helmops.bench import stack
+    from helmops.testing.tools import ensure_all
+
+    tools = ensure_all()
+    versions = stack.versions(tools)
+    fn, with_repo = runner(opts.scenario)
+    print(f"\n== {opts.scenario} (sizes {', '.join(map(str, opts.sizes))}; {stack.cpus()} CPUs; "
+          f"load {stack.loadavg()}) ==", flush=True)
+    code = 0
+    skip = _skip_reason(opts)
+    if skip and not opts.force:
+        figures: dict[str, Any] = {"skipped": skip}
+        runs: list[dict[str, Any]] = []
+        print(f"skipped: {skip}")
+    else:
+        try:
+            with stack.stack(tools, opts.scenario, with_repo=with_repo) as st:
+                figures, runs = fn(tools, st, opts)
+        except Exception as exc:
+            traceback.print_exc()
+            figures, runs, code = {"error": f"{type(exc).__name__}: {exc}"}, [], 1
+    if any("error" in r for r in runs) or "error" in figures:
+        code = 1
+    figures.setdefault("load_at_end", stack.loadavg())
+    doc = report.document(opts.scenario, opts.largest, stack.cpus(), versions, figures, runs)
+    report.write_json(opts.json_path, doc)
+    print(f"wrote {opts.json_path}", flush=True)
+    return code
+
+
+def _skip_reason(opts: Options) -> str | None:
+    if opts.scenario == "fanout":
+        from helmops.bench.fanout import unsupported
+        return unsupported()
+    if opts.scenario == "poll":
+        from helmops.bench.poll import unsupported
+        return unsupported()
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    code = 0
+    for opts in options(argv):
+        code |= run_scenario(opts)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""What a scenario run is told: sizes, concurrency, where results go. Parsed by :mod:`helmops.bench.cli`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from helmops.testing.tools import REPO_ROOT
+
+RESULTS_DIR = REPO_ROOT / "hack" / "bench" / "results"
+
+#: Sizes each scenario runs when ``--n`` is not given (fanout: clusters; the others: HelmApps).
+DEFAULT_SIZES: dict[str, tuple[int, ...]] = {
+    "throughput": (50, 200, 500),
+    "steady": (500,),
+    "fanout": (1, 3, 6),
+    "poll": (100,),
+    "curve": (25, 50, 100, 200),
+}
+SCENARIOS = tuple(DEFAULT_SIZES)
+
+
+@dataclass(frozen=True)
+class Options:
+    scenario: str
+    sizes: tuple[int, ...]
+    json_path: Path
+    results_dir: Path
+    helm_concurrency: int = 4
+    workers: int = 8
+    resync_seconds: float = 45.0
+    polling_interval: int = 15
+    force: bool = False
+
+    @property
+    def largest(self) -> int:
+        return max(self.sizes)
+
+
+def sizes_for(scenario: str, given: Sequence[int] | None) -> tuple[int, ...]:
+    if given:
+        return tuple(given)
+    return DEFAULT_SIZES[scenario]

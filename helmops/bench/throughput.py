@@ -1,0 +1,83 @@
+"""throughput: N HelmApps of a ConfigMap-only OCI chart, from one apply to all Ready, against the same N
+``helm upgrade --install`` run by ``xargs -P W`` (W = the controller's helm concurrency) from the same .tgz."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from helmops.bench import report
+from helmops.bench.options import Options
+from helmops.bench.stack import (
+    Controller,
+    Stack,
+    controller_env,
+    helm_baseline,
+    loadavg,
+    namespace_doc,
+    oci_helmapps,
+    plain_http_secret,
+    say,
+    wait_ready,
+)
+from helmops.testing.tools import Tools
+
+COLUMNS = ("n", "helm_seconds", "helmops_seconds", "ratio_vs_helm", "helm_releases_per_s",
+           "helmops_releases_per_s", "apply_seconds", "controller_cpu_s", "helm_cpu_s", "peak_rss_mb")
+
+
+def ready_timeout(n: int) -> float:
+    return max(180.0, 2.0 * n)
+
+
+def run_one(tools: Tools, st: Stack, opts: Options, n: int) -> dict[str, Any]:
+    assert st.cp is not None
+    tgz, chart_ref = st.publish_oci("1.0.0")
+    w = opts.helm_concurrency
+    fig: dict[str, Any] = {"n": n, "helm_concurrency": w, "workers": opts.workers, "load_before": loadavg()}
+
+    say(f"throughput n={n}: baseline, xargs -P {w} helm upgrade --install")
+    base_ns = f"tp-base-{n}"
+    names = [f"base-{i:04d}" for i in range(n)]
+    helm_s, failed = helm_baseline(tools, st.workdir, st.cp.kubeconfig, tgz, names, base_ns, w,
+                                   timeout=ready_timeout(n) * 2)
+    fig["helm_seconds"] = round(helm_s, 2)
+    fig["helm_failed"] = failed
+    fig["helm_releases"] = st.api.count_release_secrets(base_ns)
+
+    ns, rel_ns = f"tp-{n}", f"tp-{n}-rel"
+    st.apply([namespace_doc(ns), namespace_doc(rel_ns), plain_http_secret(ns)], f"tp-{n}-setup")
+    ctl = Controller(st.cp.kubeconfig, tools.helm, st.workdir, [ns], name=f"controller-tp-{n}",
+                     env=controller_env(opts.workers, w)).start()
+    try:
+        docs = oci_helmapps(ns, n, chart_ref, "1.0.0", rel_ns)
+        say(f"throughput n={n}: helmops, {opts.workers} workers, helm concurrency {w}")
+        cpu0 = ctl.cpu()
+        start = time.monotonic()
+        fig["apply_seconds"] = round(st.apply(docs, f"tp-{n}"), 2)
+        done = wait_ready(st.api, ns, n, ready_timeout(n))
+        cpu1 = ctl.cpu()
+        fig["helmops_seconds"] = round(done - start, 2)
+        fig["controller_cpu_s"] = round(cpu1[0] - cpu0[0], 2)
+        fig["helm_cpu_s"] = round(cpu1[1] - cpu0[1], 2)
+        fig["peak_rss_mb"] = ctl.hwm_mb()
+        fig["helm_actions"] = ctl.helm_actions()
+    except TimeoutError as exc:
+        fig["error"] = str(exc)
+        fig["helmops_seconds"] = None
+        say(f"{exc}\n{ctl.tail()}")
+    finally:
+        ctl.stop()
+    fig["ratio_vs_helm"] = report.ratio(fig.get("helmops_seconds"), fig["helm_seconds"])
+    fig["helm_releases_per_s"] = report.rate(n, fig["helm_seconds"])
+    fig["helmops_releases_per_s"] = report.rate(n, fig.get("helmops_seconds"))
+    fig["load_after"] = loadavg()
+    return fig
+
+
+def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    runs = [run_one(tools, st, opts, n) for n in opts.sizes]
+    print(report.table(runs, COLUMNS))
+    top = {k: v for k, v in runs[-1].items() if k != "n"}
+    top["target_ratio"] = 1.15
+    return top, runs if len(runs) > 1 else []
