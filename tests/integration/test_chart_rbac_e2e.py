@@ -2,9 +2,10 @@
 arguments and environment of the installed Deployment, authenticated as the chart's ServiceAccount (a real
 token), against a real kube-apiserver, the real helm and an HTTP chart repo.
 
-Values: ``localClusterAdmin.enabled=false`` and ``serviceAccountImpersonation.enabled=true``. The controller
-watches, writes status and Events and reads helm's release Secrets with its own ClusterRole; helm installs a
-HelmApp's chart only as the ServiceAccount the HelmApp names, and is refused without one.
+Values: ``localClusterAdmin.enabled=false``, ``serviceAccountImpersonation.enabled=true`` and ``replicas=2``
+(two processes campaign for the Lease with the chart's Role). The controller watches, writes status and
+Events and reads helm's release Secrets with its own ClusterRole; helm installs a HelmApp's chart only as the
+ServiceAccount the HelmApp names, and is refused without one.
 """
 
 from __future__ import annotations
@@ -74,8 +75,17 @@ class Setup:
         self.release = f"rbac-{self.tag}"
         self.system_ns = f"helmops-rbac-{self.tag}"
         self.tenant = f"tenant-rbac-{self.tag}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = work / "controller.log"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs = [work / "controller-0.log", work / "controller-1.log"]
+
+    def alive(self) -> None:
+        for proc, log in zip(self.procs, self.logs, strict=True):
+            assert proc.poll() is None, log.read_text()[-4000:]
+
+    def log_text(self) -> str:
+        leases = self.cluster.kubectl("get", "leases", "-n", self.system_ns, "-o", "yaml", check=False).stdout
+        logs = "\n".join(f"--- {log.name}\n{log.read_text()[-5000:]}" for log in self.logs)
+        return f"{logs}\n--- leases in {self.system_ns}\n{leases}"
 
     def get(self, kind: str, name: str, ns: str) -> dict[str, Any] | None:
         out = self.cluster.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
@@ -92,7 +102,9 @@ def setup(
     helm(tools, cp, henv, "install", s.release, str(CHART), "-n", s.system_ns, "--create-namespace",
          "--set", "helmops.enabled=true", "--set", "localClusterAdmin.enabled=false",
          "--set", "serviceAccountImpersonation.enabled=true", "--set", f"watchNamespaces[0]={s.tenant}",
-         "--set", "controller.backoffBaseSeconds=1", "--set", "controller.backoffCapSeconds=3")
+         "--set", "controller.backoffBaseSeconds=1", "--set", "controller.backoffCapSeconds=3",
+         "--set", "replicas=2", "--set", "leaderElection.leaseDuration=15s",
+         "--set", "leaderElection.renewDeadline=10s", "--set", "leaderElection.retryPeriod=1s")
     cp.kubectl("wait", "--for=condition=Established", "crd/helmapps.fleet.cattle.io", "--timeout=60s")
 
     # the tenant: a ServiceAccount allowed to manage ConfigMaps and Secrets (helm's storage) in its namespace
@@ -124,36 +136,41 @@ def setup(
     # the installed Deployment's own arguments and environment, adapted to a process outside a pod
     dep = json.loads(cp.kubectl("get", "deployment", sa, "-n", s.system_ns, "-o", "json").stdout)
     container = dep["spec"]["template"]["spec"]["containers"][0]
-    args = list(container["args"])
-    health, metrics = free_port(), free_port()
-    args[args.index("--health-port") + 1] = str(health)
-    args[args.index("--metrics-port") + 1] = str(metrics)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HELMOPS_", "EXPERIMENTAL_", "KUBECONFIG"))}
-    for e in container["env"]:
-        if "value" in e:
-            env[e["name"]] = e["value"]
-    env["NAMESPACE"] = s.system_ns  # the downward API in a pod
-    env["HELMOPS_METRICS_BIND_ADDRESS"] = f"127.0.0.1:{metrics}"
-    home = s.work / "home"
-    for var, sub in (("HOME", ""), ("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"),
-                     ("HELM_DATA_HOME", "data"), ("TMPDIR", "tmp")):
-        (home / sub).mkdir(parents=True, exist_ok=True)
-        env[var] = str(home / sub)
-    env["HELMOPS_HELM"] = str(tools.helm)
-    assert env["EXPERIMENTAL_HELM_OPS"] == "true"
-    argv = [sys.executable, "-m", "helmops.cli.main", *args, "--kubeconfig", str(kubeconfig)]
-    with open(s.log, "ab") as out:
-        s.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=s.work)
+    assert dep["spec"]["replicas"] == 2 and "--leader-elect" in container["args"]
+    for n, log in enumerate(s.logs):  # two "pods"
+        args = list(container["args"])
+        health, metrics = free_port(), free_port()
+        args[args.index("--health-port") + 1] = str(health)
+        args[args.index("--metrics-port") + 1] = str(metrics)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HELMOPS_", "EXPERIMENTAL_", "KUBECONFIG"))}
+        for e in container["env"]:
+            if "value" in e:
+                env[e["name"]] = e["value"]
+        env["NAMESPACE"] = s.system_ns  # the downward API in a pod
+        env["POD_NAME"] = f"{sa}-pod-{n}"
+        env["HELMOPS_METRICS_BIND_ADDRESS"] = f"127.0.0.1:{metrics}"
+        home = s.work / f"home-{n}"
+        for var, sub in (("HOME", ""), ("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"),
+                         ("HELM_DATA_HOME", "data"), ("TMPDIR", "tmp")):
+            (home / sub).mkdir(parents=True, exist_ok=True)
+            env[var] = str(home / sub)
+        env["HELMOPS_HELM"] = str(tools.helm)
+        assert env["EXPERIMENTAL_HELM_OPS"] == "true"
+        argv = [sys.executable, "-m", "helmops.cli.main", *args, "--kubeconfig", str(kubeconfig)]
+        with open(log, "ab") as out:
+            s.procs.append(subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=s.work))
     try:
         yield s
     finally:
-        if s.proc.poll() is None:
-            s.proc.send_signal(signal.SIGTERM)
+        for proc in s.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in s.procs:
             try:
-                s.proc.wait(60)
+                proc.wait(60)
             except subprocess.TimeoutExpired:
-                s.proc.kill()
-                s.proc.wait()
+                proc.kill()
+                proc.wait()
         for app in ("allowed", "refused"):
             cp.kubectl("patch", "helmapps.fleet.cattle.io", app, "-n", s.tenant, "--type", "merge",
                        "-p", '{"metadata":{"finalizers":null}}', check=False)
@@ -189,14 +206,14 @@ def test_helmapp_with_its_serviceaccount_is_installed_by_impersonation(setup: Se
     s.cluster.kubectl("apply", "-f", "-", input=json.dumps(helmapp("allowed", s.tenant, repo, "deployer")))
 
     def ready() -> dict[str, Any] | None:
-        assert s.proc is not None and s.proc.poll() is None, s.log.read_text()[-4000:]
+        s.alive()
         obj = s.get("helmapps.fleet.cattle.io", "allowed", s.tenant)
         return obj if condition(obj, "Ready").get("status") == "True" else None
 
     try:
         wait_for("HelmApp allowed Ready", ready)
     except AssertionError:
-        raise AssertionError(s.log.read_text()[-6000:]) from None
+        raise AssertionError(s.log_text()) from None
     cm = s.get("configmap", "allowed-hello", s.tenant)
     assert cm is not None and cm["data"]["message"] == "from allowed"
     # the release is recorded by helm acting as the tenant's ServiceAccount
@@ -210,7 +227,7 @@ def test_helmapp_without_serviceaccount_is_refused_and_reported(setup: Setup, re
     s.cluster.kubectl("apply", "-f", "-", input=json.dumps(helmapp("refused", s.tenant, repo, None)))
 
     def reported() -> str:
-        assert s.proc is not None and s.proc.poll() is None, s.log.read_text()[-4000:]
+        s.alive()
         obj = s.get("helmapps.fleet.cattle.io", "refused", s.tenant)
         text = json.dumps((obj or {}).get("status") or {})
         return text if "forbidden" in text.lower() else ""
@@ -218,7 +235,7 @@ def test_helmapp_without_serviceaccount_is_refused_and_reported(setup: Setup, re
     try:
         wait_for("HelmApp refused reports forbidden", reported)
     except AssertionError:
-        raise AssertionError(s.log.read_text()[-6000:]) from None
+        raise AssertionError(s.log_text()) from None
     assert s.get("configmap", "refused-hello", s.tenant) is None
     events = json.loads(s.cluster.kubectl("get", "events", "-n", s.tenant, "--field-selector",
                                           "involvedObject.name=refused", "-o", "json").stdout)["items"]
@@ -233,5 +250,19 @@ def test_deleting_the_helmapp_uninstalls_as_the_serviceaccount(setup: Setup, rep
     try:
         wait_for("HelmApp allowed gone", lambda: s.get("helmapps.fleet.cattle.io", "allowed", s.tenant) is None)
     except AssertionError:
-        raise AssertionError(s.log.read_text()[-6000:]) from None
+        raise AssertionError(s.log_text()) from None
     assert s.get("configmap", "allowed-hello", s.tenant) is None
+
+
+def test_one_leader_holds_the_lease_in_the_release_namespace(setup: Setup) -> None:
+    """The chart's Role is enough to campaign: exactly one of the two processes leads and reconciles."""
+    s = setup
+    s.alive()
+    lease = s.get("lease", "helmops-leader-election", s.system_ns)
+    assert lease is not None, s.log_text()
+    holder = lease["spec"]["holderIdentity"]
+    assert holder.startswith(f"{s.release}-helmops-pod-")
+    leaders = [log for log in s.logs if "leads" in log.read_text()]
+    assert len(leaders) == 1, s.log_text()
+    followers = [log for log in s.logs if log not in leaders]
+    assert "reconcile " not in followers[0].read_text(), s.log_text()

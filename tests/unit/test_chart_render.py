@@ -192,9 +192,12 @@ def test_shard_args_parse_with_the_real_cli(helm: Any) -> None:
 
 def test_every_helmops_variable_the_chart_sets_is_read_by_the_controller(helm: Any) -> None:
     source = "\n".join(p.read_text() for p in (REPO_ROOT / "helmops").rglob("*.py") if "testing" not in p.parts)
-    env = env_of(only(render(helm, ENABLED), "Deployment"))
-    ours = {k for k in env if k.startswith(("HELMOPS_", "EXPERIMENTAL_"))} | {"NAMESPACE"}
-    unread = sorted(k for k in ours if f'"{k}"' not in source and k != "EXPERIMENTAL_HELM_OPS")
+    election = {"leaseDuration": "1m", "renewDeadline": "40s", "retryPeriod": "3s"}
+    env = env_of(only(render(helm, merged(ENABLED, {"replicas": 2, "leaderElection": election})), "Deployment"))
+    ours = {k for k in env if k.startswith(("HELMOPS_", "EXPERIMENTAL_", "CATTLE_"))} | {"NAMESPACE", "POD_NAME"}
+    unread = sorted(
+        k for k in ours if f'"{k}"' not in source and f"'{k}'" not in source and k != "EXPERIMENTAL_HELM_OPS"
+    )
     assert "FLAG_ENV" in source and "EXPERIMENTAL_HELM_OPS" in source
     assert not unread, f"the chart sets variables the controller never reads: {unread}"
 
@@ -460,33 +463,51 @@ def test_names_follow_release_and_overrides(helm: Any) -> None:
 # --- leader election -----------------------------------------------------------------------------------
 
 
-def _controller_has_leader_election() -> bool:
-    try:
-        build_parser().parse_args(["run", "--leader-elect"])
-    except SystemExit:
-        return False
-    return True
-
-
 def test_single_replica_has_no_leader_election_flag(helm: Any) -> None:
-    assert "--leader-elect" not in container(only(render(helm, ENABLED), "Deployment"))["args"]
+    dep = only(render(helm, ENABLED), "Deployment")
+    assert "--leader-elect" not in container(dep)["args"]
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_replicas_above_one_elect_a_leader(helm: Any) -> None:
+    docs = render(helm, merged(ENABLED, {"replicas": 2, "shards": [{"id": "a"}, {"id": "b", "replicas": 3}]}))
+    deps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    elect = {name: "--leader-elect" in container(d)["args"] for name, d in deps.items()}
+    assert elect == {"helmops": True, "helmops-shard-a": False, "helmops-shard-b": True}
+    for name, d in deps.items():
+        args = build_parser().parse_args(container(d)["args"])
+        assert args.leader_elect is elect[name]
+        assert d["spec"]["strategy"]["type"] == ("RollingUpdate" if elect[name] else "Recreate")
+        env = {e["name"]: e for e in container(d)["env"]}
+        assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"  # the lease holder identity
+    assert deps["helmops"]["spec"]["replicas"] == 2
+    assert deps["helmops-shard-b"]["spec"]["replicas"] == 3
+
+
+def test_leader_election_forced_on_and_lease_times(helm: Any) -> None:
+    values = merged(
+        ENABLED,
+        {"leaderElection": {"enabled": True, "leaseDuration": "60s", "renewDeadline": 40, "retryPeriod": "5s"}},
+    )
+    dep = only(render(helm, values), "Deployment")
+    assert "--leader-elect" in container(dep)["args"]
+    env = env_of(dep)
+    assert (env["CATTLE_ELECTION_LEASE_DURATION"], env["CATTLE_ELECTION_RENEW_DEADLINE"]) == ("60s", "40")
+    times = from_env(env, leader_elect=True).lease_times
+    assert (times.lease_duration, times.renew_deadline, times.retry_period) == (60, 40, 5)
+    assert not any(k.startswith("CATTLE_ELECTION") for k in env_of(only(render(helm, ENABLED), "Deployment")))
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"replicas": 2}, "replicas > 1 needs leader election"),
-        ({"shards": [{"id": "a", "replicas": 2}]}, "replicas > 1 needs leader election"),
-        ({"leaderElection": {"enabled": True}}, "no --leader-elect yet"),
+        ({"replicas": 2, "leaderElection": {"enabled": False}}, "would run several controllers"),
+        ({"shards": [{"id": "a", "replicas": 2}], "leaderElection": {"enabled": False}}, "several controllers"),
+        ({"leaderElection": {"leaseDuration": "soon"}}, "leaseDuration"),
     ],
 )
-def test_multiple_replicas_refused_until_the_controller_elects_a_leader(
-    helm: Any, values: dict[str, Any], message: str
-) -> None:
-    """Two controllers without leader election would run helm on the same releases at once; the chart
-    refuses rather than passing a flag ``helmops run`` does not have."""
-    if _controller_has_leader_election():
-        pytest.fail("helmops run now has --leader-elect: flip helmops.controllerHasLeaderElection in the chart")
+def test_unsafe_replicas_refused(helm: Any, values: dict[str, Any], message: str) -> None:
+    """Several pods of one Deployment without leader election would run helm on the same releases at once."""
     out = helm("template", "helmops", str(CHART), values=merged(ENABLED, values), check=False)
     assert out.returncode != 0
     assert message in out.stderr

@@ -81,6 +81,11 @@ duplicate entry. Values are strings, as Kubernetes requires.
   (dict "name" "HELMOPS_CA_BUNDLE_ADDITIONAL_KEY" "value" (toString $v.caBundle.additionalKey))
 ) -}}
 {{- end -}}
+{{- range $key, $var := dict "leaseDuration" "CATTLE_ELECTION_LEASE_DURATION" "renewDeadline" "CATTLE_ELECTION_RENEW_DEADLINE" "retryPeriod" "CATTLE_ELECTION_RETRY_PERIOD" -}}
+{{- with index $v.leaderElection $key -}}
+{{- $own = append $own (dict "name" $var "value" (toString .)) -}}
+{{- end -}}
+{{- end -}}
 {{- $extraNames := list -}}
 {{- range $v.extraEnv -}}
 {{- $extraNames = append $extraNames .name -}}
@@ -89,6 +94,10 @@ duplicate entry. Values are strings, as Kubernetes requires.
   valueFrom:
     fieldRef:
       fieldPath: metadata.namespace
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
 {{- range $own }}
 {{- if not (has .name $extraNames) }}
 - name: {{ .name }}
@@ -138,9 +147,14 @@ metadata:
     helmops.cattle.io/shard: {{ $shardLabel | quote }}
 spec:
   replicas: {{ $replicas }}
-  # One controller per shard at a time: the old pod stops (releasing its helm calls) before a new one starts.
   strategy:
+    {{- if $leaderElect }}
+    # New pods wait for the Lease, so they may start before the old ones stop.
+    type: RollingUpdate
+    {{- else }}
+    # Without leader election, one controller at a time: the old pod stops (ending its helm calls) first.
     type: Recreate
+    {{- end }}
   selector:
     matchLabels:
       {{- include "helmops.selectorLabels" $root | nindent 6 }}

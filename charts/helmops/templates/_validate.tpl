@@ -34,5 +34,5 @@ Whether `helmops run` accepts --leader-elect. Flip to "true" once the controller
 Deployment template then passes --leader-elect to multi-replica Deployments (or when enabled explicitly).
 */ -}}
 {{- define "helmops.controllerHasLeaderElection" -}}
-false
+true
 {{- end -}}
