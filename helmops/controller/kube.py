@@ -155,6 +155,31 @@ class Kube:
             raise
         return True
 
+    async def ensure_namespace_metadata(
+        self, name: str, labels: Mapping[str, str], annotations: Mapping[str, str]
+    ) -> bool:
+        """Adds/overwrites the given labels and annotations on a namespace (others are kept). True if a
+        patch was needed; False if already so or the namespace does not exist."""
+        try:
+            ns = await self.core.read_namespace(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        have_l = dict(ns.metadata.labels or {})
+        have_a = dict(ns.metadata.annotations or {})
+        want_l = {k: str(v) for k, v in labels.items() if have_l.get(k) != str(v)}
+        want_a = {k: str(v) for k, v in annotations.items() if have_a.get(k) != str(v)}
+        if not want_l and not want_a:
+            return False
+        meta: dict[str, Any] = {}
+        if want_l:
+            meta["labels"] = want_l
+        if want_a:
+            meta["annotations"] = want_a
+        await self.core.patch_namespace(name, {"metadata": meta}, _content_type=MERGE_PATCH)
+        return True
+
     async def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
         try:
             cm = await self.core.read_namespaced_config_map(name, namespace)

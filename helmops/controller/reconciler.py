@@ -293,6 +293,7 @@ class Reconciler:
 
         if d.action is Action.NONE:
             self._ok(key)
+            await self._namespace_metadata(obj, rel.namespace)
             await self._write_status(key, obj, out(State.READY))
             return self.config.resync_seconds
         if d.action is Action.WAIT:
@@ -317,8 +318,17 @@ class Reconciler:
         if d.action is Action.RECOVER:
             await self._write_status(key, obj, out(State.WAIT_APPLIED, message=res.message))
             return 0.1
+        await self._namespace_metadata(obj, rel.namespace)
         await self._write_status(key, obj, out(State.READY))
         return self.config.resync_seconds
+
+    async def _namespace_metadata(self, obj: Mapping[str, Any], namespace: str) -> None:
+        """Fleet's namespaceLabels/namespaceAnnotations, applied to the release namespace (added or
+        overwritten, never removed)."""
+        spec = obj.get("spec") or {}
+        labels, annotations = spec.get("namespaceLabels") or {}, spec.get("namespaceAnnotations") or {}
+        if (labels or annotations) and await self.kube.ensure_namespace_metadata(namespace, labels, annotations):
+            log.info("labelled/annotated namespace %s for HelmApp %s/%s", namespace, *_key(obj))
 
     async def _recovered_anyway(self, namespace: str, name: str, res: ActionResult) -> ActionResult:
         """A rollback out of pending-* can fail (helm will not adopt objects the pending manifest lacks) yet
@@ -393,6 +403,10 @@ class Reconciler:
         out = await self.kube.patch_status(key[0], key[1], status_patch(live, desired))
         if out is None:
             log.debug("HelmApp %s/%s vanished before its status was written", *key)
+
+
+def _key(obj: Mapping[str, Any]) -> Key:
+    return (obj["metadata"]["namespace"], obj["metadata"]["name"])
 
 
 def _plain(message: str) -> str:

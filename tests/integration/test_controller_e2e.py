@@ -942,3 +942,21 @@ def test_paused_helmapp_is_not_deployed_until_unpaused(
     merge_patch(cluster, "paused", ns, {"spec": {"paused": False}})
     wait_ready(cluster, "paused", ns)
     assert cluster.release_status("paused", f"{ns}-target") == "deployed"
+
+
+def test_namespace_labels_and_annotations(
+    cluster: Cluster, controller: Controller, chart_repo: Any, published: dict[str, Path], ns: str
+) -> None:
+    app = helmapp("nsmeta", ns, repo=chart_repo.url, chart="hello", version="0.1.0")
+    app["spec"]["namespaceLabels"] = {"team": "blue"}
+    app["spec"]["namespaceAnnotations"] = {"owner": "blue@example.com"}
+    cluster.apply(app)
+    wait_ready(cluster, "nsmeta", ns)
+
+    def labelled() -> bool:
+        meta = (cluster.get("namespace", f"{ns}-target", "") or {}).get("metadata") or {}
+        return (meta.get("labels") or {}).get("team") == "blue" and (
+            (meta.get("annotations") or {}).get("owner") == "blue@example.com"
+        )
+
+    wait_for("namespace labelled", labelled)

@@ -47,6 +47,10 @@ class FakeKube:
     async def event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
         self.events.append((reason, message))
 
+    async def ensure_namespace_metadata(self, name: str, labels: Any, annotations: Any) -> bool:
+        self.ns_meta = (name, dict(labels), dict(annotations))
+        return True
+
     async def delete_namespace(self, name: str) -> bool:
         self.deleted_namespaces.append(name)
         return True
