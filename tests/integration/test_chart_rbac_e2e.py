@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -76,11 +77,19 @@ class Setup:
         self.system_ns = f"helmops-rbac-{self.tag}"
         self.tenant = f"tenant-rbac-{self.tag}"
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.logs = [work / "controller-0.log", work / "controller-1.log"]
+        #: one per started "pod": its Deployment, log file, health and metrics ports
+        self.pods: list[dict[str, Any]] = []
+
+    @property
+    def logs(self) -> list[Path]:
+        return [p["log"] for p in self.pods]
+
+    def pods_of(self, deployment: str) -> list[dict[str, Any]]:
+        return [p for p in self.pods if p["deployment"] == deployment]
 
     def alive(self) -> None:
-        for proc, log in zip(self.procs, self.logs, strict=True):
-            assert proc.poll() is None, log.read_text()[-4000:]
+        for proc, pod in zip(self.procs, self.pods, strict=True):
+            assert proc.poll() is None, pod["log"].read_text()[-4000:]
 
     def log_text(self) -> str:
         leases = self.cluster.kubectl("get", "leases", "-n", self.system_ns, "-o", "yaml", check=False).stdout
@@ -104,7 +113,8 @@ def setup(
          "--set", "serviceAccountImpersonation.enabled=true", "--set", f"watchNamespaces[0]={s.tenant}",
          "--set", "controller.backoffBaseSeconds=1", "--set", "controller.backoffCapSeconds=3",
          "--set", "replicas=2", "--set", "leaderElection.leaseDuration=15s",
-         "--set", "leaderElection.renewDeadline=10s", "--set", "leaderElection.retryPeriod=1s")
+         "--set", "leaderElection.renewDeadline=10s", "--set", "leaderElection.retryPeriod=1s",
+         "--set", "shards[0].id=blue")
     cp.kubectl("wait", "--for=condition=Established", "crd/helmapps.fleet.cattle.io", "--timeout=60s")
 
     # the tenant: a ServiceAccount allowed to manage ConfigMaps and Secrets (helm's storage) in its namespace
@@ -133,11 +143,14 @@ def setup(
     }))
     kubeconfig.chmod(0o600)
 
-    # the installed Deployment's own arguments and environment, adapted to a process outside a pod
-    dep = json.loads(cp.kubectl("get", "deployment", sa, "-n", s.system_ns, "-o", "json").stdout)
-    container = dep["spec"]["template"]["spec"]["containers"][0]
-    assert dep["spec"]["replicas"] == 2 and "--leader-elect" in container["args"]
-    for n, log in enumerate(s.logs):  # two "pods"
+    # each installed Deployment's own arguments and environment, adapted to processes outside pods:
+    # two replicas of the default Deployment (leader election) and one of the shard's
+    for deployment in (sa, sa, f"{sa}-shard-blue"):
+        dep = json.loads(cp.kubectl("get", "deployment", deployment, "-n", s.system_ns, "-o", "json").stdout)
+        container = dep["spec"]["template"]["spec"]["containers"][0]
+        assert ("--leader-elect" in container["args"]) is (dep["spec"]["replicas"] == 2)
+        n = len(s.pods)
+        log = s.work / f"{deployment}-{n}.log"
         args = list(container["args"])
         health, metrics = free_port(), free_port()
         args[args.index("--health-port") + 1] = str(health)
@@ -149,6 +162,7 @@ def setup(
         env["NAMESPACE"] = s.system_ns  # the downward API in a pod
         env["POD_NAME"] = f"{sa}-pod-{n}"
         env["HELMOPS_METRICS_BIND_ADDRESS"] = f"127.0.0.1:{metrics}"
+        s.pods.append({"deployment": deployment, "log": log, "health": health, "metrics": metrics})
         home = s.work / f"home-{n}"
         for var, sub in (("HOME", ""), ("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"),
                          ("HELM_DATA_HOME", "data"), ("TMPDIR", "tmp")):
@@ -171,7 +185,7 @@ def setup(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for app in ("allowed", "refused"):
+        for app in ("allowed", "refused", "sharded"):
             cp.kubectl("patch", "helmapps.fleet.cattle.io", app, "-n", s.tenant, "--type", "merge",
                        "-p", '{"metadata":{"finalizers":null}}', check=False)
             cp.kubectl("delete", "helmapps.fleet.cattle.io", app, "-n", s.tenant, "--wait=false", check=False)
@@ -183,7 +197,9 @@ def setup(
             cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def helmapp(name: str, ns: str, repo: str, service_account: str | None) -> dict[str, Any]:
+def helmapp(
+    name: str, ns: str, repo: str, service_account: str | None, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "defaultNamespace": ns,
         "helm": {"repo": repo, "chart": "hello", "version": "0.1.0", "releaseName": name,
@@ -192,7 +208,7 @@ def helmapp(name: str, ns: str, repo: str, service_account: str | None) -> dict[
     if service_account:
         spec["serviceAccount"] = service_account
     return {"apiVersion": "fleet.cattle.io/v1alpha1", "kind": "HelmApp",
-            "metadata": {"name": name, "namespace": ns}, "spec": spec}
+            "metadata": {"name": name, "namespace": ns, "labels": labels or {}}, "spec": spec}
 
 
 @pytest.fixture(scope="module")
@@ -255,14 +271,45 @@ def test_deleting_the_helmapp_uninstalls_as_the_serviceaccount(setup: Setup, rep
 
 
 def test_one_leader_holds_the_lease_in_the_release_namespace(setup: Setup) -> None:
-    """The chart's Role is enough to campaign: exactly one of the two processes leads and reconciles."""
+    """The chart's Role is enough to campaign: exactly one of the default Deployment's two processes leads
+    and reconciles; the probe path and the metrics port the chart configures answer on the leader."""
     s = setup
     s.alive()
     lease = s.get("lease", "helmops-leader-election", s.system_ns)
     assert lease is not None, s.log_text()
-    holder = lease["spec"]["holderIdentity"]
-    assert holder.startswith(f"{s.release}-helmops-pod-")
-    leaders = [log for log in s.logs if "leads" in log.read_text()]
+    assert lease["spec"]["holderIdentity"].startswith(f"{s.release}-helmops-pod-")
+    default = s.pods_of(f"{s.release}-helmops")
+    leaders = [p for p in default if "leads" in p["log"].read_text()]
     assert len(leaders) == 1, s.log_text()
-    followers = [log for log in s.logs if log not in leaders]
-    assert "reconcile " not in followers[0].read_text(), s.log_text()
+    (follower,) = (p for p in default if p is not leaders[0])
+    assert "reconcile " not in follower["log"].read_text(), s.log_text()
+    leader = leaders[0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{leader['health']}/healthz", timeout=10) as resp:
+        assert resp.status == 200
+    with urllib.request.urlopen(f"http://127.0.0.1:{leader['metrics']}/metrics", timeout=10) as resp:
+        assert resp.status == 200 and b"# TYPE" in resp.read()
+
+
+def test_shard_deployment_reconciles_only_its_helmapps(setup: Setup, repo: str) -> None:
+    """shards[0].id=blue: the shard's Deployment (``--shard-id blue``) installs a HelmApp labelled
+    fleet.cattle.io/shard-ref=blue; the default Deployment's processes never touch it."""
+    s = setup
+    labels = {"fleet.cattle.io/shard-ref": "blue"}
+    s.cluster.kubectl("apply", "-f", "-",
+                      input=json.dumps(helmapp("sharded", s.tenant, repo, "deployer", labels)))
+
+    def ready() -> dict[str, Any] | None:
+        s.alive()
+        obj = s.get("helmapps.fleet.cattle.io", "sharded", s.tenant)
+        return obj if condition(obj, "Ready").get("status") == "True" else None
+
+    try:
+        wait_for("HelmApp sharded Ready", ready)
+    except AssertionError:
+        raise AssertionError(s.log_text()) from None
+    assert s.get("configmap", "sharded-hello", s.tenant) is not None
+    (shard,) = s.pods_of(f"{s.release}-helmops-shard-blue")
+    assert f"{s.tenant}/sharded" in shard["log"].read_text()
+    for pod in s.pods_of(f"{s.release}-helmops"):
+        assert f"{s.tenant}/sharded" not in pod["log"].read_text(), s.log_text()
+    assert f"{s.tenant}/allowed" not in shard["log"].read_text()
