@@ -32,7 +32,7 @@ from helmops.reconcile import (
     uninstall,
     upgrade,
 )
-from helmops.reconcile.release import ReleaseReader, foreign_owner
+from helmops.reconcile.release import ReleaseReader, foreign_owner, owner_value
 from helmops.status import (
     Outcome,
     State,
@@ -185,6 +185,8 @@ class Reconciler:
                 )
                 await self._write_status(key, obj, outcome)
                 return self._retry_in(key)
+        if not spec.get("keepResources") and not await self._uninstall_orphans(obj, keep=None):
+            return self._retry_in(key)
         target = spec.get("namespace") or ""
         if spec.get("deleteNamespace") and not spec.get("keepResources"):
             if namespace_deletable(target, own=self.config.own_namespace, extra=self.config.protected_namespaces):
@@ -319,8 +321,35 @@ class Reconciler:
             await self._write_status(key, obj, out(State.WAIT_APPLIED, message=res.message))
             return 0.1
         await self._namespace_metadata(obj, rel.namespace)
+        await self._uninstall_orphans(obj, keep=(rel.namespace, rel.name))
         await self._write_status(key, obj, out(State.READY))
         return self.config.resync_seconds
+
+    async def _uninstall_orphans(self, obj: Mapping[str, Any], keep: tuple[str, str] | None) -> bool:
+        """Uninstalls this HelmApp's releases other than ``keep`` (left behind when spec.helm.releaseName or
+        the namespace changed). True when none is left."""
+        key = _key(obj)
+        spec = obj.get("spec") or {}
+        clean = True
+        for orphan in await self.releases.owned(owner_value(*key)):
+            if (orphan.namespace, orphan.name) == keep or self.driver.holds(orphan.namespace, orphan.name):
+                continue
+            res = await self._timed(
+                "uninstall",
+                uninstall(
+                    self.driver,
+                    orphan.name,
+                    orphan.namespace,
+                    timeout_seconds=int((spec.get("helm") or {}).get("timeoutSeconds") or 0),
+                    service_account=spec.get("serviceAccount") or None,
+                    service_account_namespace=key[0],
+                ),
+            )
+            if res.ok:
+                res = ActionResult(True, "Uninstalled", f"{res.message}: no longer this HelmApp's release")
+            clean = clean and res.ok
+            await self._events(obj, res)
+        return clean
 
     async def _namespace_metadata(self, obj: Mapping[str, Any], namespace: str) -> None:
         """Fleet's namespaceLabels/namespaceAnnotations, applied to the release namespace (added or

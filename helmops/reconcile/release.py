@@ -51,6 +51,20 @@ def foreign_owner(release: ReleaseInfo | None, namespace: str, name: str) -> str
 class ReleaseReader(Protocol):
     async def read(self, namespace: str, name: str) -> ReleaseInfo | None: ...
 
+    async def owned(self, owner: str) -> list[ReleaseInfo]:
+        """Every live release (any namespace) labelled as belonging to ``owner`` (an OWNER_LABEL value)."""
+        ...
+
+
+def releases_from_secrets(secrets: Iterable[tuple[str, Mapping[str, str], Any]]) -> list[ReleaseInfo]:
+    """Groups ``(namespace, labels, creationTimestamp)`` of storage Secrets by release; newest revision each."""
+    groups: dict[tuple[str, str], list[tuple[Mapping[str, str], Any]]] = {}
+    for namespace, labels, created in secrets:
+        if labels.get("name"):
+            groups.setdefault((namespace, labels["name"]), []).append((labels, created))
+    out = [release_from_secrets(ns, name, pairs) for (ns, name), pairs in sorted(groups.items())]
+    return [r for r in out if r is not None]
+
 
 def _updated(labels: Mapping[str, str], created: Any) -> datetime | None:
     raw = labels.get("modifiedAt") or labels.get("createdAt")
@@ -108,3 +122,10 @@ class KubeReleaseReader:
         )
         pairs = [(dict(item.metadata.labels or {}), item.metadata.creation_timestamp) for item in result.items or []]
         return release_from_secrets(namespace, name, pairs)
+
+    async def owned(self, owner: str) -> list[ReleaseInfo]:
+        result = await self._core.list_secret_for_all_namespaces(label_selector=f"owner=helm,{OWNER_LABEL}={owner}")
+        return releases_from_secrets(
+            (item.metadata.namespace, dict(item.metadata.labels or {}), item.metadata.creation_timestamp)
+            for item in result.items or []
+        )

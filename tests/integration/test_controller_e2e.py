@@ -960,3 +960,18 @@ def test_namespace_labels_and_annotations(
         )
 
     wait_for("namespace labelled", labelled)
+
+
+def test_changed_release_name_uninstalls_the_old_release(
+    cluster: Cluster, controller: Controller, chart_repo: Any, published: dict[str, Path], ns: str
+) -> None:
+    target = f"{ns}-target"
+    cluster.apply(helmapp("ren", ns, repo=chart_repo.url, chart="hello", version="0.1.0", releaseName="before"))
+    wait_ready(cluster, "ren", ns)
+    merge_patch(cluster, "ren", ns, {"spec": {"helm": {"releaseName": "after"}}})
+    wait_for("new release", lambda: cluster.release_status("after", target) == "deployed")
+    wait_for("old release gone", lambda: cluster.release_secrets("before", target) == [])
+    assert cluster.configmap("before-hello", target) is None and cluster.configmap("after-hello", target)
+    cluster.kubectl("delete", "helmapps.fleet.cattle.io", "ren", "-n", ns, "--wait=false")
+    wait_for("HelmApp gone", lambda: cluster.helmapp("ren", ns) is None)
+    assert cluster.release_secrets("after", target) == []

@@ -15,7 +15,7 @@ from helmops.controller.desired import BasicSpec, DesiredError, FetchedChart, Va
 from helmops.controller.kube import FINALIZER
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
 from helmops.helm.driver import ReleaseOutcome, ReleaseSpec
-from helmops.reconcile.release import FINGERPRINT_LABEL, ReleaseInfo
+from helmops.reconcile.release import FINGERPRINT_LABEL, OWNER_LABEL, ReleaseInfo
 
 KEY = ("team", "app")
 
@@ -59,9 +59,13 @@ class FakeKube:
 class FakeReleases:
     def __init__(self) -> None:
         self.info: ReleaseInfo | None = None
+        self.extra: list[ReleaseInfo] = []
 
     async def read(self, namespace: str, name: str) -> ReleaseInfo | None:
         return self.info
+
+    async def owned(self, owner: str) -> list[ReleaseInfo]:
+        return [r for r in [self.info, *self.extra] if r is not None and r.labels.get(OWNER_LABEL) == owner]
 
 
 class FakeDriver:
@@ -79,13 +83,22 @@ class FakeDriver:
             raise self.fail
         rev = (self.releases.info.revision if self.releases.info else 0) + 1
         self.releases.info = ReleaseInfo(
-            spec.name, spec.namespace, rev, "deployed", spec.labels[FINGERPRINT_LABEL], datetime.now(tz=UTC)
+            spec.name,
+            spec.namespace,
+            rev,
+            "deployed",
+            spec.labels[FINGERPRINT_LABEL],
+            datetime.now(tz=UTC),
+            dict(spec.labels),
         )
         return ReleaseOutcome(rev, "deployed")
 
     async def uninstall(self, name: str, namespace: str, **_: Any) -> None:
         self.calls.append("uninstall")
-        self.releases.info = None
+        info = self.releases.info
+        if info is not None and (info.namespace, info.name) == (namespace, name):
+            self.releases.info = None
+        self.releases.extra = [r for r in self.releases.extra if (r.namespace, r.name) != (namespace, name)]
 
     async def recover(self, name: str, namespace: str, **_: Any) -> ReleaseOutcome | None:
         self.calls.append("recover")
@@ -266,3 +279,17 @@ async def test_paused_takes_no_helm_action() -> None:
     kube.obj["spec"]["paused"] = False  # type: ignore[index]
     await r.reconcile(KEY)
     assert driver.calls == ["upgrade"] and _cond(kube, "Ready")["status"] == "True"
+
+
+async def test_renamed_release_uninstalls_the_old_one() -> None:
+    r, kube, driver, _, releases = _setup(_obj())
+    await r.reconcile(KEY)
+    old = releases.info
+    assert old is not None and old.labels[OWNER_LABEL] == "team.app"
+    releases.extra = [old]  # still in the cluster after the rename
+    kube.obj["spec"]["helm"]["releaseName"] = "renamed"  # type: ignore[index]
+    releases.info = None
+    await r.reconcile(KEY)
+    assert driver.calls == ["upgrade", "upgrade", "uninstall"]
+    assert releases.extra == [] and releases.info is not None and releases.info.name == "renamed"
+    assert [e[0] for e in kube.events][-2:] == ["Installed", "Uninstalled"]
