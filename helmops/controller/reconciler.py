@@ -158,7 +158,21 @@ class Reconciler:
             grace_seconds=self.config.pending_grace_seconds,
         )
         d = decide(c, deleting=True, keep_resources=bool(spec.get("keepResources")), now=now_utc())
-        log.info("finalize %s/%s: release %s/%s %s -> %s (%s)", *key, ns, name, c.phase, d.action, d.reason)
+        log.info(
+            "finalize %s/%s: release %s/%s %s -> %s (%s)",
+            *key,
+            ns,
+            name,
+            c.phase,
+            d.action,
+            d.reason,
+            extra={
+                "helmapp": f"{key[0]}/{key[1]}",
+                "release": f"{ns}/{name}",
+                "phase": str(c.phase),
+                "action": str(d.action),
+            },
+        )
         if d.action is Action.WAIT:
             return d.wait_seconds
         if d.action is Action.UNINSTALL:
@@ -226,7 +240,7 @@ class Reconciler:
         try:
             desired = await self._desired(obj)
         except DesiredError as exc:
-            log.warning("HelmApp %s/%s not accepted: %s", *key, exc)
+            log.warning("HelmApp %s/%s not accepted: %s", *key, exc, extra={"helmapp": f"{key[0]}/{key[1]}"})
             outcome = Outcome(
                 key[1],
                 key[0],
@@ -288,6 +302,15 @@ class Reconciler:
             c.phase,
             d.action,
             d.reason,
+            extra={
+                "helmapp": f"{key[0]}/{key[1]}",
+                "release": f"{rel.namespace}/{rel.name}",
+                "phase": str(c.phase),
+                "action": str(d.action),
+                "chart": chart.name,
+                "chartVersion": chart.version,
+                "fingerprint": desired.fingerprint,
+            },
         )
 
         def out(state: State, **kw: Any) -> Outcome:

@@ -428,6 +428,8 @@ def test_restart_runs_no_upgrades(
         assert second.stop() == 0
     lines = [json.loads(line) for line in second.text().splitlines() if line.strip()]
     assert lines and all({"ts", "level", "logger", "msg"} <= set(doc) for doc in lines)
+    decisions = [doc for doc in lines if doc.get("helmapp") == f"{ns}/restart" and "action" in doc]
+    assert decisions and decisions[-1]["action"] == "none" and decisions[-1]["phase"] == "deployed-in-sync"
 
 
 def _expect_not_ready_keeping_release(
