@@ -596,6 +596,7 @@ def test_stuck_pending_upgrade_is_recovered(
     assert (cluster.configmap("stuck-hello", target) or {}).get("message") == "hello"
 
 
+@pytest.mark.parametrize("operation", ["install", "upgrade"])
 def test_sigterm_leaves_release_failed_not_pending(
     cluster: Cluster,
     management_cluster: Any,
@@ -603,21 +604,30 @@ def test_sigterm_leaves_release_failed_not_pending(
     chart_repo: Any,
     published: dict[str, Path],
     workdir: Path,
+    operation: str,
 ) -> None:
+    """SIGTERM while helm blocks on the slowhook's hook: helm is told to stop, records the release as
+    failed (not pending-*), its process group is gone, and the controller exits 0."""
     ns = make_ns(cluster, "st")
     target = f"{ns}-target"
     ctl = Controller(management_cluster, helm_log[0], workdir, namespaces=("st-*",)).start()
     try:
-        cluster.apply(helmapp("slow", ns, repo=chart_repo.url, chart="slowhook", version="0.1.0", timeoutSeconds=600))
-        wait_for("pending-install", lambda: cluster.release_status("slow", target) == "pending-install", 120)
+        if operation == "upgrade":
+            cluster.apply(helmapp("slow", ns, repo=chart_repo.url, chart="hello", version="0.1.0", timeoutSeconds=600))
+            wait_ready(cluster, "slow", ns)
+            merge_patch(cluster, "slow", ns, {"spec": {"helm": {"chart": "slowhook"}}})
+        else:
+            cluster.apply(
+                helmapp("slow", ns, repo=chart_repo.url, chart="slowhook", version="0.1.0", timeoutSeconds=600)
+            )
+        wait_for(f"pending-{operation}", lambda: cluster.release_status("slow", target) == f"pending-{operation}", 120)
     finally:
         code = ctl.stop()
     assert code == 0
     assert cluster.release_status("slow", target) == "failed", ctl.text()[-3000:]
     # nothing of ours is left running
-    out = subprocess.run(["pgrep", "-f", "upgrade slow "], capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-f", f"upgrade slow .*--namespace {target}"], capture_output=True, text=True)
     assert out.stdout.strip() == ""
-    # clean up: a fresh controller must not uninstall the failed install, it retries it
     cluster.kubectl(
         "patch",
         "helmapps.fleet.cattle.io",
