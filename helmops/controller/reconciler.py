@@ -23,7 +23,6 @@ from helmops.helm.driver import HelmDriver
 from helmops.reconcile import (
     Action,
     ActionResult,
-    Phase,
     backoff,
     classify,
     decide,
@@ -36,7 +35,6 @@ from helmops.reconcile.release import ReleaseReader, foreign_owner, owner_value
 from helmops.status import (
     Outcome,
     State,
-    cluster_message,
     compute_status,
     now_utc,
     status_changed,
@@ -468,5 +466,12 @@ def _plain(message: str) -> str:
     return message
 
 
-__all__ = ["PROTECTED_NAMESPACES", "Reconciler", "ReconcilerConfig", "cluster_message", "namespace_deletable"]
-_ = Phase
+__all__ = [
+    "PROTECTED_NAMESPACES",
+    "SHARD_LABEL",
+    "Key",
+    "Reconciler",
+    "ReconcilerConfig",
+    "in_shard",
+    "namespace_deletable",
+]

@@ -17,7 +17,6 @@ ENABLE_HINT = (
 )
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
 def parse_bool(value: str | None) -> bool:
@@ -138,5 +137,4 @@ def ca_bundle_refs(env: Mapping[str, str]) -> tuple[tuple[str, str, str], ...]:
     return tuple(refs)
 
 
-__all__ = ["ENABLE_HINT", "FLAG_ENV", "Settings", "from_env", "parse_bind_address", "parse_bool"]
-_ = _FALSE
+__all__ = ["ENABLE_HINT", "FLAG_ENV", "Settings", "ca_bundle_refs", "from_env", "parse_bind_address", "parse_bool"]
