@@ -1,8 +1,9 @@
 """The ``helmops run`` process: kopf for watching/login/liveness, our own queue and workers for reconciles.
 
 kopf only feeds keys into the work queue (``on.event``: no finalizers, progress or diffbase annotations
-from kopf). Shutdown order on SIGTERM: stop taking work, cancel the workers (helm gets SIGTERM and
-records its release as failed, its process group is killed after a grace period), then stop kopf.
+from kopf). With ``--leader-elect`` nothing is watched until this process holds the Lease. Shutdown order
+on SIGTERM (or a lost Lease): stop taking work, cancel the workers (helm gets SIGTERM and records its
+release as failed, its process group is killed after a grace period), then stop kopf, release the Lease.
 """
 
 from __future__ import annotations
