@@ -43,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resync-seconds", type=float, default=45.0,
                    help="steady: HELMOPS_RESYNC_SECONDS of the restarted controller (default 45)")
     p.add_argument("--polling-interval", type=int, default=15, help="poll: pollingInterval seconds (default 15)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="throughput: repetitions per N (baseline and helmops alternate; medians reported)")
     p.add_argument("--force", action="store_true",
                    help="run fanout/poll even when the controller looks like it lacks the feature")
     return p
@@ -54,8 +56,8 @@ def options(argv: Sequence[str] | None = None) -> list[Options]:
     a = p.parse_args(argv)
     if a.scenario == "all" and a.json is not None:
         p.error("--json names one file; with 'all' each scenario writes <results-dir>/<scenario>.json")
-    if a.helm_concurrency < 1 or (a.workers is not None and a.workers < 1):
-        p.error("--helm-concurrency and --workers must be at least 1")
+    if a.helm_concurrency < 1 or a.repeat < 1 or (a.workers is not None and a.workers < 1):
+        p.error("--helm-concurrency, --workers and --repeat must be at least 1")
     names = SCENARIOS if a.scenario == "all" else (a.scenario,)
     out = []
     for name in names:
@@ -69,6 +71,7 @@ def options(argv: Sequence[str] | None = None) -> list[Options]:
             resync_seconds=a.resync_seconds,
             polling_interval=a.polling_interval,
             force=a.force,
+            repeat=a.repeat,
         ))
     return out
 

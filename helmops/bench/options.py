@@ -32,6 +32,7 @@ class Options:
     resync_seconds: float = 45.0
     polling_interval: int = 15
     force: bool = False
+    repeat: int = 1
 
     @property
     def largest(self) -> int:

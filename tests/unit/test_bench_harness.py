@@ -212,3 +212,20 @@ def test_fanout_and_poll_skip_until_the_controller_has_the_feature(tmp_path: Pat
     )
     assert fanout.unsupported(tmp_path) is None
     assert poll.unsupported(tmp_path) is None
+
+
+def test_repeated_throughput_runs_fold_into_medians() -> None:
+    from helmops.bench.throughput import median_run
+
+    samples = [
+        {"n": 50, "helm_seconds": 10.0, "helmops_seconds": 12.0, "peak_rss_mb": 1},
+        {"n": 50, "helm_seconds": 8.0, "helmops_seconds": 20.0, "peak_rss_mb": 2},
+        {"n": 50, "helm_seconds": 9.0, "helmops_seconds": 10.0, "peak_rss_mb": 3},
+    ]
+    row = median_run(samples)
+    assert (row["helm_seconds"], row["helmops_seconds"], row["ratio_vs_helm"]) == (9.0, 12.0, 1.333)
+    assert row["peak_rss_mb"] == 1  # from the repetition with the median helmops time
+    assert row["repeats"] == 3 and len(row["samples"]) == 3
+    assert median_run(samples[:1]) is samples[0]
+    [opts] = cli.options(["throughput", "--repeat", "3"])
+    assert opts.repeat == 3
