@@ -18,6 +18,7 @@ from typing import Any
 from helmops.bench import report
 from helmops.bench.options import Options
 from helmops.bench.stack import (
+    Api,
     Controller,
     Stack,
     controller_env,
@@ -67,13 +68,24 @@ def _cluster(ns: str, name: str) -> dict[str, Any]:
             "spec": {"kubeConfigSecret": f"kubeconfig-{name}"}}
 
 
-def _all_ready(st: Stack, ns: str, c: int) -> bool:
+def _releases_found(names: list[str], planes: list[ControlPlane]) -> int:
+    """Clusters whose plane holds the release (helm storage Secrets in the target's namespace)."""
+    return sum(Api(planes[i % len(planes)]).count_release_secrets(f"fanout-{name}") > 0
+               for i, name in enumerate(names))
+
+
+def _all_ready(st: Stack, ns: str, names: list[str], planes: list[ControlPlane]) -> bool:
+    """Ready as the HelmApp's status says it, with every cluster counted, and each release really there
+    (a controller that ignores targets would report the local cluster Ready instead)."""
     items = st.api.helmapps(ns)
     if not items:
         return False
     status = items[0].get("status") or {}
+    c = len(names)
     ready = any(x.get("type") == "Ready" and x.get("status") == "True" for x in status.get("conditions") or [])
-    return ready and int(status.get("readyClusters") or 0) >= c and int(status.get("desiredReadyClusters") or 0) == c
+    if not (ready and int(status.get("readyClusters") or 0) >= c and int(status.get("desiredReadyClusters") or 0) == c):
+        return False
+    return _releases_found(names, planes) == c
 
 
 def run_one(tools: Tools, st: Stack, opts: Options, c: int, planes: list[ControlPlane],
@@ -92,7 +104,7 @@ def run_one(tools: Tools, st: Stack, opts: Options, c: int, planes: list[Control
     try:
         start = time.monotonic()
         st.apply([_helmapp(ns, names, chart_ref)], f"fanout-{c}")
-        done = wait_until(f"HelmApp Ready on {c} clusters", lambda: _all_ready(st, ns, c), timeout=300)
+        done = wait_until(f"HelmApp Ready on {c} clusters", lambda: _all_ready(st, ns, names, planes), timeout=300)
         fig["seconds"] = round(done - start, 2)
     except TimeoutError as exc:
         fig["error"] = str(exc)
@@ -102,12 +114,7 @@ def run_one(tools: Tools, st: Stack, opts: Options, c: int, planes: list[Control
     counts = report.registry_counts(st.registry.requests()[before:], layer)
     fig.update(chart_downloads=counts["chart_layer"], tag_lists=counts["tags"], manifests=counts["manifests"],
                registry_requests=counts["total"])
-    found = 0
-    for i, name in enumerate(names):
-        plane = planes[i % len(planes)]
-        out = plane.kubectl("get", "secrets", "-n", f"fanout-{name}", "-l", "owner=helm", "-o", "name", check=False)
-        found += bool(out.stdout.strip())
-    fig["releases_found"] = found
+    fig["releases_found"] = _releases_found(names, planes)
     return fig
 
 
