@@ -223,7 +223,11 @@ class Stack:
         self.charts = ChartFactory(self.tools, out_dir=self.workdir / "charts")
         for crd in sorted((REPO_ROOT / "crds").glob("*.yaml")):
             self.cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-        self.cp.kubectl("wait", "--for=condition=Established", "crd/helmapps.fleet.cattle.io", "--timeout=60s")
+        cp = self.cp
+        # kubectl wait fails at once (not after its timeout) while discovery does not list the CRD yet.
+        proc.wait_until(lambda: cp.kubectl("wait", "--for=condition=Established", "crd/helmapps.fleet.cattle.io",
+                                           "--timeout=10s", check=False).returncode == 0,
+                        what="HelmApp CRD established", timeout=90, interval=1)
         return self
 
     def add_plane(self, name: str) -> ControlPlane:
