@@ -47,6 +47,7 @@ from .errors import (
     InvalidChart,
     InvalidReference,
     SourceError,
+    SourceUnavailable,
     VersionNotFound,
 )
 from .net import network_error, status_error
@@ -306,7 +307,13 @@ class OciRegistries:
         if cached is not None and time.monotonic() - cached[0] < self._ttl(max_age):
             self.stats["oci_tag_cache_hits"] += 1
             return cached[1]
-        result, _ = await self._tag_flight.do(key, lambda: self._list_tags(key, ref, auth))
+        try:
+            result, _ = await self._tag_flight.do(key, lambda: self._list_tags(key, ref, auth))
+        except SourceUnavailable:
+            if cached is None:
+                raise
+            self.stats["oci_tags_stale"] += 1  # stale-if-error, as for HTTP indexes
+            return cached[1]
         return result
 
     async def _list_tags(self, key: tuple[str, str, str], ref: OciRef, auth: RepoAuth) -> list[str]:
@@ -336,7 +343,13 @@ class OciRegistries:
         if cached is not None and time.monotonic() - cached[0] < self._ttl(max_age):
             self.stats["oci_digest_cache_hits"] += 1
             return cached[1]
-        result, _ = await self._digest_flight.do(key, lambda: self._head(key, ref, tag, auth))
+        try:
+            result, _ = await self._digest_flight.do(key, lambda: self._head(key, ref, tag, auth))
+        except SourceUnavailable:
+            if cached is None:
+                raise
+            self.stats["oci_digest_stale"] += 1  # stale-if-error, as for HTTP indexes
+            return cached[1]
         return result
 
     async def _head(self, key: tuple[str, str, str, str], ref: OciRef, tag: str, auth: RepoAuth) -> str | None:

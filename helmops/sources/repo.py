@@ -22,7 +22,7 @@ import yaml
 
 from .auth import RepoAuth
 from .cache import LRU, ChartStore, SingleFlight, sha256_hex
-from .errors import ChartNotFound, IntegrityError, InvalidChart, SourceError, VersionNotFound
+from .errors import ChartNotFound, IntegrityError, InvalidChart, SourceError, SourceUnavailable, VersionNotFound
 from .net import HttpClient, display_url, status_error
 from .versions import nearest, resolve
 
@@ -262,8 +262,20 @@ class HttpRepos:
         elif cached is not None and cached.last_modified:
             headers["If-Modified-Since"] = cached.last_modified
         self.stats["index_requests"] += 1
-        resp = await self.http.get(url, auth, credentials_for=repo_url, headers=headers,
-                                   max_bytes=MAX_INDEX_BYTES)
+        try:
+            resp = await self.http.get(url, auth, credentials_for=repo_url, headers=headers,
+                                       max_bytes=MAX_INDEX_BYTES)
+            if resp.status != 200 and resp.status != 304:
+                unavailable = status_error(resp.status, resp.reason, url, has_credentials=auth.has_credentials)
+                if isinstance(unavailable, SourceUnavailable):
+                    raise unavailable
+        except SourceUnavailable:
+            # stale-if-error: an outage of the repository must not stop reconciles that need nothing new.
+            # The entry keeps its age, so the next call tries the network again.
+            if cached is None:
+                raise
+            self.stats["index_stale"] += 1
+            return cached
         if resp.status == 304 and cached is not None:
             self.stats["index_304"] += 1
             cached.fetched_at = time.monotonic()
@@ -365,8 +377,14 @@ class HttpRepos:
             elif known.last_modified:
                 headers["If-Modified-Since"] = known.last_modified
         self.stats["chart_downloads"] += 1
-        resp = await self.http.get(url, auth, credentials_for=credentials_for, headers=headers,
-                                   max_bytes=MAX_CHART_BYTES, raw=True)
+        try:
+            resp = await self.http.get(url, auth, credentials_for=credentials_for, headers=headers,
+                                       max_bytes=MAX_CHART_BYTES, raw=True)
+        except SourceUnavailable:
+            if known is None or not self.store.has(known.hex):
+                raise
+            self.stats["download_stale"] += 1  # a tarball URL we already hold: keep using it while it is down
+            return known.hex
         if resp.status == 304 and known is not None:
             self.stats["chart_304"] += 1
             known.fetched_at = time.monotonic()
