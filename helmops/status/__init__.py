@@ -2,22 +2,28 @@
 
 from helmops.status.compute import (
     LOCAL_CLUSTER,
+    ClusterOutcome,
     Outcome,
+    ResourceState,
     State,
     cluster_message,
     compute_status,
     now_utc,
+    ready_message,
     status_changed,
     status_patch,
 )
 
 __all__ = [
     "LOCAL_CLUSTER",
+    "ClusterOutcome",
     "Outcome",
+    "ResourceState",
     "State",
     "cluster_message",
     "compute_status",
     "now_utc",
+    "ready_message",
     "status_changed",
     "status_patch",
 ]
