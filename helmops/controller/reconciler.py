@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +96,9 @@ class Reconciler:
         self.spec, self.charts, self.values, self.config = spec, charts, values, config
         self._failures: dict[Key, int] = {}
         self._last_event: dict[Key, tuple[str, str, float]] = {}
+        #: day-2 hook (controller/drift.py): what drifted on an in-sync release ("" = nothing), reported
+        #: as Fleet's Modified state.
+        self.drift: Callable[[Key], str] | None = None
 
     # --- bookkeeping -------------------------------------------------------------------------------
     def _retry_in(self, key: Key) -> float:
@@ -317,7 +320,8 @@ class Reconciler:
         if d.action is Action.NONE:
             self._ok(key)
             await self._namespace_metadata(obj, rel.namespace)
-            await self._write_status(key, obj, out(State.READY))
+            drifted = self.drift(key) if self.drift is not None else ""
+            await self._write_status(key, obj, out(State.MODIFIED, message=drifted) if drifted else out(State.READY))
             return self.config.resync_seconds
         if d.action is Action.WAIT:
             await self._write_status(key, obj, out(State.WAIT_APPLIED, message=d.reason))
@@ -431,6 +435,7 @@ class Reconciler:
             metrics.HELM_ACTIVE.dec()
             metrics.HELM_ACTION_SECONDS.labels(action).observe(time.monotonic() - start)
         metrics.HELM_ACTIONS.labels(action, "success" if res.ok else "failure").inc()
+        metrics.HELM_OUTCOME_SECONDS.labels(action, "success" if res.ok else "failure").observe(time.monotonic() - start)
         return res
 
     async def _events(self, obj: Mapping[str, Any], res: ActionResult, suffix: str = "") -> None:
