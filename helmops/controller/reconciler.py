@@ -434,8 +434,9 @@ class Reconciler:
         finally:
             metrics.HELM_ACTIVE.dec()
             metrics.HELM_ACTION_SECONDS.labels(action).observe(time.monotonic() - start)
-        metrics.HELM_ACTIONS.labels(action, "success" if res.ok else "failure").inc()
-        metrics.HELM_OUTCOME_SECONDS.labels(action, "success" if res.ok else "failure").observe(time.monotonic() - start)
+        outcome = "success" if res.ok else "failure"
+        metrics.HELM_ACTIONS.labels(action, outcome).inc()
+        metrics.HELM_OUTCOME_SECONDS.labels(action, outcome).observe(time.monotonic() - start)
         return res
 
     async def _events(self, obj: Mapping[str, Any], res: ActionResult, suffix: str = "") -> None:
