@@ -198,3 +198,31 @@ class Kube:
                 return None
             raise
         return dict(s.data or {})
+
+    # --- Fleet Clusters and ClusterGroups (multi-cluster targeting) ---------------------------------
+    async def _list(self, namespace: str, plural: str) -> list[dict[str, Any]]:
+        """Objects of a Fleet kind in one namespace; none when the CRD is not installed."""
+        try:
+            out = await self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return [dict(item) for item in out.get("items") or []]
+
+    async def list_clusters(self, namespace: str) -> list[dict[str, Any]]:
+        return await self._list(namespace, "clusters")
+
+    async def list_cluster_groups(self, namespace: str) -> list[dict[str, Any]]:
+        return await self._list(namespace, "clustergroups")
+
+    async def patch_annotations(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:
+        """Merge-patches HelmApp annotations (None removes one); a vanished HelmApp is ignored."""
+        body = {"metadata": {"annotations": dict(annotations)}}
+        try:
+            await self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
