@@ -236,6 +236,7 @@ class Reconciler:
                 stalled=True,
             )
             await self._write_status(key, obj, outcome)
+            await self._events(obj, ActionResult(False, "InvalidSpec", "invalid spec: " + "; ".join(problems)))
             return self._retry_in(key)
 
         try:
@@ -252,6 +253,7 @@ class Reconciler:
                 stalled=not exc.retryable,
             )
             await self._write_status(key, obj, outcome)
+            await self._events(obj, ActionResult(False, "NotAccepted", _plain(exc.message)))
             return self._retry_in(key)
 
         chart = desired.chart
