@@ -169,7 +169,7 @@ class HelmPullFetcher:
 
 
 class AssembleRenderer:
-    """``helmops.values.assemble`` for the local cluster (cluster namespace = the HelmApp's namespace)."""
+    """``helmops.values.assemble`` for one cluster (the local one: cluster namespace = the HelmApp's)."""
 
     def __init__(self, api_client: Any) -> None:
         self._api = api_client
@@ -179,14 +179,32 @@ class AssembleRenderer:
         return await self.render_values(helmapp, release_namespace)
 
     async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
+        return await self.render_for(helmapp, release_namespace, None, None)
+
+    async def render_for(
+        self,
+        helmapp: Mapping[str, Any],
+        release_namespace: str,
+        cluster: Mapping[str, Any] | None,
+        api_client: Any,
+    ) -> Values:
+        """The values for one cluster: ``cluster`` is its Fleet Cluster object (None: the local cluster,
+        named ``local`` in the HelmApp's namespace); ``valuesFrom`` is read through ``api_client`` (the
+        cluster the release goes to; None: the controller's own)."""
         from helmops.values import ClusterContext, ValuesError, assemble
 
         reader: Any = None
         found = _optional("helmops.values.kube_reader", "KubeValuesFromReader")
         if found:
-            reader = found[0](self._api)
+            reader = found[0](api_client if api_client is not None else self._api)
         spec = helmapp.get("spec") or {}
-        ctx = ClusterContext.local(namespace=helmapp["metadata"]["namespace"])
+        if cluster is not None:
+            try:
+                ctx = ClusterContext.from_cluster(cluster)
+            except TypeError as exc:
+                raise DesiredError(str(exc)) from exc
+        else:
+            ctx = ClusterContext.local(namespace=helmapp["metadata"]["namespace"])
         try:
             rv = await assemble(spec.get("helm") or {}, ctx, release_namespace=release_namespace, reader=reader)
         except ValuesError as exc:
