@@ -220,6 +220,14 @@ async def _read_doc(
     noun = "configmap" if kind == "configMap" else "secret"
     if not name:
         raise _fail(ctx, f"valuesFrom {noun} reference has no name")
+    if kind == "secret" and namespace != release_namespace:
+        # The controller reads with its own identity: a HelmApp must not copy another namespace's Secret
+        # into a release its author can read. Fleet allows it; we refuse before any API call.
+        raise _fail(
+            ctx,
+            f"valuesFrom secret {namespace}/{name}: cross-namespace Secret references are refused "
+            f"(Secrets are read only from the release namespace {release_namespace})",
+        )
     try:
         if kind == "configMap":
             data, resource_version = await reader.read_configmap(namespace, name)

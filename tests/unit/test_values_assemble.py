@@ -382,3 +382,22 @@ async def test_concurrent_assembles_share_compiled_templates_safely() -> None:
         assert rv.values["n"] == ctx.name
         assert rv.values["t"] == {"i": ctx.values["i"]}
         assert rv.digest == render_inline(helm, ctx).digest
+
+
+async def test_cross_namespace_secret_reference_is_refused_without_reading() -> None:
+    reader = FakeReader({}, {("other", "s"): {"values.yaml": "password: hunter2"}})
+    with pytest.raises(ValuesError) as err:
+        await assemble(
+            {"valuesFrom": [{"secretKeyRef": {"name": "s", "namespace": "other"}}]},
+            CTX,
+            release_namespace="ns",
+            reader=reader,
+        )
+    assert "cross-namespace Secret references are refused" in err.value.message
+    assert err.value.retryable is False and reader.calls == []
+    # naming the release namespace explicitly is fine
+    reader.secrets[("ns", "s")] = {"values.yaml": "a: 1"}
+    rv = await assemble(
+        {"valuesFrom": [{"secretKeyRef": {"name": "s", "namespace": "ns"}}]}, CTX, release_namespace="ns", reader=reader
+    )
+    assert rv.values == {"a": 1}
