@@ -1,9 +1,16 @@
 """The ``helmops run`` process: kopf for watching/login/liveness, our own queue and workers for reconciles.
 
 kopf only feeds keys into the work queue (``on.event``: no finalizers, progress or diffbase annotations
-from kopf). With ``--leader-elect`` nothing is watched until this process holds the Lease. Shutdown order
-on SIGTERM (or a lost Lease): stop taking work, cancel the workers (helm gets SIGTERM and records its
-release as failed, its process group is killed after a grace period), then stop kopf, release the Lease.
+from kopf). With ``--leader-elect`` nothing is watched until this process holds the Lease; meanwhile the
+process serves ``/healthz`` (so a standby's liveness probe passes). Shutdown order on SIGTERM (or a lost
+Lease): stop taking work, cancel the workers (helm gets SIGTERM and records its release as failed, its
+process group is killed after a grace period), then stop kopf, release the Lease. A lost Lease closes the
+queue at once, so no new helm action starts.
+
+Day-2 parts hang off the same events: the poller (``polling.py``) re-resolves version constraints on
+``pollingInterval``, the drift monitor (``drift.py``) compares deployed objects with their release and
+corrects drift in the worker (``reconcile/rollback.py``), resyncs carry ±10% jitter, and the
+``fleet_helmapp_*`` gauges follow every HelmApp's status.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from typing import Any
 from aiohttp import web
 
 from helmops.controller import deps, metrics
+from helmops.controller.day2 import Day2
 from helmops.controller.kube import GROUP, PLURAL, VERSION, Kube, api_client
 from helmops.controller.leader import Leadership, lease_name
+from helmops.controller.polling import LAST_POLL_ANNOTATION
 from helmops.controller.queue import WorkQueue, run_worker
 from helmops.controller.reconciler import Key, Reconciler, ReconcilerConfig, in_shard
 from helmops.controller.settings import ENABLE_HINT, FLAG_ENV, Settings
@@ -57,11 +66,12 @@ def _trigger(body: Mapping[str, Any]) -> tuple[Any, ...]:
     """What makes an event worth a reconcile: everything but status-only changes (as controller-runtime's
     generation/label/annotation predicates, plus deletion and finalizer edits)."""
     meta = body.get("metadata") or {}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_POLL_ANNOTATION}
     return (
         meta.get("generation"),
         meta.get("deletionTimestamp"),
         tuple(sorted((meta.get("labels") or {}).items())),
-        tuple(sorted((meta.get("annotations") or {}).items())),
+        tuple(sorted(annotations.items())),
         tuple(meta.get("finalizers") or ()),
     )
 
@@ -124,20 +134,27 @@ async def run_enabled(settings: Settings) -> int:
 
     api = await api_client(settings.kubeconfig)
     leadership: Leadership | None = None
+    metrics.LEADER.set(0 if settings.leader_elect else 1)
     if settings.leader_elect:
         leadership = Leadership(
             api, namespace=settings.system_namespace, name=lease_name(settings.shard_id), times=settings.lease_times
+        )
+        # A standby must pass its liveness probe while it waits; kopf takes the port over once leading.
+        standby = await _serve_health(
+            settings.health_host, settings.health_port, {"status": "ok", "enabled": True, "leader": False}
         )
         leadership.start()
         waits = [asyncio.ensure_future(leadership.acquired.wait()), asyncio.ensure_future(early_stop.wait())]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waits:
             waiter.cancel()
+        await standby.cleanup()
         if not leadership.acquired.is_set():
             await leadership.stop()
             await api.close()
             log.info("helmops stopped before becoming leader")
             return 0
+        metrics.LEADER.set(1)
     kube = Kube(api)
     driver = await HelmDriver.create(
         executable=settings.helm,
@@ -167,14 +184,18 @@ async def run_enabled(settings: Settings) -> int:
     )
     queue: WorkQueue[Key] = WorkQueue()
     busy = 0
+    day2 = Day2(settings, api, kube, driver, reconciler, charts, queue)
 
     async def handle(key: Key) -> float | None:
         nonlocal busy
+        if leadership is not None and leadership.lost.is_set():
+            return None  # the Lease is gone: another replica owns the releases now
         busy += 1
         metrics.WORKERS_ACTIVE.set(busy)
         metrics.QUEUE_DEPTH.set(len(queue))
         try:
-            return await reconciler.reconcile(key)
+            delay = await reconciler.reconcile(key)
+            return await day2.after_reconcile(key, delay)
         finally:
             busy -= 1
             metrics.WORKERS_ACTIVE.set(busy)
@@ -200,7 +221,9 @@ async def run_enabled(settings: Settings) -> int:
         if event.get("type") == "DELETED" or not in_shard(body, settings.shard_id):
             seen.pop(key, None)
             queue.forget(key)
+            day2.forget(key)
             return
+        day2.observe(body)
         trigger = _trigger(body)
         if seen.get(key) == trigger:
             return  # status-only change (e.g. our own status write)
@@ -227,6 +250,7 @@ async def run_enabled(settings: Settings) -> int:
     async def shutdown(sig: int) -> None:
         log.info("helmops: received %s, stopping (in-flight helm calls are cancelled)", signal.Signals(sig).name)
         queue.close()
+        await day2.stop()
         for w in workers:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
@@ -246,6 +270,8 @@ async def run_enabled(settings: Settings) -> int:
         async def watch_leadership() -> None:
             nonlocal exit_code
             await lead.lost.wait()
+            metrics.LEADER.set(0)
+            queue.close()  # at once: no reconcile (so no helm action) starts after the Lease is lost
             if not shutting_down:
                 exit_code = 1
                 on_signal(signal.SIGTERM)
@@ -265,6 +291,7 @@ async def run_enabled(settings: Settings) -> int:
     )
     # kopf installs its own SIGTERM/SIGINT handlers in spawn_tasks; ours must run first (see module doc).
     _install_signals(asyncio.get_running_loop(), on_signal)
+    day2.start()
     if early_signal:  # asked to stop while starting up
         on_signal(early_signal[0])
     try:
@@ -272,6 +299,7 @@ async def run_enabled(settings: Settings) -> int:
     finally:
         shutting_down = True
         queue.close()
+        await day2.stop()
         for w in workers:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,8 @@ ENABLE_HINT = (
     "helmops is disabled: HelmApps are not reconciled. Set EXPERIMENTAL_HELM_OPS=true "
     "or pass --enable-helmops to enable it."
 )
+
+log = logging.getLogger("helmops.controller")
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 
@@ -39,6 +42,40 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
         return float(raw) if raw else default
     except ValueError:
         return default
+
+
+def _duration(env: Mapping[str, str], key: str) -> float | None:
+    """A Go duration (``90s``, ``5m``) or plain seconds; None when unset or invalid (then a warning)."""
+    raw = env.get(key, "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        from helmops.api.duration import parse_duration
+
+        return parse_duration(raw)
+    except ValueError:
+        log.warning("ignoring %s=%r: not a Go duration or a number of seconds", key, raw)
+        return None
+
+
+def resync_period(env: Mapping[str, str], default: float = 600.0) -> float:
+    """``HELMOPS_RESYNC_PERIOD`` (Go duration or seconds), else the deprecated ``HELMOPS_RESYNC_SECONDS``."""
+    value = _duration(env, "HELMOPS_RESYNC_PERIOD")
+    if value is None and env.get("HELMOPS_RESYNC_SECONDS", "").strip():
+        log.warning("HELMOPS_RESYNC_SECONDS is deprecated; use HELMOPS_RESYNC_PERIOD (e.g. 10m)")
+        value = _float(env, "HELMOPS_RESYNC_SECONDS", default)
+    return value if value is not None and value > 0 else default
+
+
+def _period(env: Mapping[str, str], key: str, default: float, *, allow_zero: bool = False) -> float:
+    value = _duration(env, key)
+    if value is None or value < 0 or (value == 0 and not allow_zero):
+        return default
+    return value
 
 
 def parse_bind_address(addr: str, default_port: int) -> tuple[str, int]:
@@ -66,8 +103,14 @@ class Settings:
     helm: str = "helm"
     #: extra wait before a pending-* release not held by us is treated as abandoned.
     pending_grace_seconds: float = 60.0
-    #: level-triggered re-check of in-sync HelmApps (one Secret list, no helm).
+    #: level-triggered re-check of in-sync HelmApps (one Secret list, no helm); ±10% jitter is added.
     resync_seconds: float = 600.0
+    #: how often deployed releases are compared with the live objects (0 = drift detection off).
+    drift_check_seconds: float = 60.0
+    #: delay between noticing drift and acting on it, so bursts of edits are handled once (Fleet: 5s).
+    drift_delay_seconds: float = 5.0
+    #: polls of chart sources running at once.
+    poll_concurrency: int = 8
     backoff_base_seconds: float = 5.0
     backoff_cap_seconds: float = 300.0
     #: how long helm gets after SIGTERM to mark its release failed.
@@ -112,7 +155,10 @@ def from_env(
         helm_concurrency=_int(env, "HELMOPS_HELM_CONCURRENCY", 4),
         helm=helm,
         pending_grace_seconds=_float(env, "HELMOPS_PENDING_GRACE_SECONDS", 60.0),
-        resync_seconds=_float(env, "HELMOPS_RESYNC_SECONDS", 600.0),
+        resync_seconds=resync_period(env),
+        drift_check_seconds=_period(env, "HELMOPS_DRIFT_CHECK_PERIOD", 60.0, allow_zero=True),
+        drift_delay_seconds=_period(env, "HELMOPS_DRIFT_DELAY", 5.0, allow_zero=True),
+        poll_concurrency=_int(env, "HELMOPS_POLL_CONCURRENCY", 8),
         backoff_base_seconds=_float(env, "HELMOPS_BACKOFF_BASE_SECONDS", 5.0),
         backoff_cap_seconds=_float(env, "HELMOPS_BACKOFF_CAP_SECONDS", 300.0),
         helm_term_grace_seconds=_float(env, "HELMOPS_HELM_TERM_GRACE_SECONDS", 20.0),
@@ -137,4 +183,13 @@ def ca_bundle_refs(env: Mapping[str, str]) -> tuple[tuple[str, str, str], ...]:
     return tuple(refs)
 
 
-__all__ = ["ENABLE_HINT", "FLAG_ENV", "Settings", "ca_bundle_refs", "from_env", "parse_bind_address", "parse_bool"]
+__all__ = [
+    "ENABLE_HINT",
+    "FLAG_ENV",
+    "Settings",
+    "ca_bundle_refs",
+    "from_env",
+    "parse_bind_address",
+    "parse_bool",
+    "resync_period",
+]

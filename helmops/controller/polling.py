@@ -1,0 +1,413 @@
+"""Polling chart sources for new versions matching a HelmApp's constraint (``pollingInterval``).
+
+Only constraints are polled (empty, ``*`` or a range; never an exact version or a tarball), as in Fleet.
+A poll resolves the version without downloading anything; when it differs from ``status.version`` the
+HelmApp is put in the work queue and the ordinary reconcile upgrades it (and posts ``GotNewChartVersion``).
+
+Why it stays cheap with thousands of HelmApps:
+
+* every poll time carries ±10% jitter, so HelmApps created together drift apart instead of polling in
+  lockstep;
+* index/tag lists come from the shared ``ChartSources`` cache with ``max_age`` = half the interval, so a
+  repository sees a handful of requests per interval however many HelmApps poll it.
+
+The schedule survives restarts: the next poll is due ``interval`` after ``status.lastPollingTriggered``
+(or the ``helmops.cattle.io/last-polling-triggered`` annotation, written only when the installed CRD prunes
+that status field, as Fleet v0.12's does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from helmops.controller import metrics
+
+log = logging.getLogger("helmops.controller")
+
+Key = tuple[str, str]
+
+#: ± fraction of the interval added to every poll time.
+JITTER = 0.1
+#: annotation used instead of status.lastPollingTriggered when the CRD prunes that field.
+LAST_POLL_ANNOTATION = "helmops.cattle.io/last-polling-triggered"
+POLLING_ANNOTATION = "helmops.cattle.io/polling-interval"
+POLLED = "Polled"
+
+
+# --- pure parts ------------------------------------------------------------------------------------
+def interval_seconds(helmapp: Mapping[str, Any]) -> float:
+    """``spec.pollingInterval``, else the annotation; 0 when unset, ``0`` or invalid."""
+    from helmops.api.duration import is_polling_interval, parse_duration
+
+    spec = helmapp.get("spec") or {}
+    annotations = (helmapp.get("metadata") or {}).get("annotations") or {}
+    text = str(spec.get("pollingInterval") or annotations.get(POLLING_ANNOTATION) or "").strip()
+    if not text or not is_polling_interval(text):
+        return 0.0
+    return parse_duration(text)
+
+
+def polling_interval(helmapp: Mapping[str, Any]) -> float:
+    """The interval when polling applies to this HelmApp, else 0: the version must be a constraint (not
+    an exact version) and the chart not a tarball URL; paused or deleting HelmApps are not polled."""
+    from helmops.sources.versions import is_exact
+
+    seconds = interval_seconds(helmapp)
+    if seconds <= 0:
+        return 0.0
+    meta = helmapp.get("metadata") or {}
+    spec = helmapp.get("spec") or {}
+    helm = spec.get("helm") or {}
+    chart = str(helm.get("chart") or "")
+    if meta.get("deletionTimestamp") or spec.get("paused") or (not chart and not helm.get("repo")):
+        return 0.0
+    if chart.split("?", 1)[0].lower().endswith(".tgz") and "://" in chart:
+        return 0.0
+    if is_exact(str(helm.get("version") or "").strip()):
+        return 0.0
+    return seconds
+
+
+def source_key(helmapp: Mapping[str, Any]) -> tuple[str, ...]:
+    """What a poll depends on: a change re-plans the schedule (as Fleet re-schedules its job)."""
+    spec = helmapp.get("spec") or {}
+    helm = spec.get("helm") or {}
+    return (
+        str(helm.get("repo") or ""),
+        str(helm.get("chart") or ""),
+        str(helm.get("version") or ""),
+        str(spec.get("helmSecretName") or ""),
+    )
+
+
+def parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def last_polled(helmapp: Mapping[str, Any]) -> datetime | None:
+    """``status.lastPollingTriggered``, else the annotation; the later when both are set."""
+    status = helmapp.get("status") or {}
+    annotations = (helmapp.get("metadata") or {}).get("annotations") or {}
+    found = [
+        t
+        for t in (parse_time(status.get("lastPollingTriggered")), parse_time(annotations.get(LAST_POLL_ANNOTATION)))
+        if t
+    ]
+    return max(found) if found else None
+
+
+def jittered(seconds: float, u: float) -> float:
+    """``seconds`` moved by ``u`` ∈ [-1, 1] times JITTER of itself."""
+    return seconds * (1.0 + JITTER * max(-1.0, min(1.0, u)))
+
+
+def next_poll_delay(interval: float, last: datetime | None, now: datetime, u: float) -> float:
+    """Seconds until the next poll: due a jittered interval after the last one (which a restart does not
+    lose); a HelmApp never polled waits one jittered interval, since its first reconcile has just resolved
+    the version."""
+    step = jittered(interval, u)
+    if last is None:
+        return step
+    due = last + timedelta(seconds=step)
+    return max(0.0, (due - now).total_seconds())
+
+
+def ts(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def polled_condition(ok: bool, message: str, live: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
+    """The ``Polled`` condition; timestamps kept while nothing changes."""
+    status = "True" if ok else "False"
+    reason = "" if ok else "FailedToGetNewChartVersion"
+    live = live or {}
+    same_status = live.get("status") == status
+    same_all = same_status and live.get("reason", "") == reason and live.get("message", "") == message
+    return {
+        "type": POLLED,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": live.get("lastTransitionTime")
+        if same_status and live.get("lastTransitionTime")
+        else ts(now),
+        "lastUpdateTime": live.get("lastUpdateTime") if same_all and live.get("lastUpdateTime") else ts(now),
+    }
+
+
+def with_condition(conditions: Any, cond: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out = [dict(c) for c in conditions or [] if isinstance(c, Mapping) and c.get("type") != cond["type"]]
+    return [*out, dict(cond)]
+
+
+# --- I/O -------------------------------------------------------------------------------------------
+class VersionResolver(Protocol):
+    async def resolve(self, helmapp: Mapping[str, Any], max_age: float) -> str:
+        """The exact version the HelmApp's constraint names now. Raises PollError."""
+        ...
+
+
+class PollError(Exception):
+    pass
+
+
+class SourcesResolver:
+    """``ChartSources.resolve_version`` with the same auth and CA handling as the controller's fetcher
+    (``deps.SourcesFetcher``), whose shared ``ChartSources`` (and so its index cache) it uses."""
+
+    def __init__(self, kube: Any, fetcher: Any) -> None:
+        self._kube, self._fetcher = kube, fetcher
+
+    @staticmethod
+    def available(fetcher: Any) -> bool:
+        return all(hasattr(fetcher, a) for a in ("_sources", "_req", "_auth", "_err")) and hasattr(
+            fetcher._sources, "resolve_version"
+        )
+
+    async def resolve(self, helmapp: Mapping[str, Any], max_age: float) -> str:
+        import base64
+
+        f = self._fetcher
+        spec = helmapp.get("spec") or {}
+        helm = spec.get("helm") or {}
+        ns = helmapp["metadata"]["namespace"]
+        try:
+            data: dict[str, bytes] = {}
+            if spec.get("helmSecretName"):
+                raw = await self._kube.read_secret(ns, spec["helmSecretName"])
+                if raw is None:
+                    raise PollError(f'helm secret "{spec["helmSecretName"]}" not found in namespace {ns}')
+                data = {k: base64.b64decode(v) for k, v in raw.items()}
+            ca = getattr(f, "_ca_bundle", None)
+            fallback = await ca.pem() if ca is not None else None
+            auth = f._auth(
+                data, insecure_skip_tls_verify=bool(spec.get("insecureSkipTLSVerify")), fallback_ca_pem=fallback
+            )
+            req = f._req(
+                repo=helm.get("repo") or "", chart=helm.get("chart") or "", version=str(helm.get("version") or "")
+            )
+            version, _digest = await f._sources.resolve_version(req, auth, max_age=max_age)
+        except f._err as exc:
+            raise PollError(str(exc)) from exc
+        return str(version)
+
+
+@dataclass
+class _Entry:
+    interval: float
+    source: tuple[str, ...]
+    handle: asyncio.TimerHandle | None = None
+    running: bool = False
+
+
+class Poller:
+    """One timer per polled HelmApp (a loop timer, not a task), polls run with bounded concurrency."""
+
+    def __init__(
+        self,
+        kube: Any,
+        resolver: VersionResolver,
+        enqueue: Callable[[Key], None],
+        *,
+        concurrency: int = 8,
+        rng: random.Random | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
+    ) -> None:
+        self.kube, self.resolver, self.enqueue = kube, resolver, enqueue
+        self._sem = asyncio.Semaphore(max(1, concurrency))
+        self._rng = rng or random.Random()
+        self._now = now
+        self._entries: dict[Key, _Entry] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def due_in(self, key: Key) -> float | None:
+        e = self._entries.get(key)
+        if e is None or e.handle is None:
+            return None
+        return max(0.0, e.handle.when() - asyncio.get_running_loop().time())
+
+    def update(self, helmapp: Mapping[str, Any]) -> None:
+        """Called for every watch event: (re)plans the HelmApp's poll when its interval or source changed."""
+        if self._closed:
+            return
+        meta = helmapp.get("metadata") or {}
+        key: Key = (str(meta.get("namespace")), str(meta.get("name")))
+        interval = polling_interval(helmapp)
+        if interval <= 0:
+            self.forget(key)
+            return
+        source = source_key(helmapp)
+        e = self._entries.get(key)
+        if e is not None and e.interval == interval and e.source == source:
+            return
+        if e is not None and e.handle is not None:
+            e.handle.cancel()
+        e = _Entry(interval, source)
+        self._entries[key] = e
+        self._schedule(key, e, next_poll_delay(interval, last_polled(helmapp), self._now(), self._u()))
+
+    def forget(self, key: Key) -> None:
+        e = self._entries.pop(key, None)
+        if e is not None and e.handle is not None:
+            e.handle.cancel()
+
+    def close(self) -> None:
+        self._closed = True
+        for key in list(self._entries):
+            self.forget(key)
+        for t in self._tasks:
+            t.cancel()
+
+    def _u(self) -> float:
+        return self._rng.uniform(-1.0, 1.0)
+
+    def _schedule(self, key: Key, e: _Entry, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        e.handle = loop.call_later(delay, self._fire, key, e)
+
+    def _fire(self, key: Key, e: _Entry) -> None:
+        if self._closed or self._entries.get(key) is not e:
+            return
+        e.handle = None
+        task = asyncio.get_running_loop().create_task(self._run(key, e), name=f"helmops-poll-{key[0]}/{key[1]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, key: Key, e: _Entry) -> None:
+        if e.running:
+            return
+        e.running = True
+        started = self._now()
+        try:
+            async with self._sem:
+                await self.poll(key, e.interval)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("polling HelmApp %s/%s failed: %s", *key, exc)
+        finally:
+            e.running = False
+            if not self._closed and self._entries.get(key) is e and e.handle is None:
+                self._schedule(key, e, next_poll_delay(e.interval, started, self._now(), self._u()))
+
+    async def poll(self, key: Key, interval: float) -> str | None:
+        """One poll: resolve, record ``lastPollingTriggered`` and ``Polled``, enqueue on a new version.
+        Returns the result label (``new_version``, ``unchanged``, ``error``) or None if not polled."""
+        obj = await self.kube.get_helmapp(*key)
+        if obj is None or polling_interval(obj) <= 0:
+            self.forget(key)
+            return None
+        started = self._now()
+        t0 = time.monotonic()
+        status = obj.get("status") or {}
+        current = str(status.get("version") or "")
+        try:
+            version = await self.resolver.resolve(obj, max_age=max(1.0, interval / 2))
+        except PollError as exc:
+            metrics.POLLS.labels("error").inc()
+            metrics.POLL_SECONDS.observe(time.monotonic() - t0)
+            message = f"cannot get a new chart version: {exc}"
+            log.warning("poll HelmApp %s/%s: %s", *key, message)
+            await self.kube.event(obj, "FailedToGetNewChartVersion", message, warning=True)
+            await self._record(obj, started, ok=False, message=message)
+            return "error"
+        metrics.POLL_SECONDS.observe(time.monotonic() - t0)
+        result = "new_version" if version != current else "unchanged"
+        metrics.POLLS.labels(result).inc()
+        await self._record(obj, started, ok=True, message="")
+        if result == "new_version":
+            log.info(
+                "poll HelmApp %s/%s: version %s matches %r (deployed: %s); reconciling",
+                *key,
+                version,
+                ((obj.get("spec") or {}).get("helm") or {}).get("version") or "*",
+                current or "none",
+                extra={"helmapp": f"{key[0]}/{key[1]}", "chartVersion": version},
+            )
+            self.enqueue(key)
+        return result
+
+    async def _record(self, obj: Mapping[str, Any], started: datetime, *, ok: bool, message: str) -> None:
+        """Merge-patches ``lastPollingTriggered`` and ``Polled``, guarded by resourceVersion (the
+        conditions list is replaced as a whole); one retry on a conflict. When the status field is pruned,
+        the time goes to an annotation instead (which the event filter ignores)."""
+        meta = obj["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        for _attempt in range(2):
+            live = obj.get("status") or {}
+            conds = {c.get("type"): c for c in live.get("conditions") or [] if isinstance(c, Mapping)}
+            cond = polled_condition(ok, message, conds.get(POLLED), self._now())
+            body = {
+                "metadata": {"resourceVersion": obj["metadata"].get("resourceVersion")},
+                "status": {
+                    "lastPollingTriggered": ts(started),
+                    "conditions": with_condition(live.get("conditions"), cond),
+                },
+            }
+            try:
+                out = await self.kube.custom.patch_namespaced_custom_object_status(
+                    "fleet.cattle.io",
+                    "v1alpha1",
+                    ns,
+                    "helmapps",
+                    name,
+                    body,
+                    _content_type="application/merge-patch+json",
+                )
+            except Exception as exc:
+                if getattr(exc, "status", None) == 409:
+                    fresh = await self.kube.get_helmapp(ns, name)
+                    if fresh is None:
+                        return
+                    obj = fresh
+                    continue
+                if getattr(exc, "status", None) == 404:
+                    return
+                raise
+            if "lastPollingTriggered" not in ((out or {}).get("status") or {}):
+                with contextlib.suppress(Exception):
+                    await self.kube.custom.patch_namespaced_custom_object(
+                        "fleet.cattle.io",
+                        "v1alpha1",
+                        ns,
+                        "helmapps",
+                        name,
+                        {"metadata": {"annotations": {LAST_POLL_ANNOTATION: ts(started)}}},
+                        _content_type="application/merge-patch+json",
+                    )
+            return
+
+
+__all__ = [
+    "JITTER",
+    "LAST_POLL_ANNOTATION",
+    "PollError",
+    "Poller",
+    "SourcesResolver",
+    "VersionResolver",
+    "interval_seconds",
+    "jittered",
+    "last_polled",
+    "next_poll_delay",
+    "polled_condition",
+    "polling_interval",
+    "source_key",
+]
