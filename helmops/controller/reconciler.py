@@ -1,18 +1,35 @@
-"""One reconcile of one HelmApp: read, compute desired, classify, act once, write status and Events."""
+"""One reconcile of one HelmApp: resolve its clusters, then per cluster read, compute desired, classify, act
+once; write one status (Fleet-shaped, per cluster) and Events."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
+from helmops.clusters.connections import ClusterUnreachable, Connections
+from helmops.clusters.live import LiveResources
+from helmops.clusters.resolve import (
+    DEPLOYED_ANNOTATION,
+    LOCAL,
+    ClusterTarget,
+    deployed_clusters,
+    deployed_value,
+    has_targets,
+    resolve_targets,
+)
 from helmops.controller import metrics
 from helmops.controller.desired import (
     ChartFetcher,
     Desired,
     DesiredError,
+    FetchedChart,
     SpecChecker,
     ValuesRenderer,
     build_release,
@@ -33,6 +50,7 @@ from helmops.reconcile import (
 )
 from helmops.reconcile.release import ReleaseReader, foreign_owner, owner_value
 from helmops.status import (
+    ClusterOutcome,
     Outcome,
     State,
     compute_status,
@@ -91,11 +109,19 @@ class Reconciler:
         charts: ChartFetcher,
         values: ValuesRenderer,
         config: ReconcilerConfig,
+        *,
+        clusters: Connections | None = None,
+        live: LiveResources | None = None,
     ) -> None:
         self.kube, self.driver, self.releases = kube, driver, releases
         self.spec, self.charts, self.values, self.config = spec, charts, values, config
+        #: downstream clusters (None: only the local cluster is reachable).
+        self.clusters = clusters
+        #: resource readiness reader (None: a deployed release counts as ready).
+        self.live = live
         self._failures: dict[Key, int] = {}
-        self._last_event: dict[Key, tuple[str, str, float]] = {}
+        self._last_event: dict[tuple[str, str, str], tuple[str, str, float]] = {}
+        self._not_ready: dict[tuple[str, str, str], int] = {}
         #: day-2 hook (controller/drift.py): what drifted on an in-sync release ("" = nothing), reported
         #: as Fleet's Modified state.
         self.drift: Callable[[Key], str] | None = None
@@ -123,7 +149,10 @@ class Reconciler:
             obj = await self.kube.get_helmapp(*key)
             if obj is None or not in_shard(obj, self.config.shard_id):
                 self._ok(key)
-                self._last_event.pop(key, None)
+                for k in [k for k in self._last_event if k[:2] == key]:
+                    del self._last_event[k]
+                for k in [k for k in self._not_ready if k[:2] == key]:
+                    del self._not_ready[k]
                 return None
             if obj["metadata"].get("deletionTimestamp"):
                 delay = await self._finalize(key, obj)
@@ -139,39 +168,142 @@ class Reconciler:
             metrics.RECONCILES.labels(result).inc()
             metrics.RECONCILE_SECONDS.labels(result).observe(time.monotonic() - start)
 
+    # --- clusters ----------------------------------------------------------------------------------
+    def _local_conn(self, namespace: str) -> _Conn:
+        api = getattr(self.kube, "api", None)
+        return _Conn(LOCAL, namespace, self.driver, self.releases, api, self.kube, local=True)
+
+    async def _conn(self, t: ClusterTarget) -> _Conn:
+        """How to reach ``t``; raises ClusterUnreachable."""
+        if t.cluster is None:
+            return self._local_conn(t.namespace)
+        if self.clusters is None:
+            if t.name == LOCAL and not (t.cluster.get("spec") or {}).get("kubeConfigSecret"):
+                return self._local_conn(t.namespace)
+            raise ClusterUnreachable(f"{t.describe()}: downstream clusters are not configured in this controller")
+        c = await self.clusters.get(t.cluster)
+        if c.local:
+            return self._local_conn(t.namespace)
+        return _Conn(c.name, c.namespace, c.driver, c.releases, c.api, Kube(c.api), local=False)
+
+    async def _cluster_objects(self, namespace: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        lister = getattr(self.kube, "list_clusters", None)
+        if lister is None:
+            return [], []
+        return await lister(namespace), await self.kube.list_cluster_groups(namespace)
+
+    async def _targets(self, obj: Mapping[str, Any]) -> tuple[list[ClusterTarget], dict[str, dict[str, Any]]]:
+        """The clusters the HelmApp deploys to, and the Cluster objects of its namespace by name."""
+        ns = obj["metadata"]["namespace"]
+        if not has_targets(obj) and not deployed_clusters(obj):
+            return resolve_targets(obj), {}
+        clusters, groups = await self._cluster_objects(ns)
+        by_name = {str(c["metadata"]["name"]): c for c in clusters}
+        return resolve_targets(obj, clusters, groups), by_name
+
+    async def _remember(self, key: Key, names: set[str]) -> None:
+        """Writes the deployed-clusters annotation (see helmops.clusters.resolve)."""
+        patch = getattr(self.kube, "patch_annotations", None)
+        if patch is not None:
+            await patch(*key, {DEPLOYED_ANNOTATION: deployed_value(names)})
+
+    @staticmethod
+    def _remembered(obj: Mapping[str, Any]) -> set[str]:
+        """The clusters the HelmApp may have releases on. Without the annotation, a HelmApp that was
+        reconciled before (it has a status) was deployed to the local cluster, as helmops did before
+        targeting; a new one nowhere yet."""
+        if DEPLOYED_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {}):
+            return set(deployed_clusters(obj))
+        status = obj.get("status") or {}
+        return {LOCAL} if has_targets(obj) and (status.get("version") or status.get("summary")) else set()
+
     # --- deletion ----------------------------------------------------------------------------------
     async def _finalize(self, key: Key, obj: Mapping[str, Any]) -> float | None:
         if FINALIZER not in (obj["metadata"].get("finalizers") or []):
             return None
-        spec = obj.get("spec") or {}
-        name, ns = self.spec.release_name(obj), self.spec.release_namespace(obj)
+        try:
+            targets, by_name = await self._targets(obj)
+        except ValueError:
+            targets, by_name = [], {}
+        names = {t.name for t in targets} | set(deployed_clusters(obj))
+        if not names:
+            names = {LOCAL}
+        todo: list[ClusterTarget] = [t for t in targets]
+        for name in sorted(names - {t.name for t in targets}):
+            cluster = by_name.get(name)
+            if cluster is None and name != LOCAL:
+                msg = (
+                    f"cluster {name} in namespace {key[0]}: the Cluster object is gone; its release was not uninstalled"
+                )
+                log.warning("finalize %s/%s: %s", *key, msg)
+                await self.kube.event(obj, "ClusterGone", msg, warning=True)
+                continue
+            spec = {k: v for k, v in (obj.get("spec") or {}).items() if k != "targets"}
+            todo.append(ClusterTarget(name, key[0], cluster, {**obj, "spec": spec}, "", False))
+        results = await asyncio.gather(*(self._finalize_cluster(key, obj, t) for t in todo))
+        failed = [r for r in results if isinstance(r, ClusterOutcome)]
+        waits = [r for r in results if isinstance(r, float)]
+        if failed:
+            gen = int(obj["metadata"].get("generation") or 0)
+            await self._write_status(key, obj, Outcome(key[1], key[0], gen, State.ERR_APPLIED, clusters=tuple(failed)))
+            return self._retry_in(key)
+        if waits:
+            return min(waits)
+        await self.kube.remove_finalizer(obj)
+        self._ok(key)
+        return None
+
+    async def _finalize_cluster(
+        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget
+    ) -> ClusterOutcome | float | None:
+        """Uninstalls the HelmApp's release(s) from one cluster: None when done, a wait in seconds, or the
+        failure as a ClusterOutcome."""
+        spec = t.helmapp.get("spec") or {}
+        try:
+            conn = await self._conn(t)
+        except ClusterUnreachable as exc:
+            return ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=_plain(exc.message))
+        try:
+            return await self._finalize_on(key, obj, t, conn, spec)
+        except Exception as exc:  # the API of that cluster failed: retry, naming it
+            if conn.local:
+                raise
+            return ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=f"unreachable: {_brief(exc)}")
+
+    async def _finalize_on(
+        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, conn: _Conn, spec: Mapping[str, Any]
+    ) -> ClusterOutcome | float | None:
+        helmapp = t.helmapp
+        name, ns = self.spec.release_name(helmapp), self.spec.release_namespace(helmapp)
         opts = helm_options(spec)
-        live = await self.releases.read(ns, name)
+        live = await conn.releases.read(ns, name)
         if (owner := foreign_owner(live, *key)) is not None:
             log.warning("finalize %s/%s: release %s/%s belongs to HelmApp %s; not uninstalled", *key, ns, name, owner)
             live = None
         c = classify(
             live,
             "",
-            held=self.driver.holds(ns, name),
+            held=conn.driver.holds(ns, name),
             now=now_utc(),
             timeout_seconds=opts["timeoutSeconds"] or 300,
             grace_seconds=self.config.pending_grace_seconds,
         )
         d = decide(c, deleting=True, keep_resources=bool(spec.get("keepResources")), now=now_utc())
         log.info(
-            "finalize %s/%s: release %s/%s %s -> %s (%s)",
+            "finalize %s/%s: release %s/%s %s -> %s (%s)%s",
             *key,
             ns,
             name,
             c.phase,
             d.action,
             d.reason,
+            "" if conn.local else f" on {t.describe()}",
             extra={
                 "helmapp": f"{key[0]}/{key[1]}",
                 "release": f"{ns}/{name}",
                 "phase": str(c.phase),
                 "action": str(d.action),
+                "cluster": t.id,
             },
         )
         if d.action is Action.WAIT:
@@ -180,7 +312,7 @@ class Reconciler:
             res = await self._timed(
                 "uninstall",
                 uninstall(
-                    self.driver,
+                    conn.driver,
                     name,
                     ns,
                     timeout_seconds=opts["timeoutSeconds"],
@@ -189,28 +321,18 @@ class Reconciler:
                 ),
             )
             version = (obj.get("status") or {}).get("version")
-            await self._events(obj, res, suffix=f" (chart version {version})" if version else "")
+            await self._events(obj, res, suffix=f" (chart version {version})" if version else "", conn=conn)
             if not res.ok:
-                outcome = Outcome(
-                    key[1],
-                    key[0],
-                    int(obj["metadata"].get("generation") or 0),
-                    State.ERR_APPLIED,
-                    error=res.error or res.message,
-                )
-                await self._write_status(key, obj, outcome)
-                return self._retry_in(key)
-        if not spec.get("keepResources") and not await self._uninstall_orphans(obj, keep=None):
-            return self._retry_in(key)
+                return ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=res.error or res.message)
+        if not spec.get("keepResources") and not await self._uninstall_orphans(obj, keep=None, conn=conn):
+            return ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error="uninstalling old releases failed")
         target = spec.get("namespace") or ""
         if spec.get("deleteNamespace") and not spec.get("keepResources"):
             if namespace_deletable(target, own=self.config.own_namespace, extra=self.config.protected_namespaces):
-                if await self.kube.delete_namespace(target):
-                    log.info("deleted namespace %s of HelmApp %s/%s", target, *key)
+                if await conn.kube.delete_namespace(target):
+                    log.info("deleted namespace %s of HelmApp %s/%s on %s", target, *key, t.describe())
             elif target:
                 log.info("deleteNamespace: namespace %r is protected and was kept", target)
-        await self.kube.remove_finalizer(obj)
-        self._ok(key)
         return None
 
     # --- normal reconcile --------------------------------------------------------------------------
@@ -236,75 +358,176 @@ class Reconciler:
                 stalled=True,
             )
             await self._write_status(key, obj, outcome)
-            await self._events(obj, ActionResult(False, "InvalidSpec", "invalid spec: " + "; ".join(problems)))
             return self._retry_in(key)
 
         try:
-            desired = await self._desired(obj)
-        except DesiredError as exc:
-            log.warning("HelmApp %s/%s not accepted: %s", *key, exc, extra={"helmapp": f"{key[0]}/{key[1]}"})
+            targets, by_name = await self._targets(obj)
+        except ValueError as exc:
             outcome = Outcome(
-                key[1],
-                key[0],
-                gen,
-                State.ERR_APPLIED,
-                accepted=False,
+                key[1], key[0], gen, State.ERR_APPLIED, accepted=False, accepted_error=str(exc), stalled=True
+            )
+            await self._write_status(key, obj, outcome)
+            return self._retry_in(key)
+        # Remember every targeted cluster before touching it, so a crash cannot lose track of a release.
+        remembered = self._remembered(obj)
+        tracked = has_targets(obj) or DEPLOYED_ANNOTATION in (obj["metadata"].get("annotations") or {})
+        known = set(deployed_clusters(obj))
+        if tracked and remembered | {t.name for t in targets} != known:
+            known = remembered | {t.name for t in targets}
+            await self._remember(key, known)
+
+        charts: dict[str, Any] = {}
+        if targets:
+            # The chart of the first cluster, resolved before any helm action so GotNewChartVersion precedes
+            # the Upgraded Events (per-cluster fetches reuse it, errors included).
+            ref = _chart_ref(targets[0].helmapp)
+            charts[ref] = asyncio.ensure_future(self.charts.fetch(targets[0].helmapp))
+            try:
+                first: FetchedChart | None = await asyncio.shield(charts[ref])
+            except Exception:
+                first = None
+            old_version = live_status.get("version")
+            if first is not None and old_version and old_version != first.version:
+                await self.kube.event(
+                    obj,
+                    "GotNewChartVersion",
+                    f"chart {first.name} version {first.version} (was {old_version}), digest {first.digest}",
+                )
+        results = await asyncio.gather(*(self._reconcile_cluster(key, obj, t, charts) for t in targets))
+
+        stale = sorted(remembered - {t.name for t in targets})
+        kept = await self._cleanup(key, obj, stale, by_name) if stale else set()
+        if tracked and {t.name for t in targets} | kept != known:
+            await self._remember(key, {t.name for t in targets} | kept)
+
+        outcomes = tuple(r.outcome for r in results)
+        not_accepted = next((r for r in results if r.accepted_error), None)
+        version = next((r.version for r in results if r.version), None)
+        outcome = Outcome(
+            key[1],
+            key[0],
+            gen,
+            State.READY,
+            accepted=not_accepted is None,
+            accepted_error=not_accepted.accepted_error if not_accepted else None,
+            accepted_cluster=(not_accepted.outcome.namespace, not_accepted.outcome.name) if not_accepted else None,
+            stalled=any(r.stalled for r in results),
+            version=version,
+            clusters=outcomes,
+        )
+        await self._write_status(key, obj, outcome)
+        delays = [r.delay for r in results if r.delay is not None]
+        if any(r.failed for r in results):
+            delays.append(self._retry_in(key))
+        else:
+            self._ok(key)
+        if not delays:
+            return self.config.resync_seconds
+        return min(delays)
+
+    async def _cleanup(
+        self, key: Key, obj: Mapping[str, Any], stale: Sequence[str], by_name: Mapping[str, Mapping[str, Any]]
+    ) -> set[str]:
+        """Releases on clusters no longer targeted are uninstalled (unless keepResources). Returns the names
+        still to be cleaned up later (unreachable clusters)."""
+        spec = obj.get("spec") or {}
+        kept: set[str] = set()
+        for name in stale:
+            where = f"cluster {name} in namespace {key[0]}"
+            cluster = by_name.get(name)
+            if cluster is None and name != LOCAL:
+                msg = f"{where}: the Cluster object is gone; its release was not uninstalled (cannot be reached)"
+                log.warning("HelmApp %s/%s: %s", *key, msg)
+                await self.kube.event(obj, "ClusterGone", msg, warning=True)
+                if self.clusters is not None:
+                    await self.clusters.forget(key[0], name)
+                continue
+            if spec.get("keepResources"):
+                log.info("HelmApp %s/%s no longer targets %s; keepResources: release kept", *key, where)
+                continue
+            base = {k: v for k, v in spec.items() if k != "targets"}
+            t = ClusterTarget(name, key[0], cluster, {**obj, "spec": base}, "", False)
+            try:
+                conn = await self._conn(t)
+                clean = await self._uninstall_orphans(obj, keep=None, conn=conn)
+            except ClusterUnreachable as exc:
+                log.warning("HelmApp %s/%s: no longer targeted, cleanup postponed: %s", *key, exc.message)
+                clean = False
+            except Exception as exc:
+                log.warning("HelmApp %s/%s: no longer targets %s, cleanup postponed: %s", *key, where, _brief(exc))
+                clean = False
+            if not clean:
+                kept.add(name)
+        return kept
+
+    async def _reconcile_cluster(
+        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, charts: dict[str, Any]
+    ) -> _ClusterResult:
+        try:
+            conn = await self._conn(t)
+        except ClusterUnreachable as exc:
+            log.warning("HelmApp %s/%s: %s", *key, exc.message, extra={"helmapp": f"{key[0]}/{key[1]}"})
+            outcome = ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=_plain(exc.message))
+            return _ClusterResult(outcome, failed=True)
+        try:
+            return await self._reconcile_on(key, obj, t, conn, charts)
+        except Exception as exc:
+            if conn.local:
+                raise
+            # One cluster's API failing never blocks the others: report it, retry with backoff.
+            log.warning("HelmApp %s/%s: %s unreachable: %s", *key, t.describe(), _brief(exc))
+            outcome = ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=f"unreachable: {_brief(exc)}")
+            return _ClusterResult(outcome, failed=True)
+
+    async def _reconcile_on(
+        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, conn: _Conn, charts: dict[str, Any]
+    ) -> _ClusterResult:
+        def out(state: State, **kw: Any) -> ClusterOutcome:
+            return ClusterOutcome(t.name, t.namespace, state, **kw)
+
+        try:
+            desired = await self._desired(t, conn, charts)
+        except DesiredError as exc:
+            log.warning(
+                "HelmApp %s/%s not accepted on %s: %s", *key, t.describe(), exc, extra={"helmapp": f"{key[0]}/{key[1]}"}
+            )
+            return _ClusterResult(
+                out(State.ERR_APPLIED, error=_plain(exc.message)),
+                failed=True,
                 accepted_error=_plain(exc.message),
                 stalled=not exc.retryable,
             )
-            await self._write_status(key, obj, outcome)
-            await self._events(obj, ActionResult(False, "NotAccepted", _plain(exc.message)))
-            return self._retry_in(key)
 
         chart = desired.chart
-        old_version = live_status.get("version")
-        if old_version and old_version != chart.version:
-            await self.kube.event(
-                obj,
-                "GotNewChartVersion",
-                f"chart {chart.name} version {chart.version} (was {old_version}), digest {chart.digest}",
-            )
-
         rel = desired.release
-        live = await self.releases.read(rel.namespace, rel.name)
+        live = await conn.releases.read(rel.namespace, rel.name)
         if (owner := foreign_owner(live, *key)) is not None:
             msg = (
                 f"release {rel.name} in namespace {rel.namespace} belongs to another HelmApp ({owner}); "
                 "choose another spec.helm.releaseName or namespace"
             )
-            await self._write_status(
-                key,
-                obj,
-                Outcome(
-                    key[1],
-                    key[0],
-                    gen,
-                    State.ERR_APPLIED,
-                    accepted=False,
-                    accepted_error=msg,
-                    stalled=True,
-                    version=chart.version,
-                ),
+            return _ClusterResult(
+                out(State.ERR_APPLIED, error=msg), failed=True, accepted_error=msg, stalled=True, version=chart.version
             )
-            return self._retry_in(key)
         now = now_utc()
         c = classify(
             live,
             desired.fingerprint,
-            held=self.driver.holds(rel.namespace, rel.name),
+            held=conn.driver.holds(rel.namespace, rel.name),
             now=now,
             timeout_seconds=rel.timeout_seconds or 300,
             grace_seconds=self.config.pending_grace_seconds,
         )
         d = decide(c, deleting=False, keep_resources=False, now=now)
         log.info(
-            "reconcile %s/%s: release %s/%s %s -> %s (%s)",
+            "reconcile %s/%s: release %s/%s %s -> %s (%s)%s",
             *key,
             rel.namespace,
             rel.name,
             c.phase,
             d.action,
             d.reason,
+            "" if conn.local else f" on {t.describe()}",
             extra={
                 "helmapp": f"{key[0]}/{key[1]}",
                 "release": f"{rel.namespace}/{rel.name}",
@@ -313,58 +536,87 @@ class Reconciler:
                 "chart": chart.name,
                 "chartVersion": chart.version,
                 "fingerprint": desired.fingerprint,
+                "cluster": t.id,
             },
         )
 
-        def out(state: State, **kw: Any) -> Outcome:
-            return Outcome(key[1], key[0], gen, state, version=chart.version, **kw)
+        def done(state: State, delay: float | None, **kw: Any) -> _ClusterResult:
+            return _ClusterResult(out(state, **kw), delay=delay, version=chart.version, chart=chart)
 
+        spec = t.helmapp.get("spec") or {}
         if d.action is Action.NONE:
-            self._ok(key)
-            await self._namespace_metadata(obj, rel.namespace)
-            drifted = self.drift(key) if self.drift is not None else ""
-            await self._write_status(key, obj, out(State.MODIFIED, message=drifted) if drifted else out(State.READY))
-            return self.config.resync_seconds
+            await self._namespace_metadata(t.helmapp, rel.namespace, conn)
+            drifted = self.drift(key) if self.drift is not None and conn.local else ""
+            if drifted:
+                return done(State.MODIFIED, self.config.resync_seconds, message=drifted)
+            return await self._ready(key, t, conn, rel.namespace, rel.name, chart)
         if d.action is Action.WAIT:
-            await self._write_status(key, obj, out(State.WAIT_APPLIED, message=d.reason))
-            return d.wait_seconds
-        if (obj.get("spec") or {}).get("paused"):
-            # Fleet: a paused HelmApp's deployment is not updated, only reported as out of sync.
-            self._ok(key)
-            note = f"paused: release is {c.phase}, {d.action} skipped"
-            await self._write_status(key, obj, out(State.OUT_OF_SYNC, message=note))
-            return self.config.resync_seconds
+            return done(State.WAIT_APPLIED, d.wait_seconds, message=d.reason)
+        if t.paused:
+            # Fleet: a paused HelmApp's (or Cluster's) deployment is not updated, only reported as out of sync.
+            what = "HelmApp" if spec.get("paused") else "Cluster"
+            note = f"paused ({what}): release is {c.phase}, {d.action} skipped"
+            return done(State.OUT_OF_SYNC, self.config.resync_seconds, message=note)
 
-        res = await self._act(d.action, desired, c)
+        res = await self._act(d.action, desired, c, conn.driver)
         if d.action is Action.RECOVER and not res.ok:
-            res = await self._recovered_anyway(rel.namespace, rel.name, res)
-        await self._events(obj, res, suffix=f" (chart {chart.name} {chart.version}, digest {chart.digest})")
+            res = await self._recovered_anyway(rel.namespace, rel.name, res, conn.releases)
+        await self._events(obj, res, suffix=f" (chart {chart.name} {chart.version}, digest {chart.digest})", conn=conn)
         if not res.ok:
             # The last good release keeps running: nothing is uninstalled or rolled back on our side.
-            await self._write_status(key, obj, out(State.ERR_APPLIED, error=res.error or res.message))
-            return self._retry_in(key)
-        self._ok(key)
+            r = done(State.ERR_APPLIED, None, error=res.error or res.message)
+            r.failed = True
+            return r
         if d.action is Action.RECOVER:
-            await self._write_status(key, obj, out(State.WAIT_APPLIED, message=res.message))
-            return 0.1
-        await self._namespace_metadata(obj, rel.namespace)
-        await self._uninstall_orphans(obj, keep=(rel.namespace, rel.name))
-        await self._write_status(key, obj, out(State.READY))
-        return self.config.resync_seconds
+            return done(State.WAIT_APPLIED, 0.1, message=res.message)
+        await self._namespace_metadata(t.helmapp, rel.namespace, conn)
+        await self._uninstall_orphans(obj, keep=(rel.namespace, rel.name), conn=conn)
+        return await self._ready(key, t, conn, rel.namespace, rel.name, chart)
 
-    async def _uninstall_orphans(self, obj: Mapping[str, Any], keep: tuple[str, str] | None) -> bool:
-        """Uninstalls this HelmApp's releases other than ``keep`` (left behind when spec.helm.releaseName or
-        the namespace changed). True when none is left."""
+    async def _ready(
+        self, key: Key, t: ClusterTarget, conn: _Conn, namespace: str, name: str, chart: FetchedChart
+    ) -> _ClusterResult:
+        """Ready, or NotReady while objects of the release are not (checked only with a LiveResources)."""
+        resources = None
+        if self.live is not None and conn.api is not None:
+            try:
+                info = await conn.releases.read(namespace, name)
+                if info is not None:
+                    core = conn.core if conn.core is not None else None
+                    resources = await self.live.states(conn.api, core, t.id, namespace, name, info.revision)
+            except (TimeoutError, OSError, aiohttp.ClientError):
+                if not conn.local:
+                    raise  # the cluster went away: reported as unreachable by the caller
+                log.warning("HelmApp %s/%s: resource states not read on %s", *key, t.describe())
+            except Exception as exc:
+                log.warning("HelmApp %s/%s: resource states not read on %s: %s", *key, t.describe(), _brief(exc))
+        bad = [r for r in resources or () if r.state != "Ready"]
+        rkey = (key[0], key[1], t.id)
+        if bad:
+            n = self._not_ready.get(rkey, 0) + 1
+            self._not_ready[rkey] = n
+            delay = min(self.config.resync_seconds, backoff(n, base=self.config.backoff_base_seconds, cap=60.0))
+            state = State.NOT_READY
+        else:
+            self._not_ready.pop(rkey, None)
+            delay, state = self.config.resync_seconds, State.READY
+        outcome = ClusterOutcome(t.name, t.namespace, state, resources=resources)
+        return _ClusterResult(outcome, delay=delay, version=chart.version, chart=chart)
+
+    async def _uninstall_orphans(self, obj: Mapping[str, Any], keep: tuple[str, str] | None, conn: _Conn) -> bool:
+        """Uninstalls this HelmApp's releases on ``conn``'s cluster other than ``keep`` (left behind when
+        spec.helm.releaseName or the namespace changed, or the cluster is no longer targeted). True when
+        none is left."""
         key = _key(obj)
         spec = obj.get("spec") or {}
         clean = True
-        for orphan in await self.releases.owned(owner_value(*key)):
-            if (orphan.namespace, orphan.name) == keep or self.driver.holds(orphan.namespace, orphan.name):
+        for orphan in await conn.releases.owned(owner_value(*key)):
+            if (orphan.namespace, orphan.name) == keep or conn.driver.holds(orphan.namespace, orphan.name):
                 continue
             res = await self._timed(
                 "uninstall",
                 uninstall(
-                    self.driver,
+                    conn.driver,
                     orphan.name,
                     orphan.namespace,
                     timeout_seconds=int((spec.get("helm") or {}).get("timeoutSeconds") or 0),
@@ -375,22 +627,24 @@ class Reconciler:
             if res.ok:
                 res = ActionResult(True, "Uninstalled", f"{res.message}: no longer this HelmApp's release")
             clean = clean and res.ok
-            await self._events(obj, res)
+            await self._events(obj, res, conn=conn)
         return clean
 
-    async def _namespace_metadata(self, obj: Mapping[str, Any], namespace: str) -> None:
+    async def _namespace_metadata(self, obj: Mapping[str, Any], namespace: str, conn: _Conn) -> None:
         """Fleet's namespaceLabels/namespaceAnnotations, applied to the release namespace (added or
         overwritten, never removed)."""
         spec = obj.get("spec") or {}
         labels, annotations = spec.get("namespaceLabels") or {}, spec.get("namespaceAnnotations") or {}
-        if (labels or annotations) and await self.kube.ensure_namespace_metadata(namespace, labels, annotations):
+        if (labels or annotations) and await conn.kube.ensure_namespace_metadata(namespace, labels, annotations):
             log.info("labelled/annotated namespace %s for HelmApp %s/%s", namespace, *_key(obj))
 
-    async def _recovered_anyway(self, namespace: str, name: str, res: ActionResult) -> ActionResult:
+    async def _recovered_anyway(
+        self, namespace: str, name: str, res: ActionResult, releases: ReleaseReader
+    ) -> ActionResult:
         """A rollback out of pending-* can fail (helm will not adopt objects the pending manifest lacks) yet
         still leave the release proceedable (``failed``): then the stuck state is gone and the next
         reconcile upgrades it like any failed release."""
-        after = await self.releases.read(namespace, name)
+        after = await releases.read(namespace, name)
         if after is not None and after.status.startswith("pending-"):
             return res
         state = after.status if after else "absent"
@@ -402,23 +656,33 @@ class Reconciler:
             revision=after.revision if after else None,
         )
 
-    async def _desired(self, obj: Mapping[str, Any]) -> Desired:
-        name, ns = self.spec.release_name(obj), self.spec.release_namespace(obj)
-        chart = await self.charts.fetch(obj)
-        values = await self.values.render_values(obj, ns)
-        return build_release(obj, release_name=name, release_namespace=ns, chart=chart, values=values)
+    async def _desired(self, t: ClusterTarget, conn: _Conn, charts: dict[str, Any]) -> Desired:
+        """The release for one cluster. Charts are fetched once per distinct chart reference per reconcile
+        (targets may override helm.version)."""
+        helmapp = t.helmapp
+        name, ns = self.spec.release_name(helmapp), self.spec.release_namespace(helmapp)
+        ref = _chart_ref(helmapp)
+        if ref not in charts:
+            charts[ref] = asyncio.ensure_future(self.charts.fetch(helmapp))
+        chart: FetchedChart = await asyncio.shield(charts[ref])
+        render_for = getattr(self.values, "render_for", None)
+        if render_for is not None and not (t.cluster is None and conn.local):
+            values = await render_for(helmapp, ns, t.cluster, None if conn.local else conn.api)
+        else:
+            values = await self.values.render_values(helmapp, ns)
+        return build_release(helmapp, release_name=name, release_namespace=ns, chart=chart, values=values)
 
-    async def _act(self, action: Action, desired: Desired, c: Any) -> ActionResult:
+    async def _act(self, action: Action, desired: Desired, c: Any, driver: HelmDriver) -> ActionResult:
         rel = desired.release
         if action is Action.INSTALL:
-            return await self._timed("install", install(self.driver, rel, take_ownership=rel.take_ownership))
+            return await self._timed("install", install(driver, rel, take_ownership=rel.take_ownership))
         if action is Action.UPGRADE:
-            return await self._timed("upgrade", upgrade(self.driver, rel))
+            return await self._timed("upgrade", upgrade(driver, rel))
         if action is Action.RECOVER:
             return await self._timed(
                 "recover",
                 recover(
-                    self.driver,
+                    driver,
                     c,
                     timeout_seconds=rel.timeout_seconds,
                     service_account=rel.service_account,
@@ -441,17 +705,21 @@ class Reconciler:
         metrics.HELM_OUTCOME_SECONDS.labels(action, outcome).observe(time.monotonic() - start)
         return res
 
-    async def _events(self, obj: Mapping[str, Any], res: ActionResult, suffix: str = "") -> None:
-        key: Key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+    async def _events(
+        self, obj: Mapping[str, Any], res: ActionResult, suffix: str = "", conn: _Conn | None = None
+    ) -> None:
+        """Events on the HelmApp; for a cluster other than the local one the message names it."""
+        where = "" if conn is None or conn.local else f"cluster {conn.name} in namespace {conn.namespace}: "
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"], where)
         now = time.monotonic()
         last = self._last_event.get(key)
         if last and last[:2] == (res.reason, res.message) and now - last[2] < EVENT_REPEAT_SECONDS:
             return  # the same outcome again on retry: one Event (set) per EVENT_REPEAT_SECONDS is enough
         self._last_event[key] = (res.reason, res.message, now)
         if res.reason:
-            await self.kube.event(obj, res.reason, res.message + suffix, warning=not res.ok)
+            await self.kube.event(obj, res.reason, where + res.message + suffix, warning=not res.ok)
         for reason, message in res.extra_events:
-            await self.kube.event(obj, reason, message + suffix, warning=True)
+            await self.kube.event(obj, reason, where + message + suffix, warning=True)
 
     async def _write_status(self, key: Key, obj: Mapping[str, Any], outcome: Outcome) -> None:
         live = obj.get("status") or {}
@@ -461,6 +729,53 @@ class Reconciler:
         out = await self.kube.patch_status(key[0], key[1], status_patch(live, desired))
         if out is None:
             log.debug("HelmApp %s/%s vanished before its status was written", *key)
+
+
+@dataclass
+class _Conn:
+    """One cluster as the reconciler uses it (the local one, or a helmops.clusters Connection)."""
+
+    name: str
+    namespace: str
+    driver: Any
+    releases: ReleaseReader
+    api: Any
+    kube: Any
+    local: bool = False
+
+    @property
+    def core(self) -> Any:
+        return getattr(self.releases, "_core", None) or getattr(self.kube, "core", None)
+
+
+@dataclass
+class _ClusterResult:
+    outcome: ClusterOutcome
+    delay: float | None = None
+    failed: bool = False
+    accepted_error: str | None = None
+    stalled: bool = False
+    version: str | None = None
+    chart: FetchedChart | None = None
+
+
+def _brief(exc: BaseException) -> str:
+    """A one-line, secret-free description of an API/connection failure."""
+    status = getattr(exc, "status", None)
+    if status is not None and getattr(exc, "reason", None):
+        return f"{status} {exc.reason}"  # type: ignore[attr-defined]
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+def _chart_ref(helmapp: Mapping[str, Any]) -> str:
+    """What identifies a chart fetch (targets may override helm.version/repo/chart)."""
+    spec = helmapp.get("spec") or {}
+    helm = spec.get("helm") or {}
+    return json.dumps(
+        [helm.get("repo"), helm.get("chart"), str(helm.get("version") or ""), spec.get("helmSecretName")],
+        default=str,
+    )
 
 
 def _key(obj: Mapping[str, Any]) -> Key:
