@@ -358,6 +358,7 @@ class Reconciler:
                 stalled=True,
             )
             await self._write_status(key, obj, outcome)
+            await self._events(obj, ActionResult(False, "InvalidSpec", "invalid spec: " + "; ".join(problems)))
             return self._retry_in(key)
 
         try:
@@ -491,6 +492,7 @@ class Reconciler:
             log.warning(
                 "HelmApp %s/%s not accepted on %s: %s", *key, t.describe(), exc, extra={"helmapp": f"{key[0]}/{key[1]}"}
             )
+            await self._events(obj, ActionResult(False, "NotAccepted", _plain(exc.message)), conn=conn)
             return _ClusterResult(
                 out(State.ERR_APPLIED, error=_plain(exc.message)),
                 failed=True,
