@@ -34,6 +34,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=None,
         help="reconcile only HelmApps labelled fleet.cattle.io/shard-ref=<id> (default: the unlabelled ones)",
     )
+    p.add_argument(
+        "--allow-exec-kubeconfig",
+        action="store_true",
+        help="accept downstream cluster kubeconfigs with exec credential plugins (HELMOPS_ALLOW_EXEC_KUBECONFIG)",
+    )
+    p.add_argument(
+        "--allow-insecure-kubeconfig",
+        action="store_true",
+        help="accept downstream cluster kubeconfigs with insecure-skip-tls-verify (HELMOPS_ALLOW_INSECURE_KUBECONFIG)",
+    )
     p.add_argument("--health-port", type=int, default=None, help="liveness endpoint port (/healthz; 8080)")
     p.add_argument(
         "--metrics-port",
@@ -59,6 +69,8 @@ def run_command(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         shard_id=args.shard_id,
         leader_elect=args.leader_elect,
+        allow_exec_kubeconfig=args.allow_exec_kubeconfig,
+        allow_insecure_kubeconfig=args.allow_insecure_kubeconfig,
     )
     from helmops.controller.app import run
 

@@ -124,6 +124,10 @@ class Settings:
     #: Fleet sharding: reconcile only HelmApps labelled fleet.cattle.io/shard-ref=<id> (None: unlabelled ones).
     shard_id: str | None = None
     extra_protected_namespaces: Sequence[str] = field(default_factory=tuple)
+    #: accept downstream kubeconfigs with exec/auth-provider credential plugins (they run commands).
+    allow_exec_kubeconfig: bool = False
+    #: accept downstream kubeconfigs with insecure-skip-tls-verify.
+    allow_insecure_kubeconfig: bool = False
 
 
 def from_env(
@@ -137,6 +141,8 @@ def from_env(
     metrics_port: int | None = None,
     shard_id: str | None = None,
     leader_elect: bool = False,
+    allow_exec_kubeconfig: bool = False,
+    allow_insecure_kubeconfig: bool = False,
 ) -> Settings:
     kc = kubeconfig or env.get("KUBECONFIG") or None
     mhost, mport = parse_bind_address(env.get("HELMOPS_METRICS_BIND_ADDRESS", ":8081"), 8081)
@@ -167,6 +173,8 @@ def from_env(
         ca_bundle=ca_bundle_refs(env),
         leader_elect=leader_elect,
         lease_times=lease_times(env),
+        allow_exec_kubeconfig=allow_exec_kubeconfig or parse_bool(env.get("HELMOPS_ALLOW_EXEC_KUBECONFIG")),
+        allow_insecure_kubeconfig=allow_insecure_kubeconfig or parse_bool(env.get("HELMOPS_ALLOW_INSECURE_KUBECONFIG")),
     )
 
 
