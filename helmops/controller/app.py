@@ -26,6 +26,11 @@ from typing import Any
 
 from aiohttp import web
 
+from helmops.clusters.connections import Connections
+from helmops.clusters.live import LiveResources
+from helmops.clusters.resolve import DEPLOYED_ANNOTATION
+from helmops.clusters.watch import ClusterIndex
+from helmops.clusters.watch import register as watch_clusters
 from helmops.controller import deps, metrics
 from helmops.controller.day2 import Day2
 from helmops.controller.kube import GROUP, PLURAL, VERSION, Kube, api_client
@@ -66,7 +71,9 @@ def _trigger(body: Mapping[str, Any]) -> tuple[Any, ...]:
     """What makes an event worth a reconcile: everything but status-only changes (as controller-runtime's
     generation/label/annotation predicates, plus deletion and finalizer edits)."""
     meta = body.get("metadata") or {}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_POLL_ANNOTATION}
+    # our own bookkeeping annotations are not worth a reconcile
+    own = (LAST_POLL_ANNOTATION, DEPLOYED_ANNOTATION)
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in own}
     return (
         meta.get("generation"),
         meta.get("deletionTimestamp"),
@@ -165,6 +172,15 @@ async def run_enabled(settings: Settings) -> int:
     log.info("helm %s at %s", driver.helm_version, settings.helm)
     cache = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="helmops-charts-"))
     charts = deps.chart_fetcher(kube, driver, cache, settings.ca_bundle)
+    connections = Connections(
+        api,
+        driver,
+        helm=settings.helm,
+        helm_concurrency=settings.helm_concurrency,
+        term_grace=settings.helm_term_grace_seconds,
+        allow_exec=settings.allow_exec_kubeconfig,
+        allow_insecure=settings.allow_insecure_kubeconfig,
+    )
     reconciler = Reconciler(
         kube,
         driver,
@@ -181,6 +197,8 @@ async def run_enabled(settings: Settings) -> int:
             shard_id=settings.shard_id,
             protected_namespaces=tuple(settings.extra_protected_namespaces),
         ),
+        clusters=connections,
+        live=LiveResources(),
     )
     queue: WorkQueue[Key] = WorkQueue()
     busy = 0
@@ -207,6 +225,8 @@ async def run_enabled(settings: Settings) -> int:
 
     registry = kopf.OperatorRegistry()
     seen: dict[Key, tuple[Any, ...]] = {}
+    cluster_index = ClusterIndex(queue.add)  # Cluster/ClusterGroup changes re-queue their namespace's HelmApps
+    watch_clusters(registry, cluster_index)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> Any:
@@ -222,7 +242,9 @@ async def run_enabled(settings: Settings) -> int:
             seen.pop(key, None)
             queue.forget(key)
             day2.forget(key)
+            cluster_index.helmapp(key, False)
             return
+        cluster_index.helmapp(key, True)
         day2.observe(body)
         trigger = _trigger(body)
         if seen.get(key) == trigger:
@@ -303,6 +325,7 @@ async def run_enabled(settings: Settings) -> int:
         for w in workers:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        await connections.close()
         await driver.close()
         close_charts = getattr(charts, "close", None)
         if close_charts is not None:
