@@ -45,6 +45,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--polling-interval", type=int, default=15, help="poll: pollingInterval seconds (default 15)")
     p.add_argument("--repeat", type=int, default=1,
                    help="throughput: repetitions per N (baseline and helmops alternate; medians reported)")
+    p.add_argument("--src", default=None, metavar="REV",
+                   help="run the controller from a git archive of helmops/ at REV (e.g. HEAD) instead of the "
+                        "working tree, so edits in progress do not change what is measured")
     p.add_argument("--force", action="store_true",
                    help="run fanout/poll even when the controller looks like it lacks the feature")
     return p
@@ -72,6 +75,7 @@ def options(argv: Sequence[str] | None = None) -> list[Options]:
             polling_interval=a.polling_interval,
             force=a.force,
             repeat=a.repeat,
+            src=a.src,
         ))
     return out
 
@@ -97,27 +101,35 @@ def runner(name: str) -> tuple[Runner, bool]:
 
 
 def run_scenario(opts: Options) -> int:
+    import tempfile
+
     from helmops.bench import stack
     from helmops.testing.tools import ensure_all
 
     tools = ensure_all()
-    versions = stack.versions(tools)
-    fn, with_repo = runner(opts.scenario)
-    print(f"\n== {opts.scenario} (sizes {', '.join(map(str, opts.sizes))}; {stack.cpus()} CPUs; "
-          f"load {stack.loadavg()}) ==", flush=True)
-    code = 0
-    skip = _skip_reason(opts)
-    if skip and not opts.force:
-        figures: dict[str, Any] = {"skipped": skip}
-        runs: list[dict[str, Any]] = []
-        print(f"skipped: {skip}")
-    else:
-        try:
-            with stack.stack(tools, opts.scenario, with_repo=with_repo) as st:
-                figures, runs = fn(tools, st, opts)
-        except Exception as exc:
-            traceback.print_exc()
-            figures, runs, code = {"error": f"{type(exc).__name__}: {exc}"}, [], 1
+    with tempfile.TemporaryDirectory(prefix="helmops-bench-src-") as tmp:
+        src, rev = None, None
+        if opts.src:
+            src = Path(tmp)
+            rev = stack.snapshot(opts.src, src)
+            stack.say(f"controller runs from {opts.src} = {rev} (git archive in {src})")
+        versions = stack.versions(tools, rev)
+        fn, with_repo = runner(opts.scenario)
+        print(f"\n== {opts.scenario} (sizes {', '.join(map(str, opts.sizes))}; {stack.cpus()} CPUs; "
+              f"load {stack.loadavg()}) ==", flush=True)
+        code = 0
+        skip = _skip_reason(opts, (src / "helmops" / "controller") if src else None)
+        if skip and not opts.force:
+            figures: dict[str, Any] = {"skipped": skip}
+            runs: list[dict[str, Any]] = []
+            print(f"skipped: {skip}")
+        else:
+            try:
+                with stack.stack(tools, opts.scenario, with_repo=with_repo, src=src) as st:
+                    figures, runs = fn(tools, st, opts)
+            except Exception as exc:
+                traceback.print_exc()
+                figures, runs, code = {"error": f"{type(exc).__name__}: {exc}"}, [], 1
     if any("error" in r for r in runs) or "error" in figures:
         code = 1
     figures.setdefault("load_at_end", stack.loadavg())
@@ -127,13 +139,13 @@ def run_scenario(opts: Options) -> int:
     return code
 
 
-def _skip_reason(opts: Options) -> str | None:
+def _skip_reason(opts: Options, controller_dir: Path | None) -> str | None:
     if opts.scenario == "fanout":
         from helmops.bench.fanout import unsupported
-        return unsupported()
+        return unsupported(controller_dir)
     if opts.scenario == "poll":
         from helmops.bench.poll import unsupported
-        return unsupported()
+        return unsupported(controller_dir)
     return None
 
 

@@ -17,7 +17,6 @@ from typing import Any
 from helmops.bench import report
 from helmops.bench.options import Options
 from helmops.bench.stack import (
-    Controller,
     Stack,
     controller_env,
     cpus,
@@ -38,8 +37,8 @@ def run_one(tools: Tools, st: Stack, opts: Options, n: int, chart_ref: str) -> d
     assert st.cp is not None
     ns, rel_ns = f"curve-{n}", f"curve-{n}-rel"
     st.apply([namespace_doc(ns), namespace_doc(rel_ns), plain_http_secret(ns)], f"curve-{n}-setup")
-    ctl = Controller(st.cp.kubeconfig, tools.helm, st.workdir, [ns], name=f"controller-curve-{n}",
-                     env=controller_env(opts.workers, opts.helm_concurrency)).start()
+    ctl = st.controller(f"controller-curve-{n}", [ns],
+                        env=controller_env(opts.workers, opts.helm_concurrency)).start()
     fig: dict[str, Any] = {"n": n, "idle_rss_mb": ctl.rss_mb()}
     try:
         say(f"curve n={n}")

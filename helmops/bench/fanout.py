@@ -19,7 +19,6 @@ from helmops.bench import report
 from helmops.bench.options import Options
 from helmops.bench.stack import (
     Api,
-    Controller,
     Stack,
     controller_env,
     kubeconfig_secret,
@@ -97,8 +96,8 @@ def run_one(tools: Tools, st: Stack, opts: Options, c: int, planes: list[Control
     for i, name in enumerate(names):
         setup += [kubeconfig_secret(planes[i % len(planes)], ns, f"kubeconfig-{name}"), _cluster(ns, name)]
     st.apply(setup, f"fanout-{c}-setup")
-    ctl = Controller(st.cp.kubeconfig, tools.helm, st.workdir, [ns], name=f"controller-fanout-{c}",
-                     env=controller_env(opts.workers, opts.helm_concurrency)).start()
+    ctl = st.controller(f"controller-fanout-{c}", [ns],
+                        env=controller_env(opts.workers, opts.helm_concurrency)).start()
     fig: dict[str, Any] = {"clusters": c, "planes": min(c, len(planes))}
     before = len(st.registry.requests())
     try:

@@ -33,6 +33,8 @@ class Options:
     polling_interval: int = 15
     force: bool = False
     repeat: int = 1
+    #: a git revision whose helmops/ the controller runs from (None: the working tree).
+    src: str | None = None
 
     @property
     def largest(self) -> int:

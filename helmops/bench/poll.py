@@ -13,7 +13,6 @@ from typing import Any
 from helmops.bench import report
 from helmops.bench.options import Options
 from helmops.bench.stack import (
-    Controller,
     Stack,
     controller_env,
     loadavg,
@@ -47,8 +46,8 @@ def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[di
     ns, rel_ns = "poll", "poll-rel"
     st.apply([namespace_doc(ns), namespace_doc(rel_ns), plain_http_secret(ns)], "poll-setup")
     fig: dict[str, Any] = {"interval_s": interval, "target_seconds": interval + 10, "load_before": loadavg()}
-    ctl = Controller(st.cp.kubeconfig, tools.helm, st.workdir, [ns], name="controller-poll",
-                     env=controller_env(opts.workers, opts.helm_concurrency)).start()
+    ctl = st.controller("controller-poll", [ns],
+                        env=controller_env(opts.workers, opts.helm_concurrency)).start()
     try:
         start = time.monotonic()
         st.apply(oci_helmapps(ns, n, chart_ref, "^1.0.0", rel_ns, polling_interval=f"{interval}s"), "poll")

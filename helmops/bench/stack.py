@@ -54,12 +54,14 @@ def _first_line(argv: Sequence[str]) -> str:
     return text.splitlines()[0] if text else "unknown"
 
 
-def versions(tools: Tools) -> dict[str, str]:
+def versions(tools: Tools, src_rev: str | None = None) -> dict[str, str]:
+    """Tool versions; helmops as package version plus the commit the controller ran from (``-dirty``: the
+    working tree, uncommitted edits included)."""
     try:
         own = importlib.metadata.version("helmops")
     except importlib.metadata.PackageNotFoundError:
         own = "unknown"
-    rev = _first_line(["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"])
+    rev = src_rev or _first_line(["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"])
     return {
         "helm": _first_line([str(tools.helm), "version", "--short"]),
         "kube-apiserver": _first_line([str(tools.kube_apiserver), "--version"]).replace("Kubernetes ", ""),
@@ -208,6 +210,7 @@ class Stack:
     repo: ChartRepo | None = None
     charts: ChartFactory | None = None
     extra_planes: list[ControlPlane] = field(default_factory=list)
+    controller_src: Path = REPO_ROOT
 
     @property
     def api(self) -> Api:
@@ -229,6 +232,13 @@ class Stack:
                                            "--timeout=10s", check=False).returncode == 0,
                         what="HelmApp CRD established", timeout=90, interval=1)
         return self
+
+    def controller(self, name: str, namespaces: Sequence[str], env: Mapping[str, str],
+                   helm: Path | None = None) -> Controller:
+        """A (not yet started) ``helmops run`` against this stack's control plane."""
+        assert self.cp is not None
+        return Controller(self.cp.kubeconfig, helm or self.tools.helm, self.workdir, namespaces, env=env,
+                          name=name, src=self.controller_src)
 
     def add_plane(self, name: str) -> ControlPlane:
         plane = ControlPlane(self.tools, name=name, workdir=self.workdir / name).start()
@@ -276,9 +286,9 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(tools: Tools, name: str, with_repo: bool = False) -> Iterator[Stack]:
+def stack(tools: Tools, name: str, with_repo: bool = False, src: Path | None = None) -> Iterator[Stack]:
     workdir = Path(tempfile.mkdtemp(prefix=f"helmops-bench-{name}-"))
-    s = Stack(tools, workdir, with_repo=with_repo)
+    s = Stack(tools, workdir, with_repo=with_repo, controller_src=src or REPO_ROOT)
     try:
         yield s.start()
     finally:
@@ -293,6 +303,18 @@ def kubeconfig_secret(plane: ControlPlane, namespace: str, name: str) -> dict[st
     """A Fleet-style kubeconfig Secret (key ``value``) for a downstream cluster."""
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
             "data": {"value": base64.b64encode(plane.kubeconfig.read_bytes()).decode()}}
+
+
+def snapshot(rev: str, dest: Path) -> str:
+    """``git archive`` of ``helmops/`` at ``rev`` into ``dest`` (so edits in progress in the working tree do
+    not change the controller under test); returns the resolved commit."""
+    sha = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", f"{rev}^{{commit}}"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", sha, "helmops"], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return sha
 
 
 # --- helm, directly --------------------------------------------------------------------------------------
@@ -336,6 +358,8 @@ class Controller:
     namespaces: Sequence[str]
     env: Mapping[str, str] = field(default_factory=dict)
     name: str = "controller"
+    #: the source tree ``helmops`` is imported from (a ``git archive`` snapshot with ``--src``).
+    src: Path = REPO_ROOT
     metrics_port: int = 0
     health_port: int = 0
     popen: subprocess.Popen[bytes] | None = None
@@ -356,13 +380,15 @@ class Controller:
         env = {k: v for k, v in os.environ.items() if k != "EXPERIMENTAL_HELM_OPS"}
         env.update({"HELMOPS_HELM": str(self.helm), "PYTHONUNBUFFERED": "1",
                     "HELMOPS_METRICS_BIND_ADDRESS": f"127.0.0.1:{self.metrics_port}"})
+        if self.src != REPO_ROOT:
+            env["PYTHONPATH"] = str(self.src)
         env.update(self.env)
         argv: list[str] = [sys.executable, "-m", "helmops.cli.main", "run", "--enable-helmops",
                            "--kubeconfig", str(self.kubeconfig), "--health-port", str(self.health_port)]
         for ns in self.namespaces:
             argv += ["--namespace", ns]
         self.started_at = time.monotonic()
-        self.popen = proc.start(argv, self.log, env=env, cwd=REPO_ROOT)
+        self.popen = proc.start(argv, self.log, env=env, cwd=self.src)
         proc.wait_until(lambda: bool(self.metrics_text()), what=f"helmops ({self.name}) metrics", timeout=timeout,
                         proc=self.popen, log_path=self.log)
         return self

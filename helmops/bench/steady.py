@@ -77,8 +77,8 @@ def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[di
                            "resync_seconds": opts.resync_seconds, "load_before": loadavg(), "targets": TARGETS}
 
     say(f"steady n={n}: installing with a first controller")
-    first = Controller(st.cp.kubeconfig, tools.helm, st.workdir, [ns], name="controller-install",
-                       env=controller_env(opts.workers, opts.helm_concurrency)).start()
+    first = st.controller("controller-install", [ns],
+                        env=controller_env(opts.workers, opts.helm_concurrency)).start()
     try:
         start = time.monotonic()
         st.apply(oci_helmapps(ns, n, chart_ref, "1.0.0", rel_ns), "steady")
@@ -90,8 +90,7 @@ def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[di
     helm_log = st.workdir / "helm-calls.log"
     wrapper = write_helm_wrapper(st.workdir / "helm-logging", tools.helm, helm_log)
     say(f"steady n={n}: restarting with a logging helm and HELMOPS_RESYNC_SECONDS={opts.resync_seconds:g}")
-    ctl = Controller(st.cp.kubeconfig, wrapper, st.workdir, [ns], name="controller-steady",
-                     env=controller_env(opts.workers, opts.helm_concurrency,
+    ctl = st.controller("controller-steady", [ns], helm=wrapper, env=controller_env(opts.workers, opts.helm_concurrency,
                                         HELMOPS_RESYNC_SECONDS=f"{opts.resync_seconds:g}"))
     passes: list[dict[str, Any]] = []
     try:

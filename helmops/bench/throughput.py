@@ -10,7 +10,6 @@ from typing import Any
 from helmops.bench import report
 from helmops.bench.options import Options
 from helmops.bench.stack import (
-    Controller,
     Stack,
     controller_env,
     helm_baseline,
@@ -49,8 +48,8 @@ def run_one(tools: Tools, st: Stack, opts: Options, n: int, rep: int = 0) -> dic
 
     ns, rel_ns = f"tp-{n}-{rep}", f"tp-{n}-{rep}-rel"
     st.apply([namespace_doc(ns), namespace_doc(rel_ns), plain_http_secret(ns)], f"{ns}-setup")
-    ctl = Controller(st.cp.kubeconfig, tools.helm, st.workdir, [ns], name=f"controller-{ns}",
-                     env=controller_env(opts.workers, w)).start()
+    ctl = st.controller(f"controller-{ns}", [ns],
+                        env=controller_env(opts.workers, w)).start()
     try:
         docs = oci_helmapps(ns, n, chart_ref, "1.0.0", rel_ns)
         say(f"throughput n={n}: helmops, {opts.workers} workers, helm concurrency {w}")
