@@ -49,7 +49,7 @@ def object_path(ref: ObjectRef) -> str:
 
 async def get_json(api: Any, path: str) -> tuple[int, Any]:
     """A raw authenticated GET with the ApiClient (any kind, no typed model)."""
-    method, url, headers, _, _ = api.param_serialize(
+    method, url, headers, _, _ = await api.param_serialize(
         "GET", path, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"]
     )
     resp = await api.call_api(method, url, header_params=headers, _request_timeout=REQUEST_TIMEOUT)
