@@ -41,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,
                    help="HELMOPS_RECONCILER_WORKERS (default: twice the helm concurrency)")
     p.add_argument("--resync-seconds", type=float, default=45.0,
-                   help="steady: HELMOPS_RESYNC_SECONDS of the restarted controller (default 45)")
+                   help="steady: HELMOPS_RESYNC_PERIOD (seconds) of the restarted controller (default 45)")
     p.add_argument("--polling-interval", type=int, default=15, help="poll: pollingInterval seconds (default 15)")
     p.add_argument("--repeat", type=int, default=1,
                    help="throughput: repetitions per N (baseline and helmops alternate; medians reported)")

@@ -36,7 +36,7 @@ def unsupported(controller_dir: Path | None = None) -> str | None:
     if "pollingInterval" in text or "polling_interval" in text:
         return None
     return ("the controller does not poll chart sources: helmops/controller never reads spec.pollingInterval "
-            "(a new chart version is only seen on a spec change or the HELMOPS_RESYNC_SECONDS re-check)")
+            "(a new chart version is only seen on a spec change or the periodic resync)")
 
 
 def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[dict[str, Any]]]:
