@@ -53,7 +53,7 @@ def metric_lines(ctl: Controller) -> list[str]:
     return [ln for ln in (got[1] if got else "").splitlines() if ln and not ln.startswith("#")]
 
 
-def metric(ctl: Controller, name: str, **labels: str) -> float | None:
+def metric(ctl: Controller, name: str, /, **labels: str) -> float | None:
     """The value of one series (all given labels must match); None when absent."""
     for ln in metric_lines(ctl):
         m = re.match(r"^([a-zA-Z_:][\w:]*)(\{(.*)\})? (\S+)$", ln)
@@ -65,7 +65,7 @@ def metric(ctl: Controller, name: str, **labels: str) -> float | None:
     return None
 
 
-def series(ctl: Controller, name: str, **labels: str) -> list[str]:
+def series(ctl: Controller, name: str, /, **labels: str) -> list[str]:
     out = []
     for ln in metric_lines(ctl):
         if not ln.startswith(name + "{") and not ln.startswith(name + " "):
