@@ -150,8 +150,18 @@ def _skip_reason(opts: Options, controller_dir: Path | None) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import dataclasses
+    import subprocess
+
+    from helmops.testing.tools import REPO_ROOT
+
     code = 0
-    for opts in options(argv):
+    all_opts = options(argv)
+    if all_opts[0].src:  # one commit for every scenario, even if the branch moves while they run
+        sha = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", f"{all_opts[0].src}^{{commit}}"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        all_opts = [dataclasses.replace(o, src=sha) for o in all_opts]
+    for opts in all_opts:
         code |= run_scenario(opts)
     return code
 
