@@ -1,0 +1,109 @@
+"""The controller's side of targeting: effective per-cluster specs, bookkeeping, kubeconfig checks, the
+namespace index that turns Cluster events into HelmApp reconciles (pure parts)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from helmops.clusters.connections import check_kubeconfig
+from helmops.clusters.resolve import DEPLOYED_ANNOTATION, deployed_clusters, deployed_value, resolve_targets
+from helmops.clusters.watch import ClusterIndex
+
+
+def _cluster(name: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns", "labels": labels or {}}, "spec": spec}
+
+
+def _app(targets: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "app", "namespace": "ns"},
+        "spec": {"helm": {"chart": "hello", "version": "1.0.0", "values": {"a": 1}}, "targets": targets or [], **spec},
+    }
+
+
+def test_empty_targets_is_the_local_cluster() -> None:
+    [t] = resolve_targets(_app(paused=True), [_cluster("other", {"env": "x"})])
+    assert (t.name, t.namespace, t.cluster, t.paused) == ("local", "ns", None, True)
+    assert "targets" not in t.helmapp["spec"]
+
+
+def test_first_match_wins_with_per_target_options_and_do_not_deploy() -> None:
+    targets = [
+        {"clusterName": "skip", "doNotDeploy": True},
+        {"clusterSelector": {"matchLabels": {"env": "prod"}}, "helm": {"version": "2.0.0", "values": {"b": 2}}},
+        {"name": "rest", "clusterSelector": {}, "namespace": "other"},
+    ]
+    clusters = [
+        _cluster("skip", {"env": "prod"}),
+        _cluster("p", {"env": "prod"}, paused=True),
+        _cluster("d", {"env": "dev"}),
+        {"metadata": {"name": "elsewhere", "namespace": "other-ns", "labels": {"env": "prod"}}, "spec": {}},
+    ]
+    got = {t.name: t for t in resolve_targets(_app(targets), clusters)}
+    assert sorted(got) == ["d", "p"]
+    p, d = got["p"], got["d"]
+    assert p.target_name == "target001" and p.paused
+    assert p.helmapp["spec"]["helm"]["version"] == "2.0.0" and p.helmapp["spec"]["helm"]["values"] == {"a": 1, "b": 2}
+    assert d.target_name == "rest" and d.helmapp["spec"]["namespace"] == "other" and not d.paused
+    assert d.helmapp["spec"]["helm"]["version"] == "1.0.0"
+    assert d.id == "ns/d" and d.describe() == "cluster d in namespace ns"
+
+
+def test_cluster_group_targets() -> None:
+    groups = [{"metadata": {"name": "g", "namespace": "ns"}, "spec": {"selector": {"matchLabels": {"env": "dev"}}}}]
+    clusters = [_cluster("a", {"env": "dev"}), _cluster("b", {"env": "prod"})]
+    assert [t.name for t in resolve_targets(_app([{"clusterGroup": "g"}]), clusters, groups)] == ["a"]
+
+
+def test_bookkeeping_annotation() -> None:
+    app = _app()
+    assert deployed_clusters(app) == []
+    app["metadata"]["annotations"] = {DEPLOYED_ANNOTATION: deployed_value(["b", "a", "a"])}
+    assert json.loads(app["metadata"]["annotations"][DEPLOYED_ANNOTATION]) == ["a", "b"]
+    assert deployed_clusters(app) == ["a", "b"]
+    app["metadata"]["annotations"] = {DEPLOYED_ANNOTATION: "not json"}
+    assert deployed_clusters(app) == []
+
+
+@pytest.mark.parametrize(
+    ("config", "exec_ok", "insecure_ok", "refused"),
+    [
+        ({"clusters": [{"cluster": {"server": "https://x"}}], "users": [{"user": {"token": "t"}}]}, False, False, None),
+        ({"clusters": [{"cluster": {}}], "users": [{"user": {"exec": {"command": "aws"}}}]}, False, False, "exec"),
+        ({"clusters": [{"cluster": {}}], "users": [{"user": {"exec": {"command": "aws"}}}]}, True, False, None),
+        ({"clusters": [{"cluster": {"insecure-skip-tls-verify": True}}]}, False, False, "insecure-skip-tls-verify"),
+        ({"clusters": [{"cluster": {"insecure-skip-tls-verify": True}}]}, False, True, None),
+        ({"users": []}, True, True, "no cluster"),
+        ("just a string", True, True, "not a YAML map"),
+    ],
+)
+def test_kubeconfig_checks(config: Any, exec_ok: bool, insecure_ok: bool, refused: str | None) -> None:
+    problem = check_kubeconfig(config, allow_exec=exec_ok, allow_insecure=insecure_ok)
+    if refused is None:
+        assert problem is None
+    else:
+        assert problem is not None and refused in problem
+        assert "aws" not in problem and "https://x" not in problem  # never echoes the kubeconfig
+
+
+def test_cluster_events_requeue_only_their_namespace() -> None:
+    queued: list[tuple[str, str]] = []
+    index = ClusterIndex(queued.append)
+    index.helmapp(("ns", "a"), True)
+    index.helmapp(("ns", "b"), True)
+    index.helmapp(("other", "c"), True)
+    cluster = _cluster("x", {"env": "dev"})
+    assert index.fleet_event("Cluster", "ADDED", cluster) == [("ns", "a"), ("ns", "b")]
+    # the same object again (a status-only update): nothing
+    assert index.fleet_event("Cluster", "MODIFIED", {**cluster, "status": {"x": 1}}) == []
+    relabelled = _cluster("x", {"env": "prod"})
+    assert index.fleet_event("Cluster", "MODIFIED", relabelled) == [("ns", "a"), ("ns", "b")]
+    index.helmapp(("ns", "a"), False)
+    deleted: list[tuple[str, str]] = []
+    index.on_cluster_deleted = lambda ns, name: deleted.append((ns, name))
+    assert index.fleet_event("Cluster", "DELETED", relabelled) == [("ns", "b")]
+    assert deleted == [("ns", "x")]
+    assert ("other", "c") not in queued
