@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import json
 import logging
 import os
 import signal
@@ -115,6 +116,16 @@ def build_argv(
     return argv
 
 
+def utf8_json(data: bytes) -> bytes:
+    """pyhelm3 sends values as ``json.dumps`` output, which escapes characters outside the BMP as UTF-16
+    surrogate pairs (``\\ud83d\\ude80``); helm's YAML parser refuses those ("invalid Unicode character
+    escape"). The same document with raw UTF-8 parses everywhere. Anything that is not JSON is left alone."""
+    try:
+        return json.dumps(json.loads(data), ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return data
+
+
 def _signal_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
@@ -143,6 +154,8 @@ class HelmCommand(pyhelm3.Command):  # type: ignore[misc]
 
     async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
         opts = _CALL.get() or CallOptions()
+        if input is not None:
+            input = utf8_json(input)
         argv = build_argv(self._executable, command, opts, self._cluster_args())
         secrets = [*opts.secrets, *([str(self._kubetoken)] if self._kubetoken else [])]
         shown = " ".join(redact_argv(argv, secrets))
