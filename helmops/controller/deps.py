@@ -213,12 +213,17 @@ class AssembleRenderer:
 
 
 def secret_strings(values: Mapping[str, Any], paths: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
-    """The string leaves under each Secret-derived path of ``values`` (what must never be echoed)."""
+    """The string leaves under each Secret-derived path of ``values`` (what must never be echoed), and the
+    keys below the top level on the way: a Secret's map keys are its content too, and the API server quotes
+    an invalid one back in helm's error (``data[<key>]: Invalid value``). Top-level keys are the chart's
+    own value names."""
     found: set[str] = set()
 
     def leaves(node: Any) -> None:
         if isinstance(node, Mapping):
-            for v in node.values():
+            for k, v in node.items():
+                if len(str(k)) >= 4:
+                    found.add(str(k))
                 leaves(v)
         elif isinstance(node, list):
             for v in node:
@@ -229,6 +234,7 @@ def secret_strings(values: Mapping[str, Any], paths: Iterable[tuple[str, ...]]) 
                 found.add(text)
 
     for path in paths:
+        found.update(str(part) for part in path[1:] if len(str(part)) >= 4)
         node: Any = values
         for part in path:
             node = node.get(part) if isinstance(node, Mapping) else None
