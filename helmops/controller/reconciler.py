@@ -184,7 +184,8 @@ class Reconciler:
         c = await self.clusters.get(t.cluster)
         if c.local:
             return self._local_conn(t.namespace)
-        return _Conn(c.name, c.namespace, c.driver, c.releases, c.api, Kube(c.api), local=False)
+        kube = getattr(c, "kube", None) or Kube(c.api)
+        return _Conn(c.name, c.namespace, c.driver, c.releases, c.api, kube, local=False)
 
     async def _cluster_objects(self, namespace: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         lister = getattr(self.kube, "list_clusters", None)
