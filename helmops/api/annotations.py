@@ -29,6 +29,8 @@ POLLING_INTERVAL = PREFIX + "polling-interval"
 #: Every annotation helmops reads, with what it does.
 KNOWN_ANNOTATIONS: dict[str, str] = {
     POLLING_INTERVAL: "poll the chart source for new versions this often (Go duration; '0' = off)",
+    # written by the controller, not by users: status.lastPollingTriggered where the CRD prunes it
+    PREFIX + "last-polling-triggered": "set by helmops: when the chart source was last polled (RFC 3339)",
 }
 
 

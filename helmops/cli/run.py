@@ -51,7 +51,33 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=None,
         help="Prometheus port (default from HELMOPS_METRICS_BIND_ADDRESS, :8081)",
     )
+    p.add_argument(
+        "--resync-period",
+        default=None,
+        metavar="DURATION",
+        help="re-check in-sync HelmApps this often (Go duration or seconds; HELMOPS_RESYNC_PERIOD, 10m)",
+    )
+    p.add_argument(
+        "--drift-check-period",
+        default=None,
+        metavar="DURATION",
+        help="compare deployed objects with their release this often; 0 = off (HELMOPS_DRIFT_CHECK_PERIOD, 60s)",
+    )
+    p.add_argument(
+        "--drift-delay",
+        default=None,
+        metavar="DURATION",
+        help="wait this long after noticing drift before acting, coalescing bursts (HELMOPS_DRIFT_DELAY, 5s)",
+    )
     p.set_defaults(func=run_command)
+
+
+#: flags that override an environment variable of the same meaning.
+_ENV_FLAGS = {
+    "resync_period": "HELMOPS_RESYNC_PERIOD",
+    "drift_check_period": "HELMOPS_DRIFT_CHECK_PERIOD",
+    "drift_delay": "HELMOPS_DRIFT_DELAY",
+}
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -59,8 +85,13 @@ def run_command(args: argparse.Namespace) -> int:
     from helmops.controller.settings import from_env
 
     logs.configure(args.log_format)
+    env = dict(os.environ)
+    for attr, var in _ENV_FLAGS.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            env[var] = value
     settings = from_env(
-        os.environ,
+        env,
         enable_flag=args.enable_helmops,
         kubeconfig=args.kubeconfig,
         namespaces=args.namespace,

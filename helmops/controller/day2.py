@@ -85,7 +85,11 @@ class Day2:
         else:
             log.warning("polling unavailable: the chart fetcher does not expose helmops.sources")
         self.drift = DriftMonitor(
-            api, queue.add_after, period=settings.drift_check_seconds, delay=settings.drift_delay_seconds
+            api,
+            queue.add_after,
+            period=settings.drift_check_seconds,
+            delay=settings.drift_delay_seconds,
+            busy=driver.holds,
         )
         reconciler.drift = self.drift_message
         sources = getattr(charts, "_sources", None)

@@ -302,8 +302,11 @@ class DriftMonitor:
         period: float,
         delay: float,
         rng: random.Random | None = None,
+        busy: Callable[[str, str], bool] | None = None,
     ) -> None:
         self._api = api
+        #: (namespace, release) → True while helm works on it: mid-upgrade objects are not drift.
+        self._busy = busy
         self._enqueue_after = enqueue_after
         self.period, self.delay = period, delay
         self._rng = rng or random.Random()
@@ -484,7 +487,7 @@ class DriftMonitor:
             if owner is None or owner not in self._tracked:
                 continue
             t = self._tracked[owner]
-            if t.spec.get("paused"):
+            if t.spec.get("paused") or (self._busy is not None and self._busy(m.release_namespace, m.release_name)):
                 continue
             metrics.DRIFT_CHECKS.inc()
             cmp = (t.spec.get("diff") or {}).get("comparePatches") or []
