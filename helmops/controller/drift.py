@@ -316,6 +316,8 @@ class DriftMonitor:
         self._task: asyncio.Task[None] | None = None
         self._dyn: Any = None
         self._unknown_kinds: set[tuple[str, str]] = set()
+        #: kinds whose list failed (e.g. RBAC without list rights): warned once, then quietly retried.
+        self._list_failed: set[tuple[str, str]] = set()
 
     # --- what the controller tells us ---
     def update(self, helmapp: Mapping[str, Any]) -> None:
@@ -468,8 +470,14 @@ class DriftMonitor:
                 out = await dyn.get(res, label_selector=HELM_MANAGED_SELECTOR)
             except Exception as exc:
                 failed.add((api_version, kind))
-                log.warning("drift: cannot list %s %s: %s", api_version, kind, exc)
+                reason = getattr(exc, "reason", None) or exc
+                if (api_version, kind) not in self._list_failed:
+                    self._list_failed.add((api_version, kind))
+                    log.warning("drift: cannot list %s %s (not compared until it can): %s", api_version, kind, reason)
+                else:
+                    log.debug("drift: cannot list %s %s: %s", api_version, kind, reason)
                 continue
+            self._list_failed.discard((api_version, kind))
             for item in (out.to_dict() or {}).get("items") or []:
                 item.setdefault("apiVersion", api_version)
                 item.setdefault("kind", kind)
