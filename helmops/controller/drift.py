@@ -414,11 +414,13 @@ class DriftMonitor:
             log.info("drift: kind %s %s is not served by the cluster; not compared", api_version, kind)
             return None
 
-    async def _releases(self) -> list[_Manifest]:
+    def _core(self) -> Any:
         from kubernetes.aio import client as kclient
 
-        core: Any = kclient.CoreV1Api(self._api)
-        listing = await core.list_secret_for_all_namespaces(label_selector=RELEASE_SELECTOR)
+        return kclient.CoreV1Api(self._api)
+
+    async def _releases(self) -> list[_Manifest]:
+        listing = await self._core().list_secret_for_all_namespaces(label_selector=RELEASE_SELECTOR)
         seen: dict[tuple[str, str], _Manifest] = {}
         fresh: dict[str, _Manifest] = {}
         for item in listing.items or []:

@@ -147,3 +147,140 @@ def test_compare_release_namespaces_and_unknown_kinds() -> None:
     assert found == [Modified(cluster_role, missing=True), Modified(CM, paths=("/data/message",))]
     assert found[0].describe() == "clusterrole.rbac.authorization.k8s.io.v1 r missing"
     assert found[1].status_entry()["patch"] == '{"changed":["/data/message"]}'
+
+
+# --- the monitor, with the API faked at its two edges --------------------------------------------------
+class _Obj:
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+def _release_secret(ns: str, release: str, owner: str, revision: int, manifest: str) -> Any:
+    record = {"name": release, "version": revision, "manifest": manifest}
+    value = base64.b64encode(base64.b64encode(gzip.compress(json.dumps(record).encode()))).decode()
+    labels = {
+        "owner": "helm",
+        "name": release,
+        "status": "deployed",
+        "version": str(revision),
+        "helmops.cattle.io/helmapp": owner,
+    }
+    meta = _Obj(
+        namespace=ns, name=f"sh.helm.release.v1.{release}.v{revision}", labels=labels, resource_version=str(revision)
+    )
+    return _Obj(metadata=meta, data={"release": value})
+
+
+class _Listing:
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"items": [json.loads(json.dumps(i)) for i in self.items]}
+
+
+class FakeMonitor:
+    """DriftMonitor with a fake core API and dynamic client; counts API calls."""
+
+    def __new__(cls, secrets: list[Any], live: dict[str, list[dict[str, Any]]]) -> Any:
+        from helmops.controller.drift import DriftMonitor
+
+        calls: list[str] = []
+        enqueued: list[tuple[Any, float]] = []
+
+        class Core:
+            async def list_secret_for_all_namespaces(self, label_selector: str) -> Any:
+                calls.append(f"secrets {label_selector}")
+                return _Obj(items=secrets)
+
+        class Resource:
+            def __init__(self, kind: str) -> None:
+                self.kind, self.namespaced = kind, kind != "ClusterRole"
+
+        class Resources:
+            async def get(self, api_version: str, kind: str) -> Any:
+                if kind == "Widget":
+                    raise LookupError("not served")
+                return Resource(kind)
+
+        class Dyn:
+            resources = Resources()
+
+            async def get(self, res: Any, label_selector: str) -> Any:
+                calls.append(f"list {res.kind} {label_selector}")
+                return _Listing(live.get(res.kind, []))
+
+        class M(DriftMonitor):
+            def _core(self) -> Any:
+                return Core()
+
+            async def _dynamic(self) -> Any:
+                return Dyn()
+
+        m = M(None, lambda key, delay: enqueued.append((key, delay)), period=60, delay=0.01)
+        m.calls, m.enqueued = calls, enqueued
+        return m
+
+
+def _helmapp(name: str, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"namespace": "apps", "name": name}, "spec": spec}
+
+
+def test_monitor_check_costs_one_list_per_kind_and_enqueues_once() -> None:
+    import asyncio
+
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {n}\ndata:\n  message: hi\n"
+    n = 50
+    secrets = [_release_secret("t", f"r{i}", f"apps.h{i}", 1, manifest.format(n=f"cm{i}")) for i in range(n)]
+    live = {"ConfigMap": [live_cm(message="hi") | {"metadata": {"name": f"cm{i}", "namespace": "t"}} for i in range(n)]}
+    live["ConfigMap"][7]["data"] = {"message": "edited"}
+
+    async def go() -> None:
+        m = FakeMonitor(secrets, live)
+        for i in range(n):
+            m.update(_helmapp(f"h{i}", correctDrift={"enabled": i == 7}))
+        found = await m.check()
+        assert m.calls == [
+            "secrets owner=helm,status=deployed,helmops.cattle.io/managed-by=helmops",
+            "list ConfigMap app.kubernetes.io/managed-by=Helm",
+        ]  # 2 API calls for 50 HelmApps
+        drifted = {k: v for k, v in found.items() if v}
+        assert list(drifted) == [("apps", "h7")]
+        assert drifted[("apps", "h7")][0].describe() == "configmap.v1 t/cm7 modified /data/message"
+        assert m.should_correct(("apps", "h7")) and not m.should_correct(("apps", "h8"))
+        await m.check()  # the same drift again within the delay: still one enqueue
+        await asyncio.sleep(0.05)
+        assert m.enqueued == [(("apps", "h7"), 0.0)]
+        m.cleared(("apps", "h7"))
+        assert m.modified(("apps", "h7")) == ()
+        # paused: not checked, and its drift is cleared
+        m.update(_helmapp("h7", paused=True))
+        await m.check()
+        assert m.modified(("apps", "h7")) == ()
+        await m.stop()
+
+    asyncio.run(go())
+
+
+def test_monitor_ignores_untracked_releases_and_unknown_kinds() -> None:
+    import asyncio
+
+    manifest = (
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n---\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gone\ndata:\n  a: b\n"
+    )
+    secrets = [
+        _release_secret("t", "mine", "apps.mine", 2, manifest),
+        _release_secret("t", "other", "elsewhere.x", 1, manifest),
+    ]
+
+    async def go() -> None:
+        m = FakeMonitor(secrets, {})
+        m.update(_helmapp("mine"))
+        found = await m.check()
+        assert list(found) == [("apps", "mine")]
+        assert [x.describe() for x in found[("apps", "mine")]] == ["configmap.v1 t/gone missing"]
+        assert m.resources(("apps", "mine")) == 2
+        await m.stop()
+
+    asyncio.run(go())
