@@ -177,11 +177,23 @@ def test_selector_renders_labels_per_cluster(
     mgmt: e2e.Cluster, down: e2e.Cluster, controller: e2e.Controller, chart_repo: Any, ns: str
 ) -> None:
     targets = [{"clusterSelector": {"matchExpressions": [{"key": "env", "operator": "Exists"}]}}]
-    mgmt.apply(app("bysel", ns, chart_repo, targets, values={"message": "${ .ClusterLabels.env }"}))
+    template_values = {"extra": "where: ${ .ClusterName }"}
+    mgmt.apply(
+        app(
+            "bysel",
+            ns,
+            chart_repo,
+            targets,
+            values={"message": "${ .ClusterLabels.env }"},
+            templateValues=template_values,
+        )
+    )
     obj = ready_count(mgmt, "bysel", ns, "2/2")
     target = f"{ns}-target"
     assert (down.configmap("bysel-hello", target) or {}).get("message") == "dev"
     assert (mgmt.configmap("bysel-hello", target) or {}).get("message") == "prod"
+    assert (down.configmap("bysel-hello", target) or {}).get("where") == "downstream"
+    assert (mgmt.configmap("bysel-hello", target) or {}).get("where") == "mgmt"
     st = obj["status"]
     assert st["summary"]["ready"] == 2 and st["summary"]["desiredReady"] == 2
     assert sorted(st["perClusterResourceCounts"]) == [f"{ns}/downstream", f"{ns}/mgmt"]
@@ -274,6 +286,41 @@ def test_deleted_cluster_object_is_reported_not_uninstalled(
     assert down.release_status("gone", target) == "deployed"  # left in place
     e2e.wait_for("0/0", lambda: status(mgmt, "gone", ns).get("display", {}).get("readyBundleDeployments") == "0/0")
     e2e.wait_for("bookkeeping", lambda: deployed(mgmt, "gone", ns) == [])
+
+
+def test_exec_kubeconfig_is_refused_naming_the_cluster(
+    mgmt: e2e.Cluster, controller: e2e.Controller, chart_repo: Any, downstream_cp: ControlPlane, ns: str
+) -> None:
+    kc = downstream_cp.kubeconfig_dict()
+    kc["users"] = [
+        {"name": "admin", "user": {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "true"}}}
+    ]
+    mgmt.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "kc-execy", "namespace": ns},
+            "stringData": {"value": yaml.safe_dump(kc)},
+        }
+    )
+    mgmt.apply(
+        {
+            "apiVersion": "fleet.cattle.io/v1alpha1",
+            "kind": "Cluster",
+            "metadata": {"name": "execy", "namespace": ns},
+            "spec": {"kubeConfigSecret": "kc-execy"},
+        }
+    )
+    mgmt.apply(app("refused", ns, chart_repo, [{"clusterName": "execy"}]))
+
+    def refused() -> str | None:
+        st = status(mgmt, "refused", ns)
+        msg = str(st.get("display", {}).get("message") or "")
+        return msg if "refused" in msg else None
+
+    msg = e2e.wait_for("refusal reported", refused, 90)
+    assert msg.startswith(f"cluster execy in namespace {ns}: kubeconfig secret {ns}/kc-execy refused: ")
+    assert "exec credential plugin" in msg and "--allow-exec-kubeconfig" in msg
 
 
 def test_shards_split_helmapps(
