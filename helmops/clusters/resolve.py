@@ -91,6 +91,14 @@ def resolve_targets(
         _models(clusters, Cluster, "Cluster"),
         _models(groups, ClusterGroup, "ClusterGroup"),
     )
+    # Fleet merges the namespaceLabels/namespaceAnnotations of *all* targets into every deployment.
+    ns_meta = {
+        field: {
+            **(spec.get(field) or {}),
+            **{k: v for t in raw_targets if isinstance(t, Mapping) for k, v in (t.get(field) or {}).items()},
+        }
+        for field in ("namespaceLabels", "namespaceAnnotations")
+    }
     out = []
     for m in matches:
         obj = by_name.get(m.cluster.metadata.name)
@@ -98,6 +106,7 @@ def resolve_targets(
             continue
         raw_target: Mapping[str, Any] = raw_targets[m.target_index] if m.target_index is not None else {}
         merged = merge_deployment_options(base, raw_target)
+        merged.update({field: value for field, value in ns_meta.items() if value})
         paused = bool(spec.get("paused")) or bool((obj.get("spec") or {}).get("paused"))
         out.append(
             ClusterTarget(m.cluster.metadata.name, namespace, obj, {**helmapp, "spec": merged}, m.target_name, paused)

@@ -107,3 +107,16 @@ def test_cluster_events_requeue_only_their_namespace() -> None:
     assert index.fleet_event("Cluster", "DELETED", relabelled) == [("ns", "b")]
     assert deleted == [("ns", "x")]
     assert ("other", "c") not in queued
+
+
+def test_namespace_metadata_of_all_targets_is_merged_into_every_cluster() -> None:
+    app = _app(
+        [
+            {"clusterName": "a", "namespaceLabels": {"t1": "x"}},
+            {"clusterName": "zz", "namespaceAnnotations": {"n": "y"}},
+        ],
+        namespaceLabels={"root": "r"},
+    )
+    [t] = resolve_targets(app, [_cluster("a")])
+    assert t.helmapp["spec"]["namespaceLabels"] == {"root": "r", "t1": "x"}
+    assert t.helmapp["spec"]["namespaceAnnotations"] == {"n": "y"}
