@@ -352,6 +352,11 @@ def test_two_replicas_one_leader_runs_helm_and_sigkill_hands_over(
         wait_ready(cluster, "two", ns)
         assert f"{ns}/two" in b.text()
         assert wait_for("b is leader in metrics", lambda: metric(b, "helmops_leader") == 1.0 or None, 30)
+        # once leading, the same port serves kopf's liveness endpoint (the standby server handed it over)
+        probe = wait_for(
+            "leader /healthz", lambda: (r := _try_http(b, b.health_port, "/healthz")) and "workers" in r[1] and r, 30
+        )
+        assert probe[0] == 200
     finally:
         for c in (a, b):
             if c.proc is not None and c.proc.poll() is None:
