@@ -361,3 +361,42 @@ def test_two_replicas_one_leader_runs_helm_and_sigkill_hands_over(
         for c in (a, b):
             if c.proc is not None and c.proc.poll() is None:
                 assert c.stop() == 0
+
+
+def test_a_leader_that_loses_the_lease_stops_acting(
+    cluster: Cluster, management_cluster: Any, helm_log: tuple[Path, HelmLog], chart_repo: Any, workdir: Path
+) -> None:
+    """Another holder takes the Lease (as after a partition): within the renew deadline the controller stops
+    taking work, starts no helm action, and exits 1 to be restarted as a standby."""
+    ns = make_ns(cluster, "d2ll")
+    system = make_ns(cluster, "d2llsys")
+    env = {
+        "NAMESPACE": system,
+        "CATTLE_ELECTION_LEASE_DURATION": "6s",
+        "CATTLE_ELECTION_RENEW_DEADLINE": "4s",
+        "CATTLE_ELECTION_RETRY_PERIOD": "1s",
+    }
+    a = Controller(management_cluster, helm_log[0], workdir, namespaces=("d2ll-*",), **env)
+    a.start_args = ["--leader-elect"]
+    a.start()
+    try:
+        wait_for("a leads", lambda: " leads " in a.text())
+        cluster.apply(helmapp("one", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
+        wait_ready(cluster, "one", ns)
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        steal = {"spec": {"holderIdentity": "intruder", "renewTime": now, "acquireTime": now,
+                          "leaseDurationSeconds": 3600}}  # fmt: skip
+        cluster.kubectl("patch", "lease", "helmops-leader-election", "-n", system, "--type", "merge",
+                        "-p", json.dumps(steal))  # fmt: skip
+        assert a.proc is not None
+        wait_for("a exits", lambda: a.proc is not None and a.proc.poll() is not None, 60)
+        assert a.proc.returncode == 1, a.text()[-3000:]
+        text = a.text()
+        assert "lost the lease" in text
+        after = text.split("lost the lease", 1)[1]
+        assert "reconcile " not in after  # no reconcile (so no helm action) started after the loss
+        lease = json.loads(cluster.kubectl("get", "lease", "helmops-leader-election", "-n", system, "-o", "json"))
+        assert lease["spec"]["holderIdentity"] == "intruder"  # not released: it was not ours any more
+    finally:
+        if a.proc is not None and a.proc.poll() is None:
+            a.stop()
