@@ -68,3 +68,29 @@ def test_resource_counts_from_status_or_drift() -> None:
     counted = {"resourceCounts": {"desiredReady": 4, "ready": 2, "notReady": 2}}
     got = resource_counts(counted, 0, 0, 0)
     assert (got["resources_desired_ready"], got["resources_not_ready"]) == (4.0, 2.0)
+
+
+def test_resync_requeue_gets_jitter_and_other_delays_do_not() -> None:
+    import asyncio
+    import random
+    from types import SimpleNamespace
+
+    from helmops.controller.day2 import Day2
+    from helmops.controller.queue import WorkQueue
+    from helmops.controller.settings import Settings
+
+    async def go() -> None:
+        settings = Settings(resync_seconds=100.0)
+        reconciler = SimpleNamespace(drift=None)
+        driver = SimpleNamespace(holds=lambda ns, name: False)
+        d = Day2(settings, None, None, driver, reconciler, object(), WorkQueue(), rng=random.Random(3))
+        assert d.poller is None  # no helmops.sources behind this fetcher: polling off, said in the log
+        assert reconciler.drift is not None and reconciler.drift(("ns", "x")) == ""
+        delays = [await d.after_reconcile(("ns", "x"), 100.0) for _ in range(200)]
+        assert all(d is not None and 90.0 <= d <= 110.0 for d in delays)
+        assert len(set(delays)) > 150
+        assert await d.after_reconcile(("ns", "x"), 2.0) == 2.0  # retries/waits keep their delay
+        assert await d.after_reconcile(("ns", "x"), None) is None
+        await d.stop()
+
+    asyncio.run(go())
