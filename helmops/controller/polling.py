@@ -346,22 +346,22 @@ class Poller:
         return result
 
     async def _record(self, obj: Mapping[str, Any], started: datetime, *, ok: bool, message: str) -> None:
-        """Merge-patches ``lastPollingTriggered`` and ``Polled``, guarded by resourceVersion (the
-        conditions list is replaced as a whole); one retry on a conflict. When the status field is pruned,
-        the time goes to an annotation instead (which the event filter ignores)."""
+        """Merge-patches ``lastPollingTriggered``, and ``Polled`` only when it changes: the conditions list
+        is replaced as a whole, so that patch is guarded by resourceVersion (one retry on a conflict), and
+        leaving it out of the common case (same outcome as last time) keeps polls from ever racing the
+        reconciler's status writes. When the status field is pruned, the time goes to an annotation
+        instead (which the event filter ignores)."""
         meta = obj["metadata"]
         ns, name = meta["namespace"], meta["name"]
         for _attempt in range(2):
             live = obj.get("status") or {}
             conds = {c.get("type"): c for c in live.get("conditions") or [] if isinstance(c, Mapping)}
-            cond = polled_condition(ok, message, conds.get(POLLED), self._now())
-            body = {
-                "metadata": {"resourceVersion": obj["metadata"].get("resourceVersion")},
-                "status": {
-                    "lastPollingTriggered": ts(started),
-                    "conditions": with_condition(live.get("conditions"), cond),
-                },
-            }
+            old = conds.get(POLLED) or {}
+            cond = polled_condition(ok, message, old, self._now())
+            body: dict[str, Any] = {"status": {"lastPollingTriggered": ts(started)}}
+            if any(old.get(k, "") != cond[k] for k in ("status", "reason", "message")):
+                body["metadata"] = {"resourceVersion": obj["metadata"].get("resourceVersion")}
+                body["status"]["conditions"] = with_condition(live.get("conditions"), cond)
             try:
                 out = await self.kube.custom.patch_namespaced_custom_object_status(
                     "fleet.cattle.io",

@@ -192,6 +192,13 @@ def test_poll_unchanged_does_not_enqueue() -> None:
     assert result == "unchanged" and queued == []
 
 
+def test_unchanged_polled_condition_is_not_rewritten() -> None:
+    polled = polled_condition(True, "", None, NOW - timedelta(hours=1))
+    obj = {**app(), "status": {"version": "1.0.0", "conditions": [polled]}}
+    _result, kube, _queued, _ = run_poll(obj, "1.0.0")
+    assert kube.custom.status_patches == [{"status": {"lastPollingTriggered": "2026-01-01T12:00:00Z"}}]
+
+
 def test_poll_failure_sets_polled_false_and_posts_an_event() -> None:
     result, kube, queued, _ = run_poll({**app(), "status": {"version": "1.0.0"}}, PollError("repo down"))
     assert result == "error" and queued == []
