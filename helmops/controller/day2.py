@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from helmops.controller import metrics
-from helmops.controller.drift import MAX_NAMED, DriftMonitor
+from helmops.controller.drift import MAX_NAMED, DriftMonitor, decode_release, encode_release
 from helmops.controller.polling import JITTER, Poller, SourcesResolver
 from helmops.controller.queue import WorkQueue
 from helmops.controller.settings import Settings
@@ -190,9 +190,12 @@ class Day2:
         return backoff(n, base=self.settings.backoff_base_seconds, cap=self.settings.backoff_cap_seconds)
 
     async def _drop_failed(self, namespace: str, name: str, after: int) -> bool:
-        """Deletes the storage Secrets of failed revisions newer than ``after`` (keepFailHistory off)."""
+        """keepFailHistory off: deletes the storage Secrets of failed revisions newer than ``after`` and, as
+        helm marked revision ``after`` superseded when its rollback failed, restores it to deployed (label
+        and record), so the history reads as if the attempt never happened. True if a revision was dropped."""
         listing = await self.kube.core.list_namespaced_secret(namespace, label_selector=f"owner=helm,name={name}")
         dropped = False
+        current: Any = None
         for item in listing.items or []:
             labels = dict(item.metadata.labels or {})
             try:
@@ -202,6 +205,16 @@ class Day2:
             if rev > after and labels.get("status") == "failed":
                 await self.kube.core.delete_namespaced_secret(item.metadata.name, namespace)
                 dropped = True
+            elif rev == after:
+                current = item
+        if dropped and current is not None and (current.metadata.labels or {}).get("status") == "superseded":
+            record = decode_release((current.data or {}).get("release", ""))
+            record.setdefault("info", {})["status"] = "deployed"
+            patch = {
+                "metadata": {"labels": {"status": "deployed"}, "resourceVersion": current.metadata.resource_version},
+                "data": {"release": encode_release(record)},
+            }
+            await self.kube.core.patch_namespaced_secret(current.metadata.name, namespace, patch)
         return dropped
 
     # --- metrics ---

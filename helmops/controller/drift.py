@@ -60,6 +60,12 @@ def decode_release(secret_value_b64: str) -> dict[str, Any]:
     return data
 
 
+def encode_release(record: Mapping[str, Any]) -> str:
+    """The inverse of :func:`decode_release`: a value for a Helm storage Secret's ``release`` key."""
+    raw = gzip.compress(json.dumps(record, separators=(",", ":")).encode())
+    return base64.b64encode(base64.b64encode(raw)).decode()
+
+
 def manifest_objects(manifest: str) -> list[dict[str, Any]]:
     """The objects of a rendered manifest (``List`` kinds flattened; empty documents skipped)."""
     out: list[dict[str, Any]] = []
@@ -551,6 +557,7 @@ __all__ = [
     "compare_release",
     "decode_release",
     "differences",
+    "encode_release",
     "ignored_pointers",
     "manifest_objects",
     "remove_pointer",

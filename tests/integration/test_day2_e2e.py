@@ -400,3 +400,34 @@ def test_a_leader_that_loses_the_lease_stops_acting(
     finally:
         if a.proc is not None and a.proc.poll() is None:
             a.stop()
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["drop-failed", "keepFailHistory"])
+def test_failed_drift_correction_history(
+    cluster: Cluster, day2: Controller, chart_repo: Any, helm_log: tuple[Path, HelmLog], keep: bool
+) -> None:
+    """An immutable ConfigMap whose data was changed cannot be rolled back: the attempt fails. Its failed
+    revision stays in Helm's history only with keepFailHistory; otherwise the history reads as before."""
+    ns = make_ns(cluster, "d2")
+    app = helmapp("imm", ns, repo=chart_repo.url, chart="hello", version="0.1.0", values={"message": "one"})
+    app["spec"]["correctDrift"] = {"enabled": True, "keepFailHistory": keep}
+    cluster.apply(app)
+    wait_ready(cluster, "imm", ns)
+    target = f"{ns}-target"
+    before = [(int(s["version"]), s["status"]) for s in cluster.release_secrets("imm", target)]
+    cluster.kubectl("patch", "configmap", "imm-hello", "-n", target, "--type", "merge",
+                    "-p", json.dumps({"immutable": True, "data": {"message": "edited"}}))  # fmt: skip
+    wait_for("DriftCorrectionFailed", lambda: "DriftCorrectionFailed" in cluster.event_reasons("imm", ns), 90)
+
+    def history() -> list[tuple[int, str]]:
+        return [(int(s["version"]), s["status"]) for s in cluster.release_secrets("imm", target)]
+
+    if keep:
+        got = wait_for("a failed revision kept", lambda: (h := history()) and any(st == "failed" for _, st in h) and h)
+        assert got[0][0] == before[0][0] and got[-1][1] == "failed"  # helm's own record of the attempt
+    else:
+        # between attempts (retried with backoff) the history is exactly what it was before the drift
+        wait_for("history as before", lambda: history() == before, 60)
+    assert (cluster.configmap("imm-hello", target) or {}).get("message") == "edited"
+    assert display_state(cluster, "imm", ns) in ("Modified", "")
+    cluster.kubectl("delete", "helmapps.fleet.cattle.io", "imm", "-n", ns, "--wait=false")

@@ -284,3 +284,10 @@ def test_monitor_ignores_untracked_releases_and_unknown_kinds() -> None:
         await m.stop()
 
     asyncio.run(go())
+
+
+def test_encode_release_round_trips() -> None:
+    from helmops.controller.drift import encode_release
+
+    record = {"name": "web", "version": 4, "info": {"status": "deployed"}, "manifest": "a: b\n"}
+    assert decode_release(encode_release(record)) == record
