@@ -2,8 +2,9 @@
 
 ``helm rollback <release> <current revision>`` re-applies the manifest Helm recorded, as a new revision
 with the same chart, values and labels (so the fingerprint still matches and no upgrade follows).
-``--force`` per ``correctDrift.force``. A failed attempt leaves a ``failed`` revision behind; unless
-``keepFailHistory`` it is deleted from Helm's storage, so the history keeps only real deployments.
+``--force`` per ``correctDrift.force``. A failed attempt leaves a ``failed`` revision behind (and the
+current one ``superseded``); unless ``keepFailHistory`` the caller's ``drop_failed`` removes it again, so
+the history keeps only real deployments.
 """
 
 from __future__ import annotations
