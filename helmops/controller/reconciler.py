@@ -237,7 +237,7 @@ class Reconciler:
                     f"cluster {name} in namespace {key[0]}: the Cluster object is gone; its release was not uninstalled"
                 )
                 log.warning("finalize %s/%s: %s", *key, msg)
-                await self.kube.event(obj, "ClusterGone", msg, warning=True)
+                await self._events(obj, ActionResult(False, "ClusterGone", msg))
                 continue
             spec = {k: v for k, v in (obj.get("spec") or {}).items() if k != "targets"}
             todo.append(ClusterTarget(name, key[0], cluster, {**obj, "spec": spec}, "", False))
@@ -440,7 +440,7 @@ class Reconciler:
             if cluster is None and name != LOCAL:
                 msg = f"{where}: the Cluster object is gone; its release was not uninstalled (cannot be reached)"
                 log.warning("HelmApp %s/%s: %s", *key, msg)
-                await self.kube.event(obj, "ClusterGone", msg, warning=True)
+                await self._events(obj, ActionResult(False, "ClusterGone", msg))
                 if self.clusters is not None:
                     await self.clusters.forget(key[0], name)
                 continue
