@@ -1,9 +1,10 @@
 """fanout: one HelmApp targeting C Fleet clusters (C = 1, 3, 6).
 
 Each Cluster (``fleet.cattle.io/v1alpha1``) has ``spec.kubeConfigSecret`` naming a Secret whose ``value`` is
-the kubeconfig of a downstream control plane. To spare RAM and the two cores, at most ``MAX_PLANES``
-control planes are started and Clusters share them round-robin; each target puts its release in its own
-namespace (``fanout-<cluster>``) so clusters sharing a plane do not share a release.
+the kubeconfig of a downstream control plane, one plane per Cluster up to ``MAX_PLANES`` (beyond it Clusters
+share planes round-robin, each target with its own release namespace ``fanout-<cluster>``; note that two
+Clusters on one API server are not something Fleet supports, and the controller at 9bde6c1 flaps between
+install and uninstall when they share one).
 
 Figures: time from the apply to the HelmApp Ready with every cluster ready, chart downloads (GETs of the
 chart layer blob in the registry's access log; target 1 per chart version), tag-list and manifest fetches.
@@ -31,7 +32,7 @@ from helmops.bench.stack import (
 from helmops.testing.controlplane import ControlPlane
 from helmops.testing.tools import REPO_ROOT, Tools
 
-MAX_PLANES = 3
+MAX_PLANES = 6
 COLUMNS = ("clusters", "planes", "seconds", "chart_downloads", "tag_lists", "manifests", "releases_found")
 
 
