@@ -552,7 +552,8 @@ class Reconciler:
             drifted = self.drift(key) if self.drift is not None and conn.local else ""
             if drifted:
                 return done(State.MODIFIED, self.config.resync_seconds, message=drifted)
-            return await self._ready(key, t, conn, rel.namespace, rel.name, chart)
+            revision = live.revision if live is not None else None
+            return await self._ready(key, t, conn, rel.namespace, rel.name, chart, revision)
         if d.action is Action.WAIT:
             return done(State.WAIT_APPLIED, d.wait_seconds, message=d.reason)
         if t.paused:
@@ -574,19 +575,28 @@ class Reconciler:
             return done(State.WAIT_APPLIED, 0.1, message=res.message)
         await self._namespace_metadata(t.helmapp, rel.namespace, conn)
         await self._uninstall_orphans(obj, keep=(rel.namespace, rel.name), conn=conn)
-        return await self._ready(key, t, conn, rel.namespace, rel.name, chart)
+        return await self._ready(key, t, conn, rel.namespace, rel.name, chart, res.revision)
 
     async def _ready(
-        self, key: Key, t: ClusterTarget, conn: _Conn, namespace: str, name: str, chart: FetchedChart
+        self,
+        key: Key,
+        t: ClusterTarget,
+        conn: _Conn,
+        namespace: str,
+        name: str,
+        chart: FetchedChart,
+        revision: int | None = None,
     ) -> _ClusterResult:
-        """Ready, or NotReady while objects of the release are not (checked only with a LiveResources)."""
+        """Ready, or NotReady while objects of the release are not (checked only with a LiveResources).
+        ``revision``: the deployed revision when known (saves reading the release again)."""
         resources = None
         if self.live is not None and conn.api is not None:
             try:
-                info = await conn.releases.read(namespace, name)
-                if info is not None:
-                    core = conn.core if conn.core is not None else None
-                    resources = await self.live.states(conn.api, core, t.id, namespace, name, info.revision)
+                if not revision:
+                    info = await conn.releases.read(namespace, name)
+                    revision = info.revision if info is not None else None
+                if revision:
+                    resources = await self.live.states(conn.api, conn.core, t.id, namespace, name, revision)
             except (TimeoutError, OSError, aiohttp.ClientError):
                 if not conn.local:
                     raise  # the cluster went away: reported as unreachable by the caller
