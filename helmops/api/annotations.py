@@ -31,6 +31,8 @@ KNOWN_ANNOTATIONS: dict[str, str] = {
     POLLING_INTERVAL: "poll the chart source for new versions this often (Go duration; '0' = off)",
     # written by the controller, not by users: status.lastPollingTriggered where the CRD prunes it
     PREFIX + "last-polling-triggered": "set by helmops: when the chart source was last polled (RFC 3339)",
+    # written by the controller: which clusters hold a release of this HelmApp (see helmops.clusters.resolve)
+    PREFIX + "deployed-clusters": "set by helmops: JSON list of the clusters this HelmApp deployed to",
 }
 
 

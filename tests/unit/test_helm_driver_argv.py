@@ -174,4 +174,7 @@ def test_secret_strings_from_values() -> None:
     from helmops.controller.deps import secret_strings
 
     values = {"db": {"password": "hunter22", "port": 5432, "tls": True}, "public": "visible", "list": ["abcd"]}
-    assert secret_strings(values, [("db",), ("list",), ("missing", "x")]) == ("5432", "abcd", "hunter22")
+    # Keys below a Secret-derived subtree are masked too: the API server may quote them back in errors.
+    assert secret_strings(values, [("db",), ("list",), ("missing", "x")]) == (
+        "5432", "abcd", "hunter22", "password", "port"
+    )
