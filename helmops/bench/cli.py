@@ -48,6 +48,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--src", default=None, metavar="REV",
                    help="run the controller from a git archive of helmops/ at REV (e.g. HEAD) instead of the "
                         "working tree, so edits in progress do not change what is measured")
+    p.add_argument("--controller-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for every helmops run the scenario starts (repeatable)")
     p.add_argument("--force", action="store_true",
                    help="run fanout/poll even when the controller looks like it lacks the feature")
     return p
@@ -59,6 +61,9 @@ def options(argv: Sequence[str] | None = None) -> list[Options]:
     a = p.parse_args(argv)
     if a.scenario == "all" and a.json is not None:
         p.error("--json names one file; with 'all' each scenario writes <results-dir>/<scenario>.json")
+    extra_env = dict(item.split("=", 1) for item in a.controller_env if "=" in item)
+    if len(extra_env) != len(a.controller_env):
+        p.error("--controller-env takes KEY=VALUE")
     if a.helm_concurrency < 1 or a.repeat < 1 or (a.workers is not None and a.workers < 1):
         p.error("--helm-concurrency, --workers and --repeat must be at least 1")
     names = SCENARIOS if a.scenario == "all" else (a.scenario,)
@@ -76,6 +81,7 @@ def options(argv: Sequence[str] | None = None) -> list[Options]:
             force=a.force,
             repeat=a.repeat,
             src=a.src,
+            controller_env=tuple(sorted(extra_env.items())),
         ))
     return out
 
@@ -125,8 +131,11 @@ def run_scenario(opts: Options) -> int:
             print(f"skipped: {skip}")
         else:
             try:
-                with stack.stack(tools, opts.scenario, with_repo=with_repo, src=src) as st:
+                with stack.stack(tools, opts.scenario, with_repo=with_repo, src=src,
+                                 controller_env=dict(opts.controller_env)) as st:
                     figures, runs = fn(tools, st, opts)
+                if opts.controller_env:
+                    figures["controller_env"] = dict(opts.controller_env)
             except Exception as exc:
                 traceback.print_exc()
                 figures, runs, code = {"error": f"{type(exc).__name__}: {exc}"}, [], 1

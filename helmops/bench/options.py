@@ -35,6 +35,8 @@ class Options:
     repeat: int = 1
     #: a git revision whose helmops/ the controller runs from (None: the working tree).
     src: str | None = None
+    #: extra environment for every controller a scenario starts (e.g. HELMOPS_DRIFT_CHECK_PERIOD=0).
+    controller_env: tuple[tuple[str, str], ...] = ()
 
     @property
     def largest(self) -> int:

@@ -211,6 +211,7 @@ class Stack:
     charts: ChartFactory | None = None
     extra_planes: list[ControlPlane] = field(default_factory=list)
     controller_src: Path = REPO_ROOT
+    controller_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def api(self) -> Api:
@@ -237,8 +238,8 @@ class Stack:
                    helm: Path | None = None) -> Controller:
         """A (not yet started) ``helmops run`` against this stack's control plane."""
         assert self.cp is not None
-        return Controller(self.cp.kubeconfig, helm or self.tools.helm, self.workdir, namespaces, env=env,
-                          name=name, src=self.controller_src)
+        return Controller(self.cp.kubeconfig, helm or self.tools.helm, self.workdir, namespaces,
+                          env={**env, **self.controller_env}, name=name, src=self.controller_src)
 
     def add_plane(self, name: str) -> ControlPlane:
         plane = ControlPlane(self.tools, name=name, workdir=self.workdir / name).start()
@@ -286,9 +287,11 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(tools: Tools, name: str, with_repo: bool = False, src: Path | None = None) -> Iterator[Stack]:
+def stack(tools: Tools, name: str, with_repo: bool = False, src: Path | None = None,
+          controller_env: Mapping[str, str] | None = None) -> Iterator[Stack]:
     workdir = Path(tempfile.mkdtemp(prefix=f"helmops-bench-{name}-"))
-    s = Stack(tools, workdir, with_repo=with_repo, controller_src=src or REPO_ROOT)
+    s = Stack(tools, workdir, with_repo=with_repo, controller_src=src or REPO_ROOT,
+              controller_env=dict(controller_env or {}))
     try:
         yield s.start()
     finally:

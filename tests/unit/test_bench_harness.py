@@ -229,3 +229,11 @@ def test_repeated_throughput_runs_fold_into_medians() -> None:
     assert median_run(samples[:1]) is samples[0]
     [opts] = cli.options(["throughput", "--repeat", "3"])
     assert opts.repeat == 3
+
+
+def test_controller_env_is_parsed_and_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    [opts] = cli.options(["steady", "--controller-env", "HELMOPS_DRIFT_CHECK_PERIOD=0", "--controller-env", "A=b=c"])
+    assert dict(opts.controller_env) == {"HELMOPS_DRIFT_CHECK_PERIOD": "0", "A": "b=c"}
+    with pytest.raises(SystemExit):
+        cli.options(["steady", "--controller-env", "novalue"])
+    assert "KEY=VALUE" in capsys.readouterr().err
