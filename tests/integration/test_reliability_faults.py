@@ -241,6 +241,7 @@ def test_sources_down_keep_releases_report_and_recover(
             message = wait_for(f"{n} Accepted=False", lambda n=n: _accepted_false(cluster, n, ns))
             assert f"cluster local in namespace {ns}: " in message
             assert "refused" in message.lower() or "unavailable" in message.lower(), message
+            wait_for(f"{n} NotAccepted Event", lambda n=n: "NotAccepted" in cluster.event_reasons(n, ns))
         # a reconcile that needs only what is cached proceeds, also after the index/tag cache TTL (60 s)
         time.sleep(max(0.0, 62 - (time.monotonic() - fetched_at)))
         cluster.apply(helmapp("cached", ns, repo=repo.url, chart="hello", version="0.1.0", values={"message": "cache"}))
