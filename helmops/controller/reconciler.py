@@ -491,7 +491,8 @@ class Reconciler:
             desired = await self._desired(t, conn, charts)
         except DesiredError as exc:
             log.warning(
-                "HelmApp %s/%s not accepted on %s: %s", *key, t.describe(), exc, extra={"helmapp": f"{key[0]}/{key[1]}"}
+                # the error text already names the cluster, as Fleet words it
+                "HelmApp %s/%s not accepted: %s", *key, exc, extra={"helmapp": f"{key[0]}/{key[1]}"}
             )
             await self._events(obj, ActionResult(False, "NotAccepted", _plain(exc.message)), conn=conn)
             return _ClusterResult(
