@@ -37,6 +37,8 @@ from helmops.testing.registry import Registry
 from helmops.testing.tools import REPO_ROOT, Tools
 
 API = "/apis/fleet.cattle.io/v1alpha1"
+#: the controller's per-reconcile log line (text format), counted instead of scraping /metrics.
+RECONCILE_LINE = b" helmops.controller: reconcile "
 CHART = "hello"
 
 
@@ -367,6 +369,8 @@ class Controller:
     health_port: int = 0
     popen: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
+    _log_pos: int = 0
+    _log_count: int = 0
 
     @property
     def log(self) -> Path:
@@ -415,6 +419,19 @@ class Controller:
             if value:
                 out[f"{labels.get('action')}/{labels.get('result')}"] = int(value)
         return out
+
+    def reconcile_lines(self) -> int:
+        """Reconciles so far, counted from the controller's log lines ("reconcile <ns>/<name>: release ...",
+        one per HelmApp and cluster), read incrementally. Unlike scraping /metrics — whose per-HelmApp
+        series cost the controller tens of milliseconds per scrape at a few hundred HelmApps — this costs
+        the measured process nothing."""
+        with open(self.log, "rb") as f:
+            f.seek(self._log_pos)
+            data = f.read()
+        cut = data.rfind(b"\n") + 1
+        self._log_count += data[:cut].count(RECONCILE_LINE)
+        self._log_pos += cut
+        return self._log_count
 
     def cpu(self) -> tuple[float, float]:
         return cpu_of(self.pid)

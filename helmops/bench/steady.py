@@ -9,6 +9,9 @@ Two passes are measured on a controller restarted with a helm wrapper that logs 
 
 Then a fixed window of steady state (timers only: resync, drift checks, polling) gives CPU per minute.
 
+Progress is read from the controller's log, never from /metrics: a scrape costs the controller CPU that
+grows with the number of HelmApps (per-HelmApp series), which would pollute the very figure measured.
+
 Figures per pass: helm invocations (beside the ``helm version`` the driver runs once at start), controller
 CPU seconds (utime+stime from /proc/<pid>/stat), wall time; peak RSS (VmHWM) of the process at the end.
 """
@@ -50,7 +53,7 @@ def _poll_reconciles(ctl: Controller, until: int, timeout: float, what: str,
     seen = {"count": 0}
 
     def check() -> bool:
-        seen["count"] = ctl.reconciles()
+        seen["count"] = ctl.reconcile_lines()
         return seen["count"] >= until
 
     when = wait_until(what, check, timeout, interval=interval, progress=lambda: f"{seen['count']}/{until} reconciles")
@@ -60,11 +63,11 @@ def _poll_reconciles(ctl: Controller, until: int, timeout: float, what: str,
 def _settle(ctl: Controller, quiet: float = 3.0, timeout: float = 60.0) -> tuple[int, float, float]:
     """Waits until the reconcile counter has not moved for ``quiet`` seconds; returns (counter, CPU seconds
     then, idle CPU seconds per second over that quiet stretch)."""
-    last, since, cpu_since = ctl.reconciles(), time.monotonic(), ctl.cpu()[0]
+    last, since, cpu_since = ctl.reconcile_lines(), time.monotonic(), ctl.cpu()[0]
     deadline = since + timeout
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        now = ctl.reconciles()
+        now = ctl.reconcile_lines()
         if now != last:
             last, since, cpu_since = now, time.monotonic(), ctl.cpu()[0]
         elif time.monotonic() - since >= quiet:
@@ -131,12 +134,12 @@ def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[di
         })
         # Steady state beyond the passes: timers only (resync, drift checks, polling), over a fixed window.
         say(f"steady n={n}: measuring {STEADY_WINDOW:.0f}s of steady state")
-        cpu_w0, count_w0, lines_w0 = ctl.cpu()[0], ctl.reconciles(), sum(calls_all.values())
+        cpu_w0, count_w0, lines_w0 = ctl.cpu()[0], ctl.reconcile_lines(), sum(calls_all.values())
         time.sleep(STEADY_WINDOW)
         calls_w = report.helm_calls(helm_log.read_text() if helm_log.exists() else "")
         fig["steady_window_seconds"] = STEADY_WINDOW
         fig["steady_cpu_seconds"] = round(ctl.cpu()[0] - cpu_w0, 2)
-        fig["steady_reconciles"] = ctl.reconciles() - count_w0
+        fig["steady_reconciles"] = ctl.reconcile_lines() - count_w0
         fig["steady_helm_calls"] = sum(calls_w.values()) - lines_w0
         fig["helm_actions_after_restart"] = ctl.helm_actions()
         fig["rss_mb_at_end"] = ctl.rss_mb()

@@ -237,3 +237,18 @@ def test_controller_env_is_parsed_and_checked(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit):
         cli.options(["steady", "--controller-env", "novalue"])
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_reconciles_are_counted_from_the_log_incrementally(tmp_path: Path) -> None:
+    from helmops.bench.stack import Controller
+
+    ctl = Controller(tmp_path / "kubeconfig", tmp_path / "helm", tmp_path, ["ns"], name="c")
+    line = "2026-01-01 00:00:00,000 INFO helmops.controller: reconcile ns/app-{i}: release ns/app-{i} ... -> none\n"
+    ctl.log.write_text("".join(line.format(i=i) for i in range(3)) + "2026 INFO helmops.helm: helm: upgrade\n")
+    assert ctl.reconcile_lines() == 3
+    with open(ctl.log, "a") as f:
+        f.write(line.format(i=3) + "2026 INFO helmops.controller: reconcile ns/app-4: rel")  # line not finished
+    assert ctl.reconcile_lines() == 4
+    with open(ctl.log, "a") as f:
+        f.write("ease ns/app-4\n")
+    assert ctl.reconcile_lines() == 5
