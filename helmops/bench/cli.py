@@ -160,10 +160,16 @@ def _skip_reason(opts: Options, controller_dir: Path | None) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     import dataclasses
+    import signal
     import subprocess
 
     from helmops.testing.tools import REPO_ROOT
 
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds through the stacks' cleanup, unlike the default SIGTERM
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # a background job inherits SIGINT ignored; be stoppable anyway
     code = 0
     all_opts = options(argv)
     if all_opts[0].src:  # one commit for every scenario, even if the branch moves while they run
