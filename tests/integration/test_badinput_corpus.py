@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import controller_helpers as e2e
 import pytest
-import test_controller_e2e as e2e
-from test_controller_e2e import (
+from controller_helpers import (
     REPO_ROOT,
     Cluster,
     Controller,

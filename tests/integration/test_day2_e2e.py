@@ -1,4 +1,4 @@
-"""Day-2 operations end to end: ``helmops run`` as a subprocess (helpers from ``test_controller_e2e``).
+"""Day-2 operations end to end: ``helmops run`` as a subprocess (helpers from ``controller_helpers``).
 
 Polling picks up a newly published chart version; 100 HelmApps polling one repository share its index;
 drift of a deployed ConfigMap is reported as Modified and corrected only with ``correctDrift``; two
@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import controller_helpers as e2e
 import pytest
-import test_controller_e2e as e2e
-from test_controller_e2e import Cluster, Controller, HelmLog, _try_http, helmapp, make_ns, wait_for, wait_ready
+from controller_helpers import Cluster, Controller, HelmLog, _try_http, helmapp, make_ns, wait_for, wait_ready
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import controller_helpers as e2e
 import pytest
-import test_controller_e2e as e2e
 import yaml
 
 from helmops.testing.controlplane import ControlPlane

@@ -1,7 +1,7 @@
 """Faults: the controller killed mid-upgrade, the management API server gone for a while, chart sources down,
 the leader SIGKILLed. Nothing may be lost or duplicated, and recovery needs no manual step.
 
-Helpers and module fixtures come from ``test_controller_e2e`` (same controller subprocess, helm wrapper
+Helpers and module fixtures come from ``controller_helpers`` (same controller subprocess, helm wrapper
 counting invocations). Components this module stops are its own instances, never the session fixtures.
 SIGTERM during helm is covered by ``test_controller_e2e.py::test_sigterm_leaves_release_failed_not_pending``.
 """
@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import controller_helpers as e2e
 import pytest
-import test_controller_e2e as e2e
-from test_controller_e2e import (
+from controller_helpers import (
     REPO_ROOT,
     Cluster,
     Controller,

@@ -24,11 +24,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import controller_helpers as e2e
 import pytest
-import test_controller_e2e as e2e
+from controller_helpers import REPO_ROOT, Controller, HelmLog, wait_for
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
-from test_controller_e2e import REPO_ROOT, Controller, HelmLog, wait_for
 
 from helmops.testing.controlplane import ControlPlane
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import controller_helpers as e2e
 import pytest
-import test_controller_e2e as e2e
-from test_controller_e2e import (
+from controller_helpers import (
     Cluster,
     Controller,
     HelmLog,
