@@ -17,7 +17,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -26,23 +25,13 @@ from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import pki, proc
-from .tools import Tools
+from . import proc
+from .server import LoopbackServer
 
 
 @dataclass
-class ChartRepo:
-    tools: Tools
-    auth: bool = False
-    tls: bool = False
-    workdir: Path | None = None
-    port: int = 0
-    tie_to_parent: bool = True
-    username: str = "helmops"
-    password: str = ""
-    ca_file: Path | None = None
-    _proc: subprocess.Popen[bytes] | None = None
-    _owns_workdir: bool = False
+class ChartRepo(LoopbackServer):
+    PREFIX = "helmops-chartrepo-"
 
     @property
     def dir(self) -> Path:
@@ -54,36 +43,27 @@ class ChartRepo:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/"
 
     @property
-    def ca_pem(self) -> str:
-        return self.ca_file.read_text() if self.ca_file else ""
-
-    @property
     def _log(self) -> Path:
         assert self.workdir is not None
         return self.workdir / "requests.log"
 
     def start(self) -> ChartRepo:
-        if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="helmops-chartrepo-"))
-            self._owns_workdir = True
+        workdir = self._prepare()
         self.dir.mkdir(parents=True, exist_ok=True)
-        if not self.port:
-            self.port = proc.free_port()
         argv: list[str | os.PathLike[str]] = [sys.executable, "-m", "helmops.testing.chartrepo",
                                               "--dir", self.dir, "--port", str(self.port), "--log", self._log]
         env = dict(os.environ)
         if self.tls:
-            cert = pki.make_serving_cert(self.tools.openssl, self.workdir / "pki")
-            self.ca_file = cert.ca_file
+            cert = self._serving_cert()
             argv += ["--tls-cert", cert.cert_file, "--tls-key", cert.key_file]
         if self.auth:
             self.password = self.password or base64.b16encode(os.urandom(8)).decode().lower()
             env["CHARTREPO_BASIC_AUTH"] = f"{self.username}:{self.password}"
         if not (self.dir / "index.yaml").exists():
             self.reindex()
-        self._proc = proc.start(argv, self.workdir / "server.log", env=env, tie_to_parent=self.tie_to_parent)
-        proc.wait_until(self._ready, what="chart repo", timeout=30, proc=self._proc,
-                        log_path=self.workdir / "server.log")
+        server = proc.start(argv, workdir / "server.log", env=env, tie_to_parent=self.tie_to_parent)
+        self._procs.append(server)
+        proc.wait_until(self._ready, what="chart repo", timeout=30, proc=server, log_path=workdir / "server.log")
         self.reset_requests()
         return self
 
@@ -112,21 +92,6 @@ class ChartRepo:
     def reset_requests(self) -> None:
         self._log.write_text("")
 
-    @property
-    def pids(self) -> list[int]:
-        return [self._proc.pid] if self._proc is not None and self._proc.poll() is None else []
-
-    def stop(self) -> None:
-        proc.stop(self._proc)
-        self._proc = None
-        if self._owns_workdir and self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> ChartRepo:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # ---- the server process -------------------------------------------------------------------------------

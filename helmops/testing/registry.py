@@ -8,10 +8,8 @@ same storage (``push_host``) that takes pushes, while every read through ``host`
 from __future__ import annotations
 
 import secrets
-import shutil
 import ssl
 import subprocess
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -19,25 +17,14 @@ from pathlib import Path
 
 import yaml
 
-from . import pki, proc
-from .tools import Tools
+from . import proc
+from .server import LoopbackServer
 
 
 @dataclass
-class Registry:
-    tools: Tools
-    auth: bool = False
-    tls: bool = False
-    workdir: Path | None = None
-    port: int = 0
-    tie_to_parent: bool = True
-    username: str = "helmops"
-    password: str = ""
-    ca_file: Path | None = None
+class Registry(LoopbackServer):
     push_port: int = 0
-    _proc: subprocess.Popen[bytes] | None = None
-    _push_proc: subprocess.Popen[bytes] | None = None
-    _owns_workdir: bool = False
+    PREFIX = "helmops-registry-"
 
     @property
     def push_host(self) -> str:
@@ -53,22 +40,12 @@ class Registry:
         return f"{'https' if self.tls else 'http'}://{self.host}"
 
     @property
-    def ca_pem(self) -> str:
-        return self.ca_file.read_text() if self.ca_file else ""
-
-    @property
     def log_path(self) -> Path:
         assert self.workdir is not None
         return self.workdir / "registry.log"
 
     def start(self) -> Registry:
-        if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="helmops-registry-"))
-            self._owns_workdir = True
-        d = self.workdir
-        d.mkdir(parents=True, exist_ok=True)
-        if not self.port:
-            self.port = proc.free_port()
+        d = self._prepare()
         http: dict[str, object] = {"addr": self.host, "secret": secrets.token_hex(8)}
         config: dict[str, object] = {
             "version": 0.1,
@@ -77,9 +54,8 @@ class Registry:
             "http": http,
         }
         if self.tls:
-            cert = pki.make_serving_cert(self.tools.openssl, d / "pki")
+            cert = self._serving_cert()
             http["tls"] = {"certificate": str(cert.cert_file), "key": str(cert.key_file)}
-            self.ca_file = cert.ca_file
         if self.auth:
             self.password = self.password or secrets.token_hex(12)
             htpasswd = d / "htpasswd"
@@ -91,18 +67,19 @@ class Registry:
             config["auth"] = {"htpasswd": {"realm": "basic-realm", "path": str(htpasswd)}}
         cfg = d / "config.yml"
         cfg.write_text(yaml.safe_dump(config))
-        self._proc = proc.start([self.tools.docker_registry, "serve", cfg], self.log_path,
-                                tie_to_parent=self.tie_to_parent)
-        proc.wait_until(self._ready, what="docker-registry", timeout=30, proc=self._proc, log_path=self.log_path)
+        main = proc.start([self.tools.docker_registry, "serve", cfg], self.log_path, tie_to_parent=self.tie_to_parent)
+        self._procs.append(main)
+        proc.wait_until(self._ready, what="docker-registry", timeout=30, proc=main, log_path=self.log_path)
         if self.tls:
             self.push_port = self.push_port or proc.free_port()
             sibling = {**config, "http": {"addr": self.push_host, "secret": http["secret"]}}
             sibling.pop("auth", None)
             (d / "push.yml").write_text(yaml.safe_dump(sibling))
-            self._push_proc = proc.start([self.tools.docker_registry, "serve", d / "push.yml"], d / "push.log",
-                                         tie_to_parent=self.tie_to_parent)
+            sib = proc.start([self.tools.docker_registry, "serve", d / "push.yml"], d / "push.log",
+                             tie_to_parent=self.tie_to_parent)
+            self._procs.append(sib)
             proc.wait_until(lambda: _plain_ok(self.push_host), what="docker-registry (push sibling)", timeout=30,
-                            proc=self._push_proc, log_path=d / "push.log")
+                            proc=sib, log_path=d / "push.log")
         return self
 
     def _ready(self) -> bool:
@@ -126,22 +103,6 @@ class Registry:
                         lines.append(f"{req[0]} {req[1]} {status}")
         return lines
 
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in (self._proc, self._push_proc) if p is not None and p.poll() is None]
-
-    def stop(self) -> None:
-        proc.stop(self._proc)
-        proc.stop(self._push_proc)
-        self._proc = self._push_proc = None
-        if self._owns_workdir and self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Registry:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _plain_ok(host: str) -> bool:
