@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -10,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,6 +33,8 @@ class CliError(Exception):
 
 #: What the sync Kubernetes client raises when the API server cannot be reached.
 UNREACHABLE: tuple[type[BaseException], ...] = (urllib3.exceptions.HTTPError, OSError)
+#: What a subcommand stops on and reports with ``fail``: an unreachable API server or a ``CliError``.
+FAILURES: tuple[type[BaseException], ...] = (*UNREACHABLE, CliError)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -288,6 +291,13 @@ class HelmFailed(CliError):
 # kubernetes (sync client: a CLI has nothing else to do while it waits)
 
 
+def add_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], command: str, help: str, doc: str | None
+) -> argparse.ArgumentParser:
+    """A subcommand's parser whose --help shows the module docstring as written (line breaks kept)."""
+    return sub.add_parser(command, help=help, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def add_kube_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     parser.add_argument("--context", help="kubeconfig context to use")
@@ -311,6 +321,16 @@ def kube_client(kubeconfig: str | None, context: str | None = None) -> Any:
         raise CliError(f"no usable kubeconfig: {exc}") from None
 
 
+@contextlib.contextmanager
+def kube_session(kubeconfig: str | None, context: str | None = None) -> Iterator[Any]:
+    """``kube_client`` for a ``with`` block, so that no exit path leaves the client's thread pool behind."""
+    api = kube_client(kubeconfig, context)
+    try:
+        yield api
+    finally:
+        close_client(api)
+
+
 def unreachable(exc: BaseException) -> CliError:
     """A connection failure of the sync client (urllib3/OS errors) as one line without a traceback."""
     reason = getattr(exc, "reason", None) or exc
@@ -320,6 +340,12 @@ def unreachable(exc: BaseException) -> CliError:
     elif "timed out" in text.lower():
         text = "timed out"
     return CliError(f"cannot reach the Kubernetes API server: {text}")
+
+
+def fail(command: str, exc: BaseException) -> int:
+    """The one stderr line and exit code of a subcommand that stops on a connection failure or a ``CliError``."""
+    error(command, str(unreachable(exc) if isinstance(exc, UNREACHABLE) else exc))
+    return EXIT_ERROR
 
 
 def close_client(api: Any) -> None:

@@ -34,15 +34,17 @@ from helmops.cli.common import (
     EXIT_DIFFERENCES,
     EXIT_ERROR,
     EXIT_OK,
+    FAILURES,
     UNREACHABLE,
     CliError,
     Helm,
     Progress,
+    add_command,
     api_error,
-    close_client,
     dump,
     error,
-    kube_client,
+    fail,
+    kube_session,
     unreachable,
     use_color,
 )
@@ -285,11 +287,8 @@ def compare(result: ClusterResult, conn: Connection) -> ClusterDiff:
     desired = result.desired
     assert desired is not None and result.values is not None
     rel = desired.release
-    api = kube_client(conn.kubeconfig, conn.context)
-    try:
+    with kube_session(conn.kubeconfig, conn.context) as api:
         out.live = live_release(api, rel.namespace, rel.name)
-    finally:
-        close_client(api)
     meta = result.plan.helmapp["metadata"]
     owner = foreign_owner(out.live, meta["namespace"], meta["name"])
     if owner is not None:
@@ -391,8 +390,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         helmapp = load_helmapp(args.filename, args.namespace)
         plans = plan(helmapp, inventory(args))
-        api = kube_client(args.kubeconfig, args.context)
-        try:
+        with kube_session(args.kubeconfig, args.context) as api:
             auth = helm_secret_auth(args, helmapp, api)
             with connections(plans, args, api) as conns:
                 results = asyncio.run(_resolve(args, plans, conns, auth))
@@ -420,14 +418,8 @@ def run(args: argparse.Namespace) -> int:
                         d = ClusterDiff(result)
                         d.error = f"{p.describe()}: {scrub(str(exc), result.values)}"
                         diffs.append(d)
-        finally:
-            close_client(api)
-    except UNREACHABLE as exc:
-        error(COMMAND, str(unreachable(exc)))
-        return EXIT_ERROR
-    except CliError as exc:
-        error(COMMAND, str(exc))
-        return EXIT_ERROR
+    except FAILURES as exc:
+        return fail(COMMAND, exc)
     for d in diffs:
         for warning in d.result.warnings:
             error(COMMAND, f"warning: {warning}")
@@ -445,11 +437,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        COMMAND,
-        help="compare a HelmApp with the live Helm release per target cluster (exit 2 on differences)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = add_command(
+        sub, COMMAND, "compare a HelmApp with the live Helm release per target cluster (exit 2 on differences)", __doc__
     )
     add_source_flags(p)
     p.add_argument(

@@ -20,19 +20,18 @@ from typing import Any
 
 from helmops import GROUP, PLURAL, VERSION
 from helmops.cli.common import (
-    EXIT_ERROR,
     EXIT_OK,
-    UNREACHABLE,
+    FAILURES,
     CliError,
     Progress,
+    add_command,
     add_kube_flags,
     api_error,
-    close_client,
     dump,
     error,
-    kube_client,
+    fail,
+    kube_session,
     split_ref,
-    unreachable,
 )
 from helmops.cli.status import condition
 
@@ -139,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
         dst_ns, dst_name = split_ref(args.target)
         if (src_ns, src_name) == (dst_ns, dst_name):
             raise CliError("--from and --to name the same HelmApp")
-        api = kube_client(args.kubeconfig, args.context)
-        try:
+        with kube_session(args.kubeconfig, args.context) as api:
             custom = client.CustomObjectsApi(api)
             source = _get(custom, src_ns, src_name)
             reasons = not_ready_reasons(source)
@@ -199,14 +197,8 @@ def run(args: argparse.Namespace) -> int:
                     )
                 if args.output == "text":
                     print(f"{dst_ns}/{dst_name}: Ready at {version} on every cluster")
-        finally:
-            close_client(api)
-    except UNREACHABLE as exc:
-        error(COMMAND, str(unreachable(exc)))
-        return EXIT_ERROR
-    except CliError as exc:
-        error(COMMAND, str(exc))
-        return EXIT_ERROR
+    except FAILURES as exc:
+        return fail(COMMAND, exc)
     if args.output != "text":
         dump(result, args.output)
     sys.stdout.flush()
@@ -214,11 +206,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         COMMAND,
-        help="copy the version a HelmApp runs Ready everywhere into another HelmApp's spec.helm.version",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "copy the version a HelmApp runs Ready everywhere into another HelmApp's spec.helm.version",
+        __doc__,
     )
     p.add_argument("--from", dest="source", required=True, metavar="NS/NAME", help="the HelmApp to promote from")
     p.add_argument("--to", dest="target", required=True, metavar="NS/NAME", help="the HelmApp to promote to")

@@ -28,12 +28,12 @@ from helmops.cli.common import (
     Helm,
     HelmFailed,
     Progress,
+    add_command,
     api_error,
-    close_client,
     dump,
     error,
     key_values,
-    kube_client,
+    kube_session,
 )
 from helmops.cli.plan import (
     ClusterResult,
@@ -209,11 +209,8 @@ def _maybe_client(args: argparse.Namespace) -> Iterator[Any]:
     if not getattr(args, "kubeconfig", None) and not getattr(args, "context", None):
         yield None
         return
-    api = kube_client(args.kubeconfig, args.context)
-    try:
+    with kube_session(args.kubeconfig, args.context) as api:
         yield api
-    finally:
-        close_client(api)
 
 
 async def _resolve_all(args: argparse.Namespace, helmapp: dict[str, Any], inv: Inventory) -> list[ClusterResult]:
@@ -280,11 +277,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        COMMAND,
-        help="show the chart version, values (with provenance) and manifests per target cluster",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = add_command(
+        sub, COMMAND, "show the chart version, values (with provenance) and manifests per target cluster", __doc__
     )
     add_source_flags(p)
     p.add_argument(

@@ -15,20 +15,18 @@ from typing import Any
 
 from helmops import GROUP, PLURAL, VERSION
 from helmops.cli.common import (
-    EXIT_ERROR,
     EXIT_OK,
-    UNREACHABLE,
+    FAILURES,
     CliError,
+    add_command,
     add_kube_flags,
     api_error,
-    close_client,
     dump,
-    error,
+    fail,
     is_tty,
-    kube_client,
+    kube_session,
     split_ref,
     table,
-    unreachable,
 )
 
 COMMAND = "status"
@@ -279,8 +277,7 @@ def run(args: argparse.Namespace) -> int:
         name: str | None = None
         if args.ref:
             namespace, name = split_ref(args.ref, namespace)
-        api = kube_client(args.kubeconfig, args.context)
-        try:
+        with kube_session(args.kubeconfig, args.context) as api:
             custom = client.CustomObjectsApi(api)
             if args.watch:
                 try:
@@ -290,23 +287,14 @@ def run(args: argparse.Namespace) -> int:
             else:
                 items, _ = _list(custom, args, namespace, name)
                 _print(items, args, name is not None)
-        finally:
-            close_client(api)
-    except UNREACHABLE as exc:
-        error(COMMAND, str(unreachable(exc)))
-        return EXIT_ERROR
-    except CliError as exc:
-        error(COMMAND, str(exc))
-        return EXIT_ERROR
+    except FAILURES as exc:
+        return fail(COMMAND, exc)
     return EXIT_OK
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        COMMAND,
-        help="show HelmApps (or one, per cluster) with version, ready clusters, state and message",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = add_command(
+        sub, COMMAND, "show HelmApps (or one, per cluster) with version, ready clusters, state and message", __doc__
     )
     p.add_argument("ref", nargs="?", metavar="NAMESPACE/NAME", help="one HelmApp (NAME alone uses -n)")
     add_kube_flags(p)
