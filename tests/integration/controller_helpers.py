@@ -7,6 +7,7 @@ a wrapper (``HELMOPS_HELM``) that appends each argv to a log, then execs the rea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from helmops.testing.controlplane import ControlPlane
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FLEET_CRD = Path("/work/shared/reference/fleet-v0.12.0-helmapp-crd.yaml")
@@ -168,6 +171,43 @@ class Controller:
 
     def count(self, needle: str) -> int:
         return self.text().count(needle)
+
+
+def election_env(system: str, lease: str = "6s", renew: str = "4s") -> dict[str, str]:
+    """Controller env for ``--leader-elect``: the Lease in ``system``, timings short enough for a test."""
+    return {
+        "NAMESPACE": system,
+        "CATTLE_ELECTION_LEASE_DURATION": lease,
+        "CATTLE_ELECTION_RENEW_DEADLINE": renew,
+        "CATTLE_ELECTION_RETRY_PERIOD": "1s",
+    }
+
+
+def electing(cluster: Any, helm: Path, workdir: Path, pattern: str, env: dict[str, str]) -> Controller:
+    """A ``--leader-elect`` controller (not started yet) watching ``pattern``."""
+    ctl = Controller(cluster, helm, workdir, namespaces=(pattern,), **env)
+    ctl.start_args = ["--leader-elect"]
+    return ctl
+
+
+def stop_running(*ctls: Controller | None) -> None:
+    """Stop whichever of ``ctls`` were started and still run; each must exit 0."""
+    for c in ctls:
+        if c is not None and c.proc is not None and c.proc.poll() is None:
+            assert c.stop() == 0
+
+
+@contextlib.contextmanager
+def own_control_plane(tools: Any, name: str) -> Iterator[ControlPlane]:
+    """A control plane of the module's own (one it may stop or break), with the repo's CRDs established."""
+    cp = ControlPlane(tools, name=name).start()
+    try:
+        for crd in sorted((REPO_ROOT / "crds").glob("*.yaml")):
+            cp.kubectl("apply", "-f", str(crd))
+        cp.kubectl("wait", "--for=condition=Established", "crd/helmapps.fleet.cattle.io", "--timeout=60s")
+        yield cp
+    finally:
+        cp.stop()
 
 
 class HelmLog:

@@ -22,11 +22,14 @@ from controller_helpers import (
     Controller,
     HelmLog,
     _try_http,
+    electing,
+    election_env,
     helmapp,
     make_ns,
     merge_patch,
     noop_count,
     poke,
+    stop_running,
     wait_for,
     wait_ready,
 )
@@ -629,15 +632,9 @@ def test_leader_election_one_active_controller(
 ) -> None:
     ns = make_ns(cluster, "le")
     system = make_ns(cluster, "lesys")
-    env = {
-        "NAMESPACE": system,
-        "CATTLE_ELECTION_LEASE_DURATION": "4s",
-        "CATTLE_ELECTION_RENEW_DEADLINE": "3s",
-        "CATTLE_ELECTION_RETRY_PERIOD": "1s",
-    }
-    a = Controller(management_cluster, helm_log[0], workdir, namespaces=("le-*",), **env)
-    b = Controller(management_cluster, helm_log[0], workdir, namespaces=("le-*",), **env)
-    a.start_args = b.start_args = ["--leader-elect"]
+    env = election_env(system, "4s", "3s")
+    a = electing(management_cluster, helm_log[0], workdir, "le-*", env)
+    b = electing(management_cluster, helm_log[0], workdir, "le-*", env)
     a.start()
     try:
         wait_for("a leads", lambda: "leader election:" in a.text() and " leads " in a.text())
@@ -653,9 +650,7 @@ def test_leader_election_one_active_controller(
         wait_ready(cluster, "two", ns)
         assert f"{ns}/two" in b.text()
     finally:
-        for c in (a, b):
-            if c.proc is not None and c.proc.poll() is None:
-                assert c.stop() == 0
+        stop_running(a, b)
     lease = json.loads(cluster.kubectl("get", "lease", "helmops-leader-election", "-n", system, "-o", "json"))
     assert not lease["spec"].get("holderIdentity")  # released on the last graceful stop
 

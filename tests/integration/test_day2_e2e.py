@@ -18,7 +18,19 @@ from typing import Any
 
 import controller_helpers as e2e
 import pytest
-from controller_helpers import Cluster, Controller, HelmLog, _try_http, helmapp, make_ns, wait_for, wait_ready
+from controller_helpers import (
+    Cluster,
+    Controller,
+    HelmLog,
+    _try_http,
+    electing,
+    election_env,
+    helmapp,
+    make_ns,
+    stop_running,
+    wait_for,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -320,15 +332,9 @@ def test_two_replicas_one_leader_runs_helm_and_sigkill_hands_over(
 ) -> None:
     ns = make_ns(cluster, "d2ha")
     system = make_ns(cluster, "d2sys")
-    env = {
-        "NAMESPACE": system,
-        "CATTLE_ELECTION_LEASE_DURATION": "6s",
-        "CATTLE_ELECTION_RENEW_DEADLINE": "4s",
-        "CATTLE_ELECTION_RETRY_PERIOD": "1s",
-    }
-    a = Controller(management_cluster, helm_log[0], workdir, namespaces=("d2ha-*",), **env)
-    b = Controller(management_cluster, helm_log[0], workdir, namespaces=("d2ha-*",), **env)
-    a.start_args = b.start_args = ["--leader-elect"]
+    env = election_env(system)
+    a = electing(management_cluster, helm_log[0], workdir, "d2ha-*", env)
+    b = electing(management_cluster, helm_log[0], workdir, "d2ha-*", env)
     a.start()
     try:
         wait_for("a leads", lambda: " leads " in a.text())
@@ -358,9 +364,7 @@ def test_two_replicas_one_leader_runs_helm_and_sigkill_hands_over(
         )
         assert probe[0] == 200
     finally:
-        for c in (a, b):
-            if c.proc is not None and c.proc.poll() is None:
-                assert c.stop() == 0
+        stop_running(a, b)
 
 
 def test_a_leader_that_loses_the_lease_stops_acting(
@@ -370,14 +374,8 @@ def test_a_leader_that_loses_the_lease_stops_acting(
     taking work, starts no helm action, and exits 1 to be restarted as a standby."""
     ns = make_ns(cluster, "d2ll")
     system = make_ns(cluster, "d2llsys")
-    env = {
-        "NAMESPACE": system,
-        "CATTLE_ELECTION_LEASE_DURATION": "6s",
-        "CATTLE_ELECTION_RENEW_DEADLINE": "4s",
-        "CATTLE_ELECTION_RETRY_PERIOD": "1s",
-    }
-    a = Controller(management_cluster, helm_log[0], workdir, namespaces=("d2ll-*",), **env)
-    a.start_args = ["--leader-elect"]
+    env = election_env(system)
+    a = electing(management_cluster, helm_log[0], workdir, "d2ll-*", env)
     a.start()
     try:
         wait_for("a leads", lambda: " leads " in a.text())

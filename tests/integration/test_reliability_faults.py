@@ -20,14 +20,17 @@ from typing import Any
 import controller_helpers as e2e
 import pytest
 from controller_helpers import (
-    REPO_ROOT,
     Cluster,
     Controller,
     HelmLog,
     _try_http,
+    electing,
+    election_env,
     helmapp,
     make_ns,
     merge_patch,
+    own_control_plane,
+    stop_running,
     wait_for,
     wait_ready,
 )
@@ -120,22 +123,14 @@ def test_kill9_mid_upgrade_recovers_without_duplicates(
         if helm_too:
             assert "ReleaseRecovered" in cluster.event_reasons("k9", ns)
     finally:
-        for c in (ctl, second):
-            if c is not None and c.proc is not None and c.proc.poll() is None:
-                assert c.stop() == 0
+        stop_running(ctl, second)
 
 
 # --- 2: the management API server goes away for ~20 s --------------------------------------------------
 @pytest.fixture(scope="module")
 def own_cp(tools: Any) -> Iterator[ControlPlane]:
-    cp = ControlPlane(tools, name="reliability").start()
-    try:
-        for crd in sorted((REPO_ROOT / "crds").glob("*.yaml")):
-            cp.kubectl("apply", "-f", str(crd))
-        cp.kubectl("wait", "--for=condition=Established", "crd/helmapps.fleet.cattle.io", "--timeout=60s")
+    with own_control_plane(tools, "reliability") as cp:
         yield cp
-    finally:
-        cp.stop()
 
 
 def test_apiserver_outage_reconnects_and_converges(
@@ -287,15 +282,9 @@ def test_leader_sigkill_hands_over_after_the_lease(
     here the leader dies without releasing the Lease: the standby takes over once the Lease expires."""
     ns = make_ns(cluster, "lk")
     system = make_ns(cluster, "lksys")
-    env = {
-        "NAMESPACE": system,
-        "CATTLE_ELECTION_LEASE_DURATION": "6s",
-        "CATTLE_ELECTION_RENEW_DEADLINE": "4s",
-        "CATTLE_ELECTION_RETRY_PERIOD": "1s",
-    }
-    a = Controller(management_cluster, helm_log[0], workdir, namespaces=("lk-*",), **env)
-    b = Controller(management_cluster, helm_log[0], workdir, namespaces=("lk-*",), **env)
-    a.start_args = b.start_args = ["--leader-elect"]
+    env = election_env(system)
+    a = electing(management_cluster, helm_log[0], workdir, "lk-*", env)
+    b = electing(management_cluster, helm_log[0], workdir, "lk-*", env)
     a.start()
     try:
         wait_for("a leads", lambda: " leads " in a.text())
@@ -315,6 +304,4 @@ def test_leader_sigkill_hands_over_after_the_lease(
         print(f"hand-over after SIGKILL: {handover:.1f}s (lease 6s)")
         assert f"{ns}/two" in b.text()
     finally:
-        for c in (a, b):
-            if c.proc is not None and c.proc.poll() is None:
-                assert c.stop() == 0
+        stop_running(a, b)

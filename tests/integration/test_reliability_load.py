@@ -26,7 +26,12 @@ from typing import Any
 
 import controller_helpers as e2e
 import pytest
-from controller_helpers import REPO_ROOT, Controller, HelmLog, wait_for
+from controller_helpers import (
+    Controller,
+    HelmLog,
+    own_control_plane,
+    wait_for,
+)
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 
@@ -48,14 +53,8 @@ GROUP, VERSION, PLURAL = "fleet.cattle.io", "v1alpha1", "helmapps"
 
 @pytest.fixture(scope="module")
 def load_cp(tools: Any) -> Iterator[ControlPlane]:
-    cp = ControlPlane(tools, name="load").start()
-    try:
-        for crd in sorted((REPO_ROOT / "crds").glob("*.yaml")):
-            cp.kubectl("apply", "-f", str(crd))
-        cp.kubectl("wait", "--for=condition=Established", "crd/helmapps.fleet.cattle.io", "--timeout=60s")
+    with own_control_plane(tools, "load") as cp:
         yield cp
-    finally:
-        cp.stop()
 
 
 def apiserver_requests(cp: ControlPlane) -> Counter[str]:
