@@ -157,7 +157,7 @@ def from_env(
         health_port=health_port if health_port is not None else _int(env, "HELMOPS_HEALTH_PORT", 8080),
         metrics_host=mhost,
         metrics_port=mport,
-        workers=_int(env, "HELMOPS_RECONCILER_WORKERS", 1),
+        workers=_int(env, "HELMOPS_RECONCILER_WORKERS", 8),  # helm itself is capped separately
         helm_concurrency=_int(env, "HELMOPS_HELM_CONCURRENCY", 4),
         helm=helm,
         pending_grace_seconds=_float(env, "HELMOPS_PENDING_GRACE_SECONDS", 60.0),

@@ -42,7 +42,7 @@ def test_settings_from_env() -> None:
     assert (s.workers, s.helm_concurrency, s.helm) == (7, 3, "/x/helm")
     assert (s.metrics_host, s.metrics_port) == ("127.0.0.1", 9999)
     assert str(s.kubeconfig) == "/a"
-    assert from_env({"HELMOPS_RECONCILER_WORKERS": "0"}).workers == 1
+    assert from_env({"HELMOPS_RECONCILER_WORKERS": "0"}).workers == 8  # unset or 0: the default
     assert from_env({}, kubeconfig="/k").kubeconfig is not None
     assert parse_bind_address(":8081", 1) == ("0.0.0.0", 8081)
 
