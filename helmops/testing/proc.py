@@ -29,6 +29,10 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+#: for callers that spawn with subprocess themselves (e.g. the controller under test)
+die_with_parent = _die_with_parent
+
+
 def start(
     argv: Sequence[str | os.PathLike[str]],
     log_path: Path,

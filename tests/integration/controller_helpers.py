@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from helmops.testing.controlplane import ControlPlane
+from helmops.testing.proc import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FLEET_CRD = Path("/work/shared/reference/fleet-v0.12.0-helmapp-crd.yaml")
@@ -151,7 +152,10 @@ class Controller:
         if self.enabled:
             argv.append("--enable-helmops")
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            # dies with the test process even when pytest itself is killed (no orphaned controller)
+            self.proc = subprocess.Popen(
+                argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, preexec_fn=die_with_parent
+            )
         return self
 
     def text(self) -> str:
