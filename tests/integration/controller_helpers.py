@@ -26,9 +26,10 @@ import pytest
 
 from helmops.testing.controlplane import ControlPlane
 from helmops.testing.proc import die_with_parent
+from helmops.testing.tools import reference_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FLEET_CRD = Path("/work/shared/reference/fleet-v0.12.0-helmapp-crd.yaml")
+FLEET_CRD = reference_dir() / "fleet-v0.12.0-helmapp-crd.yaml"
 FINALIZER = "fleet.cattle.io/helmapp-finalizer"
 
 

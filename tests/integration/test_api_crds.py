@@ -3,11 +3,9 @@ manifest as written, reject every invalid one naming the field, and Fleet's own 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import secrets
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,25 +13,20 @@ from typing import Any
 
 import pytest
 import yaml
+from manifests import corpus  # tests/manifests/corpus.py (tests/ is on sys.path via its conftest)
 
 from helmops.api import Cluster, ClusterGroup, HelmApp
 from helmops.api.crd import CRD_NAMES
 from helmops.testing.controlplane import ControlPlane
+from helmops.testing.tools import reference_dir
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).parents[2]
 CRDS = REPO / "crds"
-FLEET_HELMAPP_CRD = Path("/work/shared/reference/fleet-v0.12.0-helmapp-crd.yaml")
+FLEET_HELMAPP_CRD = reference_dir() / "fleet-v0.12.0-helmapp-crd.yaml"
 HELMAPP_CRD = "helmapps.fleet.cattle.io"
 
-_spec = importlib.util.spec_from_file_location(
-    "helmops_manifest_corpus", Path(__file__).parents[1] / "manifests" / "corpus.py"
-)
-assert _spec and _spec.loader
-corpus = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = corpus
-_spec.loader.exec_module(corpus)
 
 VALID = corpus.load("valid")
 INVALID = corpus.load("invalid")

@@ -14,9 +14,10 @@ from helmops.api import HelmAppSpec
 from helmops.api.crd import CRD_NAMES, generate, generate_all, render, stale, structural_schema
 from helmops.api.models import POLLING_INTERVAL_PATTERN
 from helmops.api.schema_check import crd_schema, structural_problems, superset_problems, walk
+from helmops.testing.tools import reference_dir
 
 REPO = Path(__file__).parents[2]
-REFERENCE = Path("/work/shared/reference")
+REFERENCE = reference_dir()
 FLEET = {
     "helmapps.fleet.cattle.io": "fleet-v0.12.0-helmapp-crd.yaml",
     "clusters.fleet.cattle.io": "fleet-v0.12.0-cluster-crd.yaml",

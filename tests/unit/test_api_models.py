@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from manifests import corpus  # tests/manifests/corpus.py (tests/ is on sys.path via its conftest)
 from pydantic import ValidationError
 
 from helmops.api import (
@@ -19,14 +17,6 @@ from helmops.api import (
     validate_app,
 )
 from helmops.api.models import HelmAppSpec
-
-_spec = importlib.util.spec_from_file_location(
-    "helmops_manifest_corpus", Path(__file__).parents[1] / "manifests" / "corpus.py"
-)
-assert _spec and _spec.loader
-corpus = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = corpus
-_spec.loader.exec_module(corpus)
 
 VALID = corpus.load("valid")
 INVALID = corpus.load("invalid")
