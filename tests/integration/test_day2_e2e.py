@@ -352,9 +352,10 @@ def test_two_replicas_one_leader_runs_helm_and_sigkill_hands_over(
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait()
         killed = time.monotonic()
+        # created while no replica leads: the new leader must pick it up
+        cluster.apply(helmapp("two", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
         wait_for("b takes over", lambda: " leads " in b.text(), 90)
         print(f"hand-over after SIGKILL: {time.monotonic() - killed:.1f}s (lease 6s)")
-        cluster.apply(helmapp("two", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
         wait_ready(cluster, "two", ns)
         assert f"{ns}/two" in b.text()
         assert wait_for("b is leader in metrics", lambda: metric(b, "helmops_leader") == 1.0 or None, 30)
