@@ -40,6 +40,8 @@ from helmops.helm.driver import HelmDriver
 from helmops.reconcile import (
     Action,
     ActionResult,
+    Classification,
+    Decision,
     backoff,
     classify,
     decide,
@@ -290,23 +292,7 @@ class Reconciler:
             grace_seconds=self.config.pending_grace_seconds,
         )
         d = decide(c, deleting=True, keep_resources=bool(spec.get("keepResources")), now=now_utc())
-        log.info(
-            "finalize %s/%s: release %s/%s %s -> %s (%s)%s",
-            *key,
-            ns,
-            name,
-            c.phase,
-            d.action,
-            d.reason,
-            "" if conn.local else f" on {t.describe()}",
-            extra={
-                "helmapp": f"{key[0]}/{key[1]}",
-                "release": f"{ns}/{name}",
-                "phase": str(c.phase),
-                "action": str(d.action),
-                "cluster": t.id,
-            },
-        )
+        _log_decision("finalize", key, ns, name, c, d, conn, t)
         if d.action is Action.WAIT:
             return d.wait_seconds
         if d.action is Action.UNINSTALL:
@@ -523,26 +509,10 @@ class Reconciler:
             grace_seconds=self.config.pending_grace_seconds,
         )
         d = decide(c, deleting=False, keep_resources=False, now=now)
-        log.info(
-            "reconcile %s/%s: release %s/%s %s -> %s (%s)%s",
-            *key,
-            rel.namespace,
-            rel.name,
-            c.phase,
-            d.action,
-            d.reason,
-            "" if conn.local else f" on {t.describe()}",
-            extra={
-                "helmapp": f"{key[0]}/{key[1]}",
-                "release": f"{rel.namespace}/{rel.name}",
-                "phase": str(c.phase),
-                "action": str(d.action),
-                "chart": chart.name,
-                "chartVersion": chart.version,
-                "fingerprint": desired.fingerprint,
-                "cluster": t.id,
-            },
-        )
+        _log_decision(
+            "reconcile", key, rel.namespace, rel.name, c, d, conn, t,
+            chart=chart.name, chartVersion=chart.version, fingerprint=desired.fingerprint,
+        )  # fmt: skip
 
         def done(state: State, delay: float | None, **kw: Any) -> _ClusterResult:
             return _ClusterResult(out(state, **kw), delay=delay, version=chart.version, chart=chart)
@@ -812,3 +782,21 @@ __all__ = [
     "in_shard",
     "namespace_deletable",
 ]
+
+
+def _log_decision(
+    verb: str, key: Key, ns: str, name: str, c: Classification, d: Decision, conn: _Conn, t: ClusterTarget, **extra: str
+) -> None:
+    """One structured line per decision, the same for reconcile and finalize."""
+    log.info(
+        "%s %s/%s: release %s/%s %s -> %s (%s)%s",
+        verb, *key, ns, name, c.phase, d.action, d.reason, "" if conn.local else f" on {t.describe()}",
+        extra={
+            "helmapp": f"{key[0]}/{key[1]}",
+            "release": f"{ns}/{name}",
+            "phase": str(c.phase),
+            "action": str(d.action),
+            **extra,
+            "cluster": t.id,
+        },
+    )  # fmt: skip
