@@ -69,6 +69,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="DURATION",
         help="wait this long after noticing drift before acting, coalescing bursts (HELMOPS_DRIFT_DELAY, 5s)",
     )
+    p.add_argument(
+        "--max-timeout",
+        default=None,
+        metavar="DURATION",
+        help="cap on a HelmApp's helm.timeoutSeconds; larger values are clamped (HELMOPS_MAX_TIMEOUT, 10m; 0 = no cap)",
+    )
+    p.add_argument(
+        "--helm-concurrency-per-namespace",
+        default=None,
+        metavar="N",
+        help="helm processes one namespace may run at once "
+        "(HELMOPS_HELM_CONCURRENCY_PER_NAMESPACE; default helm concurrency - 1)",
+    )
     p.set_defaults(func=run_command)
 
 
@@ -77,6 +90,8 @@ _ENV_FLAGS = {
     "resync_period": "HELMOPS_RESYNC_PERIOD",
     "drift_check_period": "HELMOPS_DRIFT_CHECK_PERIOD",
     "drift_delay": "HELMOPS_DRIFT_DELAY",
+    "max_timeout": "HELMOPS_MAX_TIMEOUT",
+    "helm_concurrency_per_namespace": "HELMOPS_HELM_CONCURRENCY_PER_NAMESPACE",
 }
 
 

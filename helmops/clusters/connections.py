@@ -230,7 +230,7 @@ class Connections:
             kind = type(exc).__name__
             raise ClusterUnreachable(f"{where}: kubeconfig secret {ref} is unusable ({kind})") from None
         # One cap on helm processes for the whole controller, whatever the number of clusters.
-        driver._sem = self._local_driver._sem
+        driver.share_slots(self._local_driver.slots)
         version = str(secret.metadata.resource_version or "")
         return Connection(name, namespace, driver, api, secret_version=version, tmpdir=tmpdir)
 

@@ -168,6 +168,7 @@ async def run_enabled(settings: Settings) -> int:
         kubeconfig=settings.kubeconfig,
         concurrency=settings.helm_concurrency,
         term_grace=settings.helm_term_grace_seconds,
+        per_tenant=settings.helm_tenant_slots or None,
     )
     log.info("helm %s at %s", driver.helm_version, settings.helm)
     cache = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="helmops-charts-"))
@@ -196,6 +197,7 @@ async def run_enabled(settings: Settings) -> int:
             own_namespace=settings.system_namespace,
             shard_id=settings.shard_id,
             protected_namespaces=tuple(settings.extra_protected_namespaces),
+            max_timeout_seconds=settings.max_timeout_seconds,
         ),
         clusters=connections,
         live=LiveResources(),

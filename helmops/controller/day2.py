@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from helmops.controller import metrics
+from helmops.controller.desired import clamp_timeout
 from helmops.controller.drift import MAX_NAMED, DriftMonitor, decode_release, encode_release
 from helmops.controller.polling import JITTER, Poller, SourcesResolver
 from helmops.controller.queue import WorkQueue
@@ -160,10 +161,11 @@ class Day2:
                 live.revision,
                 force=force,
                 keep_fail_history=keep,
-                timeout_seconds=max(0, int(helm.get("timeoutSeconds") or 0)),
+                timeout_seconds=clamp_timeout(int(helm.get("timeoutSeconds") or 0), self.settings.max_timeout_seconds),
                 history_max=int(helm.get("maxHistory") or 0) or 2,
                 service_account=spec.get("serviceAccount") or None,
                 service_account_namespace=key[0],
+                tenant=key[0],
                 drop_failed=self._drop_failed,
                 what=f" of {self.drift_message(key)}",
             )

@@ -18,6 +18,25 @@ from helmops.reconcile.fingerprint import fingerprint
 from helmops.reconcile.release import FINGERPRINT_LABEL, MANAGED_LABEL, OWNER_LABEL, owner_value
 
 DEFAULT_MAX_HISTORY = 2  # Fleet's agent default when maxHistory is 0
+#: the operator's default cap on ``helm.timeoutSeconds`` (``--max-timeout``); 0 = no cap.
+DEFAULT_MAX_TIMEOUT_SECONDS = 600
+
+
+def clamp_timeout(seconds: int, cap: int) -> int:
+    """``timeoutSeconds`` as helm gets it: at most ``cap`` (0 = no cap). A helm call holds a helm slot for up
+    to this long, so the operator bounds it; 0 (helm's own 5m default) is left alone."""
+    seconds = max(0, seconds)
+    return min(seconds, cap) if cap > 0 else seconds
+
+
+def clamp_notice(requested: int, cap: int) -> str | None:
+    """The message saying a HelmApp's timeout was clamped, or None when it was not."""
+    if cap <= 0 or requested <= cap:
+        return None
+    return (
+        f"helm.timeoutSeconds {requested} exceeds the controller's maximum of {cap}s (--max-timeout); "
+        f"helm runs with --timeout {cap}s"
+    )
 
 
 class DesiredError(Exception):
@@ -108,6 +127,8 @@ class Desired:
     fingerprint: str
     chart: FetchedChart
     values_digest: str
+    #: the spec's ``timeoutSeconds`` when the operator's cap lowered it (None: used as given).
+    timeout_clamped_from: int | None = None
 
 
 def helm_options(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,8 +157,12 @@ def build_release(
     chart: FetchedChart,
     values: Values | Mapping[str, Any],
     values_digest: str | None = None,
+    max_timeout: int = 0,
 ) -> Desired:
-    """The desired release. ``values`` is a :class:`Values`, or a plain map with its ``values_digest``."""
+    """The desired release. ``values`` is a :class:`Values`, or a plain map with its ``values_digest``.
+
+    ``max_timeout`` caps ``timeoutSeconds``; the fingerprint keeps the spec's value, so changing the cap does
+    not redeploy every release."""
     if not isinstance(values, Values):
         if values_digest is None:
             raise TypeError("values_digest is required with plain values")
@@ -159,7 +184,7 @@ def build_release(
         atomic=opts["atomic"],
         force=opts["force"],
         take_ownership=opts["takeOwnership"],
-        timeout_seconds=opts["timeoutSeconds"],
+        timeout_seconds=clamp_timeout(opts["timeoutSeconds"], max_timeout),
         wait_for_jobs=opts["waitForJobs"],
         history_max=opts["maxHistory"],
         skip_schema_validation=opts["skipSchemaValidation"],
@@ -171,5 +196,9 @@ def build_release(
         service_account_namespace=helmapp["metadata"]["namespace"],
         description=f"helmops: chart {chart.name} {chart.version} ({chart.digest[:19]})",
         redact=values.secrets,
+        tenant=helmapp["metadata"]["namespace"],
     )
-    return Desired(release=release, fingerprint=fp, chart=chart, values_digest=values.digest)
+    clamped = opts["timeoutSeconds"] if release.timeout_seconds != opts["timeoutSeconds"] else None
+    return Desired(
+        release=release, fingerprint=fp, chart=chart, values_digest=values.digest, timeout_clamped_from=clamped
+    )

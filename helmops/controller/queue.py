@@ -1,20 +1,38 @@
-"""A level-triggered work queue: per-key dedup, delayed requeue, one worker per key at a time."""
+"""A level-triggered work queue: per-key dedup, delayed requeue, one worker per key at a time, and turns
+handed out fairly between tenants (namespaces)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
 
 
+def namespace_of(key: object) -> Hashable:
+    """The tenant of a ``(namespace, name)`` key; any other key shares one tenant (plain FIFO)."""
+    if isinstance(key, tuple) and key and isinstance(key[0], Hashable):
+        return key[0]
+    return None
+
+
 class WorkQueue(Generic[K]):
     """Like client-go's rate-limited queue: a key is queued at most once; a key added while it is being
-    processed is processed again afterwards; ``add_after`` keeps the earliest pending time."""
+    processed is processed again afterwards; ``add_after`` keeps the earliest pending time.
 
-    def __init__(self) -> None:
-        self._ready: asyncio.Queue[K] = asyncio.Queue()
+    Unlike client-go's FIFO, ready keys wait per tenant (``tenant_of``, by default the namespace of a
+    ``(namespace, name)`` key) and ``get`` serves the tenants round-robin, FIFO within one tenant: a namespace
+    that queues hundreds of HelmApps delays another namespace's HelmApp by at most one turn per tenant.
+    """
+
+    def __init__(self, tenant_of: Callable[[K], Hashable] = namespace_of) -> None:
+        self._tenant_of = tenant_of
+        #: tenants with ready keys, in the order their turn comes (a served tenant moves to the end).
+        self._turns: OrderedDict[Hashable, deque[K]] = OrderedDict()
+        self._getters: deque[asyncio.Future[None]] = deque()
         self._queued: set[K] = set()
         self._processing: set[K] = set()
         self._dirty: set[K] = set()
@@ -35,7 +53,15 @@ class WorkQueue(Generic[K]):
             return
         if key not in self._queued:
             self._queued.add(key)
-            self._ready.put_nowait(key)
+            self._turns.setdefault(self._tenant_of(key), deque()).append(key)
+            self._wake()
+
+    def _wake(self) -> None:
+        while self._getters:
+            getter = self._getters.popleft()
+            if not getter.done():
+                getter.set_result(None)
+                return
 
     def add_after(self, key: K, delay: float) -> None:
         if self._closed:
@@ -62,9 +88,27 @@ class WorkQueue(Generic[K]):
             timer[1].cancel()
 
     async def get(self) -> K:
-        key = await self._ready.get()
+        while not self._turns:
+            getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            except asyncio.CancelledError:
+                with contextlib.suppress(ValueError):
+                    self._getters.remove(getter)
+                if getter.done() and not getter.cancelled() and self._turns:
+                    self._wake()  # pass the wake-up on to another worker
+                raise
+        tenant, keys = next(iter(self._turns.items()))
+        key = keys.popleft()
+        if keys:
+            self._turns.move_to_end(tenant)
+        else:
+            del self._turns[tenant]
         self._queued.discard(key)
         self._processing.add(key)
+        if self._turns:
+            self._wake()  # more ready keys: another idle worker may take one
         return key
 
     def done(self, key: K) -> None:

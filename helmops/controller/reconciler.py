@@ -33,6 +33,8 @@ from helmops.controller.desired import (
     SpecChecker,
     ValuesRenderer,
     build_release,
+    clamp_notice,
+    clamp_timeout,
     helm_options,
 )
 from helmops.controller.kube import FINALIZER, Conflict, Kube
@@ -99,6 +101,8 @@ class ReconcilerConfig:
     own_namespace: str = "cattle-fleet-system"
     shard_id: str | None = None
     protected_namespaces: Sequence[str] = field(default_factory=tuple)
+    #: the operator's cap on helm.timeoutSeconds (0 = none); see desired.clamp_timeout.
+    max_timeout_seconds: int = 0
 
 
 class Reconciler:
@@ -124,6 +128,8 @@ class Reconciler:
         self._failures: dict[Key, int] = {}
         self._last_event: dict[tuple[str, str, str], tuple[str, str, float]] = {}
         self._not_ready: dict[tuple[str, str, str], int] = {}
+        #: (namespace, name, cluster) → the clamped timeoutSeconds already announced in an Event.
+        self._clamp_said: dict[tuple[str, str, str], int] = {}
         #: day-2 hook (controller/drift.py): what drifted on an in-sync release ("" = nothing), reported
         #: as Fleet's Modified state.
         self.drift: Callable[[Key], str] | None = None
@@ -155,6 +161,8 @@ class Reconciler:
                     del self._last_event[k]
                 for k in [k for k in self._not_ready if k[:2] == key]:
                     del self._not_ready[k]
+                for k in [k for k in self._clamp_said if k[:2] == key]:
+                    del self._clamp_said[k]
                 return None
             if obj["metadata"].get("deletionTimestamp"):
                 delay = await self._finalize(key, obj)
@@ -279,6 +287,7 @@ class Reconciler:
         helmapp = t.helmapp
         name, ns = self.spec.release_name(helmapp), self.spec.release_namespace(helmapp)
         opts = helm_options(spec)
+        opts["timeoutSeconds"] = clamp_timeout(opts["timeoutSeconds"], self.config.max_timeout_seconds)
         live = await conn.releases.read(ns, name)
         if (owner := foreign_owner(live, *key)) is not None:
             log.warning("finalize %s/%s: release %s/%s belongs to HelmApp %s; not uninstalled", *key, ns, name, owner)
@@ -305,6 +314,7 @@ class Reconciler:
                     timeout_seconds=opts["timeoutSeconds"],
                     service_account=opts["serviceAccount"] or None,
                     service_account_namespace=key[0],
+                    tenant=key[0],
                 ),
             )
             version = (obj.get("status") or {}).get("version")
@@ -490,6 +500,7 @@ class Reconciler:
 
         chart = desired.chart
         rel = desired.release
+        await self._say_clamped(key, obj, desired, conn)
         live = await conn.releases.read(rel.namespace, rel.name)
         if (owner := foreign_owner(live, *key)) is not None:
             msg = (
@@ -603,9 +614,12 @@ class Reconciler:
                     conn.driver,
                     orphan.name,
                     orphan.namespace,
-                    timeout_seconds=int((spec.get("helm") or {}).get("timeoutSeconds") or 0),
+                    timeout_seconds=clamp_timeout(
+                        int((spec.get("helm") or {}).get("timeoutSeconds") or 0), self.config.max_timeout_seconds
+                    ),
                     service_account=spec.get("serviceAccount") or None,
                     service_account_namespace=key[0],
+                    tenant=key[0],
                 ),
             )
             if res.ok:
@@ -654,7 +668,28 @@ class Reconciler:
             values = await render_for(helmapp, ns, t.cluster, None if conn.local else conn.api)
         else:
             values = await self.values.render_values(helmapp, ns)
-        return build_release(helmapp, release_name=name, release_namespace=ns, chart=chart, values=values)
+        return build_release(
+            helmapp,
+            release_name=name,
+            release_namespace=ns,
+            chart=chart,
+            values=values,
+            max_timeout=self.config.max_timeout_seconds,
+        )
+
+    async def _say_clamped(self, key: Key, obj: Mapping[str, Any], desired: Desired, conn: _Conn) -> None:
+        """One Event (and log line) per HelmApp, cluster and requested value when the cap lowered the timeout."""
+        requested = desired.timeout_clamped_from
+        where = (key[0], key[1], conn.name)
+        if requested is None:
+            self._clamp_said.pop(where, None)
+            return
+        if self._clamp_said.get(where) == requested:
+            return
+        self._clamp_said[where] = requested
+        msg = clamp_notice(requested, self.config.max_timeout_seconds) or ""
+        log.warning("HelmApp %s/%s on %s: %s", *key, conn.name, msg, extra={"helmapp": f"{key[0]}/{key[1]}"})
+        await self._events(obj, ActionResult(False, "TimeoutClamped", msg), conn=conn)
 
     async def _act(self, action: Action, desired: Desired, c: Any, driver: HelmDriver) -> ActionResult:
         rel = desired.release
@@ -672,6 +707,7 @@ class Reconciler:
                     service_account=rel.service_account,
                     service_account_namespace=rel.service_account_namespace,
                     history_max=rel.history_max,
+                    tenant=rel.slot_tenant,
                 ),
             )
         raise AssertionError(f"unexpected action {action}")

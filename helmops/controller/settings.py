@@ -78,6 +78,26 @@ def _period(env: Mapping[str, str], key: str, default: float, *, allow_zero: boo
     return value
 
 
+#: helm's own default --timeout; a smaller cap would not bound HelmApps that leave timeoutSeconds at 0.
+MIN_MAX_TIMEOUT_SECONDS = 300
+
+
+def max_timeout(env: Mapping[str, str], default: int = 600) -> int:
+    """``HELMOPS_MAX_TIMEOUT`` (Go duration or seconds; 0 = no cap), raised to helm's 5m default if lower."""
+    value = _duration(env, "HELMOPS_MAX_TIMEOUT")
+    if value is None or value < 0:
+        return default
+    if value == 0:
+        return 0
+    seconds = int(-(-value // 1))
+    if seconds < MIN_MAX_TIMEOUT_SECONDS:
+        log.warning(
+            "HELMOPS_MAX_TIMEOUT=%ss is below helm's default timeout; using %ss", seconds, MIN_MAX_TIMEOUT_SECONDS
+        )
+        return MIN_MAX_TIMEOUT_SECONDS
+    return seconds
+
+
 def parse_bind_address(addr: str, default_port: int) -> tuple[str, int]:
     """``:8081`` / ``0.0.0.0:8081`` / ``8081`` → (host, port)."""
     host, _, port = addr.rpartition(":") if ":" in addr else ("", "", addr)
@@ -128,6 +148,10 @@ class Settings:
     allow_exec_kubeconfig: bool = False
     #: accept downstream kubeconfigs with insecure-skip-tls-verify.
     allow_insecure_kubeconfig: bool = False
+    #: cap on a HelmApp's helm.timeoutSeconds (larger values are clamped, with an Event); 0 = no cap.
+    max_timeout_seconds: int = 600
+    #: helm slots one namespace may hold at once; 0 = helm_concurrency - 1 (at least 1).
+    helm_tenant_slots: int = 0
 
 
 def from_env(
@@ -175,6 +199,8 @@ def from_env(
         lease_times=lease_times(env),
         allow_exec_kubeconfig=allow_exec_kubeconfig or parse_bool(env.get("HELMOPS_ALLOW_EXEC_KUBECONFIG")),
         allow_insecure_kubeconfig=allow_insecure_kubeconfig or parse_bool(env.get("HELMOPS_ALLOW_INSECURE_KUBECONFIG")),
+        max_timeout_seconds=max_timeout(env),
+        helm_tenant_slots=_int(env, "HELMOPS_HELM_CONCURRENCY_PER_NAMESPACE", 0),
     )
 
 
@@ -197,6 +223,7 @@ __all__ = [
     "Settings",
     "ca_bundle_refs",
     "from_env",
+    "max_timeout",
     "parse_bind_address",
     "parse_bool",
     "resync_period",

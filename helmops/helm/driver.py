@@ -1,4 +1,4 @@
-"""The helm driver: one ``pyhelm3.Client`` per cluster, Fleet's helm options, a cap on concurrent helm."""
+"""The helm driver: one ``pyhelm3.Client`` per cluster, Fleet's helm options, fair helm slots (slots.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import semver
 from pyhelm3 import errors as helm_errors
 
 from helmops.helm.command import CallOptions, HelmCommand, call_options
+from helmops.helm.slots import HelmSlots
 
 log = logging.getLogger("helmops.helm")
 
@@ -50,6 +51,12 @@ class ReleaseSpec:
     description: str | None = None
     #: literal strings (Secret-derived values) masked in helm's error text and logs.
     redact: tuple[str, ...] = field(default=(), repr=False)
+    #: who the helm slot is charged to (the HelmApp's namespace); "" = ``service_account_namespace``.
+    tenant: str = ""
+
+    @property
+    def slot_tenant(self) -> str:
+        return self.tenant or self.service_account_namespace or self.namespace
 
 
 @dataclass(frozen=True)
@@ -96,10 +103,11 @@ class HelmDriver:
         concurrency: int,
         work_dir: Path,
         term_grace: float = 20.0,
+        per_tenant: int | None = None,
     ) -> None:
         self.client = client
         self.command = command
-        self._sem = asyncio.Semaphore(max(1, concurrency))
+        self._slots = HelmSlots(concurrency, per_tenant=per_tenant)
         self._work_dir = work_dir
         self._term_grace = term_grace
         self._held: dict[tuple[str, str], int] = {}
@@ -115,6 +123,7 @@ class HelmDriver:
         work_dir: Path | None = None,
         term_grace: float = 20.0,
         base_env: Mapping[str, str] | None = None,
+        per_tenant: int | None = None,
     ) -> HelmDriver:
         env = dict(base_env if base_env is not None else os.environ)
         env.pop("KUBECONFIG", None)  # the cluster is given explicitly (or in-cluster)
@@ -127,12 +136,24 @@ class HelmDriver:
         )
         client = await asyncio.to_thread(pyhelm3.Client, command, executable=executable)
         wd = work_dir or Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="helmops-helm-"))
-        return cls(client, command, concurrency=concurrency, work_dir=wd, term_grace=term_grace)
+        return cls(
+            client, command, concurrency=concurrency, work_dir=wd, term_grace=term_grace, per_tenant=per_tenant
+        )
 
     @property
     def helm_version(self) -> semver.Version:
         v: semver.Version = self.client.version
         return v
+
+    @property
+    def slots(self) -> HelmSlots:
+        """The helm slots this driver's calls take (shared with other drivers via :meth:`share_slots`)."""
+        return self._slots
+
+    def share_slots(self, slots: HelmSlots) -> None:
+        """Take helm slots from ``slots`` from now on: one controller-wide cap and one fair order, whatever
+        the number of clusters. Call before the driver's first helm call."""
+        self._slots = slots
 
     def holds(self, namespace: str, name: str) -> bool:
         """True while a helm process of ours works on this release."""
@@ -149,11 +170,14 @@ class HelmDriver:
         cluster_flags: list[str],
         history_max: int | None = None,
         secrets: tuple[str, ...] = (),
+        tenant: str | None = None,
     ) -> AsyncIterator[None]:
+        """One helm call's slot and environment. ``tenant`` (the HelmApp's namespace; default the release
+        namespace) is whom the slot is charged to."""
         key = (namespace, name)
         self._held[key] = self._held.get(key, 0) + 1
         try:
-            async with self._sem:
+            async with self._slots.slot(tenant or namespace):
                 home = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="call-", dir=self._work_dir))
                 env = {
                     "HELM_CACHE_HOME": str(home / "cache"),
@@ -193,6 +217,7 @@ class HelmDriver:
             cluster_flags=impersonation_flags(spec.service_account_namespace or spec.namespace, spec.service_account),
             history_max=spec.history_max,
             secrets=spec.redact,
+            tenant=spec.slot_tenant,
         ):
             out = await self.command.install_or_upgrade(
                 spec.name,
@@ -222,6 +247,7 @@ class HelmDriver:
         service_account: str | None,
         history_max: int,
         service_account_namespace: str | None = None,
+        tenant: str | None = None,
     ) -> ReleaseOutcome | None:
         """Makes a stuck release proceedable (pyhelm3's rule: pending-install/uninstalling → uninstall,
         pending-upgrade/rollback → rollback). Returns the resulting revision, None if no release is left."""
@@ -232,6 +258,7 @@ class HelmDriver:
             flags=[],
             cluster_flags=impersonation_flags(service_account_namespace or namespace, service_account),
             history_max=history_max,
+            tenant=tenant or service_account_namespace,
         ):
             rev = await self.client.get_proceedable_revision(
                 name, namespace=namespace, timeout=f"{helm_timeout(timeout_seconds)}s"
@@ -248,6 +275,7 @@ class HelmDriver:
         timeout_seconds: int,
         service_account: str | None,
         service_account_namespace: str | None = None,
+        tenant: str | None = None,
     ) -> None:
         """``helm uninstall --wait``; a release that is already gone is fine."""
         async with self._call(
@@ -256,6 +284,7 @@ class HelmDriver:
             timeout_seconds=timeout_seconds,
             flags=[],
             cluster_flags=impersonation_flags(service_account_namespace or namespace, service_account),
+            tenant=tenant or service_account_namespace,
         ):
             await self.client.uninstall_release(
                 name, namespace=namespace, timeout=f"{helm_timeout(timeout_seconds)}s", wait=True
@@ -267,6 +296,7 @@ class HelmDriver:
 
 __all__ = [
     "HelmDriver",
+    "HelmSlots",
     "ReleaseOutcome",
     "ReleaseSpec",
     "apply_flags",

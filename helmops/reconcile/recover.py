@@ -17,6 +17,7 @@ async def recover(
     service_account: str | None,
     history_max: int,
     service_account_namespace: str | None = None,
+    tenant: str | None = None,
 ) -> ActionResult:
     """pending-upgrade/rollback → rollback to the last revision; pending-install/uninstalling → uninstall
     (pyhelm3's ``get_proceedable_revision``). The next reconcile installs or upgrades as usual."""
@@ -31,6 +32,7 @@ async def recover(
             service_account=service_account,
             service_account_namespace=service_account_namespace,
             history_max=history_max,
+            tenant=tenant,
         )
     except helm_errors.Error as exc:
         err = helm_error_text(exc)

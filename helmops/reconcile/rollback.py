@@ -31,6 +31,7 @@ async def rollback_current(
     service_account_namespace: str | None,
     drop_failed: Callable[[str, str, int], Awaitable[bool]] | None = None,
     what: str = "",
+    tenant: str | None = None,
 ) -> ActionResult:
     """``drop_failed(namespace, name, after_revision)`` deletes failed revisions newer than ``revision``
     (True if one was removed); called only on failure without ``keep_fail_history``."""
@@ -41,6 +42,7 @@ async def rollback_current(
         flags=[],
         cluster_flags=impersonation_flags(service_account_namespace or namespace, service_account),
         history_max=history_max,
+        tenant=tenant or service_account_namespace,
     ):
         try:
             await driver.command.rollback(

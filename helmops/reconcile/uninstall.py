@@ -16,6 +16,7 @@ async def uninstall(
     timeout_seconds: int,
     service_account: str | None,
     service_account_namespace: str | None = None,
+    tenant: str | None = None,
 ) -> ActionResult:
     try:
         await driver.uninstall(
@@ -24,6 +25,7 @@ async def uninstall(
             timeout_seconds=timeout_seconds,
             service_account=service_account,
             service_account_namespace=service_account_namespace,
+            tenant=tenant,
         )
     except helm_errors.Error as exc:
         err = helm_error_text(exc)

@@ -32,7 +32,7 @@ from .context import ClusterContext
 from .errors import TemplateError, ValuesError
 from .merge import deep_merge, merge_target_options
 from .provenance import Path, RenderedValues, ValueSource, secret_label, update_secret_paths
-from .template import render_template
+from .template import render_budget, render_template
 
 CLUSTER_LABEL_PREFIX = "global.fleet.clusterLabels."
 MAX_LABEL_RECURSION = 50
@@ -145,6 +145,13 @@ def _finish(
 
 
 def _inline(
+    helm_options: Mapping[str, Any], ctx: ClusterContext, target: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any], list[ValueSource]]:
+    with render_budget():  # one wall-time budget for all of this HelmApp's templates on this cluster
+        return _inline_budgeted(helm_options, ctx, target)
+
+
+def _inline_budgeted(
     helm_options: Mapping[str, Any], ctx: ClusterContext, target: Mapping[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, Any], list[ValueSource]]:
     root_values = helm_options.get("values") or {}

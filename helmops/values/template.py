@@ -13,17 +13,24 @@ pure-Python engine with Sprig v3) and go further in two directions, both on purp
   able to hang or exhaust the process: an execution budget caps loop iterations, function calls, nesting and
   output, and every function result is measured (strings by length, lists/maps by a bounded walk that also
   catches self-doubling shared structures) against a per-value limit and a per-render total.
+* **Timed.** A render has a wall-clock budget (`WALL_BUDGET_SECONDS`, shared by all templates of one HelmApp
+  and cluster inside `render_budget()`), checked around every function call: a thread cannot be interrupted,
+  so the check lives in the engine's function calls, and functions whose one call can run long (super-linear
+  in their input, or a deliberate key derivation) are costed before they run (`call_cost`) and refused when
+  the cost would exceed what is left of the render's cost budget.
 
 Errors keep Go's shape, `template: <name>:<line>:<col>: ...`, so users can find the offending spot.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -111,12 +118,110 @@ MAX_TOTAL_UNITS: Final = 8_000_000
 MAX_SOURCE_CHARS: Final = 4_000_000
 
 
+#: Wall-clock time one HelmApp's values may take to render for one cluster (all its templates together).
+WALL_BUDGET_SECONDS: Final = 2.0
+#: Cost units (about a microsecond of work each on a slow core) that costly calls may spend per render;
+#: a single call estimated above what is left is refused before it runs.
+MAX_COST_UNITS: Final = 2_000_000
+#: Fixed cost of one derivePassword call (scrypt with N=32768, r=8, p=2: ~0.1-0.5 s and 32 MiB per call).
+DERIVE_PASSWORD_COST: Final = 500_000
+
+
 @dataclass
 class _Meter:
     used: int = 0
 
 
+@dataclass
+class _Clock:
+    """Wall-time and cost budget of one render session (one HelmApp's values for one cluster)."""
+
+    deadline: float
+    seconds: float
+    cost: int = 0
+
+
 _METER: ContextVar[_Meter | None] = ContextVar("helmops_values_template_meter", default=None)
+_SESSION: ContextVar[_Clock | None] = ContextVar("helmops_values_template_clock", default=None)
+
+
+@contextlib.contextmanager
+def render_budget(seconds: float = WALL_BUDGET_SECONDS) -> Iterator[None]:
+    """Every `render_template` inside shares one wall-time and cost budget (nested uses keep the outer one)."""
+    if _SESSION.get() is not None:
+        yield
+        return
+    token = _SESSION.set(_Clock(time.monotonic() + seconds, seconds))
+    try:
+        yield
+    finally:
+        _SESSION.reset(token)
+
+
+def _check_clock(name: str) -> None:
+    clock = _SESSION.get()
+    if clock is not None and time.monotonic() > clock.deadline:
+        raise BudgetExceededError(
+            f"wall-time budget exceeded: rendering took more than {clock.seconds:g}s (stopped at {name})"
+        )
+
+
+_REPEAT_BOUND = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+_REGEX_SUBJECT_ARG: Final[Mapping[str, int]] = {
+    "regexMatch": 1,
+    "mustRegexMatch": 1,
+    "regexFind": 1,
+    "mustRegexFind": 1,
+    "regexFindAll": 1,
+    "mustRegexFindAll": 1,
+    "regexReplaceAll": 1,
+    "mustRegexReplaceAll": 1,
+    "regexReplaceAllLiteral": 1,
+    "mustRegexReplaceAllLiteral": 1,
+    "regexSplit": 1,
+    "mustRegexSplit": 1,
+}
+
+
+def _pattern_weight(pattern: str) -> int:
+    """Rough size of the matcher a pattern compiles to: the engine walks every state for every input
+    character, and counted repetitions copy their atom (nested ones multiply, so the product is used)."""
+    weight = 1
+    for low, high in _REPEAT_BOUND.findall(pattern):
+        bound = int((high or low)[:7] or 1)
+        weight = min(weight * max(1, bound), 10**9)
+    return min((len(pattern) + 1) * weight, 10**12)
+
+
+def call_cost(name: str, args: tuple[object, ...]) -> int:
+    """Estimated cost units of one call, for the functions whose single call can run long; 0 for the rest
+    (those are bounded by the call count, the value sizes and the clock between calls)."""
+    if name == "derivePassword":
+        return DERIVE_PASSWORD_COST
+    if name in ("uniq", "mustUniq") and args:
+        n = _len(args[0])
+        return n * n  # Go-equality comparisons, pairwise
+    index = _REGEX_SUBJECT_ARG.get(name)
+    if index is not None and len(args) > index and args and isinstance(args[0], str):
+        passes = 2 if name.endswith(("Match", "Find")) else 4  # all-matches scans restart after each match
+        return _len(args[index]) * _pattern_weight(args[0]) * passes
+    return 0
+
+
+def _charge_cost(name: str, args: tuple[object, ...]) -> None:
+    cost = call_cost(name, args)
+    if not cost:
+        return
+    clock = _SESSION.get()
+    spent = clock.cost if clock is not None else 0
+    if spent + cost > MAX_COST_UNITS:
+        raise BudgetExceededError(
+            f"cost budget exceeded: this call of {name} is estimated at {cost} units and the render has "
+            f"{max(0, MAX_COST_UNITS - spent)} of {MAX_COST_UNITS} left; {name} is costly (use smaller inputs "
+            "or fewer calls)"
+        )
+    if clock is not None:
+        clock.cost += cost
 
 
 def _too_big(what: str, requested: int) -> BudgetExceededError:
@@ -259,10 +364,13 @@ def _guarded(name: str, function: Callable[..., object]) -> Callable[..., object
 
     @functools.wraps(function)  # keeps the signature gotpl inspects for arity and argument types
     def call(*args: object) -> object:
+        _check_clock(name)
         _precheck(name, args)
+        _charge_cost(name, args)
         if json_like:
             args = tuple(_without_nil_literal(a) for a in args)
         result = function(*args)
+        _check_clock(name)
         _charge(result.value if isinstance(result, FunctionResult) else result, name)
         return result
 
@@ -401,7 +509,8 @@ def render_template(source: str, data: Mapping[str, Any], *, name: str = "values
     compiled = compile_template(source, name=name)
     token = _METER.set(_Meter())
     try:
-        return compiled.render(data)
+        with render_budget():
+            return compiled.render(data)
     except gotpl.TemplateExecutionError as err:
         raise _execution_error(err, name, source) from None
     except RecursionError:

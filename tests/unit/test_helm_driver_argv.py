@@ -149,7 +149,9 @@ async def test_helm_concurrency_cap_and_holds(tmp_path: Path) -> None:
 
     cmd = Slow()
     driver = HelmDriver(FakeClient(), cmd, concurrency=2, work_dir=tmp_path)  # type: ignore[arg-type]
-    tasks = [asyncio.create_task(driver.install_or_upgrade(_spec(name=f"r{i}"))) for i in range(5)]
+    # five tenants: only the controller-wide cap of 2 applies (the per-tenant cap is tested below)
+    specs = [_spec(name=f"r{i}", tenant=f"team{i}") for i in range(5)]
+    tasks = [asyncio.create_task(driver.install_or_upgrade(s)) for s in specs]
     for _ in range(200):
         if running == 2:
             break
@@ -160,6 +162,40 @@ async def test_helm_concurrency_cap_and_holds(tmp_path: Path) -> None:
     gate.set()
     await asyncio.gather(*tasks)
     assert peak == 2 and not driver.holds("ns1", "r0")
+
+
+async def test_one_tenant_never_holds_every_slot(tmp_path: Path) -> None:
+    """The driver charges each call to the HelmApp's namespace: one namespace's slow releases leave a slot
+    free, and the other namespace's call runs while they wait."""
+    import asyncio
+
+    gate = asyncio.Event()
+    started: list[str] = []
+
+    class Slow(FakeCommand):
+        async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
+            started.append(command[1] if len(command) > 1 else "")
+            if not str(command[1]).startswith("b-"):
+                await gate.wait()
+            return await super().run(command, input)
+
+    driver = HelmDriver(FakeClient(), Slow(), concurrency=3, work_dir=tmp_path)  # type: ignore[arg-type]
+    assert driver.slots.per_tenant == 2
+    hogs = [asyncio.create_task(driver.install_or_upgrade(_spec(name=f"a-{i}", tenant="team-a"))) for i in range(4)]
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert driver.slots.held("team-a") == 2 and driver.slots.waiting("team-a") == 2
+    out = await asyncio.wait_for(driver.install_or_upgrade(_spec(name="b-1", tenant="team-b")), 5)
+    assert out.status == "deployed"
+    gate.set()
+    await asyncio.gather(*hogs)
+    assert driver.slots.in_use == 0
+
+
+def test_release_spec_tenant_defaults_to_the_helmapp_namespace() -> None:
+    assert _spec(service_account_namespace="team-a").slot_tenant == "team-a"
+    assert _spec(service_account_namespace="team-a", tenant="t").slot_tenant == "t"
+    assert _spec().slot_tenant == "ns1"
 
 
 async def test_secret_values_are_redacted_per_call(tmp_path: Path) -> None:
