@@ -293,3 +293,26 @@ async def test_renamed_release_uninstalls_the_old_one() -> None:
     assert driver.calls == ["upgrade", "upgrade", "uninstall"]
     assert releases.extra == [] and releases.info is not None and releases.info.name == "renamed"
     assert [e[0] for e in kube.events][-2:] == ["Installed", "Uninstalled"]
+
+
+async def test_timeout_above_the_cap_is_clamped_and_said_once() -> None:
+    obj = _obj()
+    obj["spec"]["helm"]["timeoutSeconds"] = 7200
+    r, kube, driver, _, releases = _setup(obj)
+    r.config.max_timeout_seconds = 600
+    seen: list[int] = []
+    upgrade = driver.install_or_upgrade
+
+    async def record(spec: ReleaseSpec) -> ReleaseOutcome:
+        seen.append(spec.timeout_seconds)
+        assert spec.slot_tenant == "team"  # the helm slot is charged to the HelmApp's namespace
+        return await upgrade(spec)
+
+    driver.install_or_upgrade = record  # type: ignore[method-assign]
+    await r.reconcile(KEY)
+    releases.info = None  # force another helm call
+    await r.reconcile(KEY)
+    assert seen == [600, 600]
+    clamped = [m for reason, m in kube.events if reason == "TimeoutClamped"]
+    assert len(clamped) == 1 and "7200" in clamped[0] and "600s" in clamped[0]
+    assert _cond(kube, "Ready")["status"] == "True"
