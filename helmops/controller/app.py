@@ -202,7 +202,7 @@ async def run_enabled(settings: Settings) -> int:
         clusters=connections,
         live=LiveResources(),
     )
-    queue: WorkQueue[Key] = WorkQueue()
+    queue: WorkQueue[Key] = WorkQueue(max_per_tenant=settings.tenant_workers or max(1, settings.workers - 1))
     busy = 0
     day2 = Day2(settings, api, kube, driver, reconciler, charts, queue)
 

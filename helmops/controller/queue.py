@@ -26,10 +26,16 @@ class WorkQueue(Generic[K]):
     Unlike client-go's FIFO, ready keys wait per tenant (``tenant_of``, by default the namespace of a
     ``(namespace, name)`` key) and ``get`` serves the tenants round-robin, FIFO within one tenant: a namespace
     that queues hundreds of HelmApps delays another namespace's HelmApp by at most one turn per tenant.
+    ``max_per_tenant`` caps the keys of one tenant being processed at once (a reconcile waiting for a helm
+    slot still occupies its worker, so without it one tenant's slow releases could take every worker).
     """
 
-    def __init__(self, tenant_of: Callable[[K], Hashable] = namespace_of) -> None:
+    def __init__(
+        self, tenant_of: Callable[[K], Hashable] = namespace_of, *, max_per_tenant: int | None = None
+    ) -> None:
         self._tenant_of = tenant_of
+        self._max_per_tenant = max_per_tenant if max_per_tenant and max_per_tenant > 0 else None
+        self._busy: dict[Hashable, int] = {}
         #: tenants with ready keys, in the order their turn comes (a served tenant moves to the end).
         self._turns: OrderedDict[Hashable, deque[K]] = OrderedDict()
         self._getters: deque[asyncio.Future[None]] = deque()
@@ -87,8 +93,17 @@ class WorkQueue(Generic[K]):
         if timer:
             timer[1].cancel()
 
+    def _next_tenant(self) -> Hashable | None:
+        for tenant in self._turns:
+            if self._max_per_tenant is None or self._busy.get(tenant, 0) < self._max_per_tenant:
+                return tenant
+        return None
+
+    def _has_turn(self) -> bool:
+        return bool(self._turns) and (self._max_per_tenant is None or self._next_tenant() is not None)
+
     async def get(self) -> K:
-        while not self._turns:
+        while not self._has_turn():
             getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._getters.append(getter)
             try:
@@ -96,10 +111,11 @@ class WorkQueue(Generic[K]):
             except asyncio.CancelledError:
                 with contextlib.suppress(ValueError):
                     self._getters.remove(getter)
-                if getter.done() and not getter.cancelled() and self._turns:
+                if getter.done() and not getter.cancelled() and self._has_turn():
                     self._wake()  # pass the wake-up on to another worker
                 raise
-        tenant, keys = next(iter(self._turns.items()))
+        tenant = self._next_tenant()
+        keys = self._turns[tenant]
         key = keys.popleft()
         if keys:
             self._turns.move_to_end(tenant)
@@ -107,11 +123,21 @@ class WorkQueue(Generic[K]):
             del self._turns[tenant]
         self._queued.discard(key)
         self._processing.add(key)
-        if self._turns:
+        self._busy[tenant] = self._busy.get(tenant, 0) + 1
+        if self._has_turn():
             self._wake()  # more ready keys: another idle worker may take one
         return key
 
     def done(self, key: K) -> None:
+        if key in self._processing:
+            tenant = self._tenant_of(key)
+            n = self._busy.get(tenant, 0) - 1
+            if n > 0:
+                self._busy[tenant] = n
+            else:
+                self._busy.pop(tenant, None)
+            if self._turns:
+                self._wake()  # the tenant may have been at its cap with keys waiting
         self._processing.discard(key)
         if key in self._dirty:
             self._dirty.discard(key)

@@ -152,6 +152,8 @@ class Settings:
     max_timeout_seconds: int = 600
     #: helm slots one namespace may hold at once; 0 = helm_concurrency - 1 (at least 1).
     helm_tenant_slots: int = 0
+    #: reconciles of one namespace running at once; 0 = workers - 1 (at least 1).
+    tenant_workers: int = 0
 
 
 def from_env(
@@ -201,6 +203,7 @@ def from_env(
         allow_insecure_kubeconfig=allow_insecure_kubeconfig or parse_bool(env.get("HELMOPS_ALLOW_INSECURE_KUBECONFIG")),
         max_timeout_seconds=max_timeout(env),
         helm_tenant_slots=_int(env, "HELMOPS_HELM_CONCURRENCY_PER_NAMESPACE", 0),
+        tenant_workers=_int(env, "HELMOPS_RECONCILER_WORKERS_PER_NAMESPACE", 0),
     )
 
 

@@ -156,6 +156,26 @@ async def test_queue_keeps_one_worker_per_key_and_wakes_waiting_workers() -> Non
     assert await asyncio.wait_for(q.get(), 1) == ("c", "z")
 
 
+async def test_queue_caps_the_reconciles_of_one_namespace() -> None:
+    """With two workers and a cap of one per namespace, a second key of the busy namespace waits even though a
+    worker is idle, and another namespace's key is handed out at once."""
+    q: WorkQueue[tuple[str, str]] = WorkQueue(max_per_tenant=1)
+    q.add(("a", "1"))
+    q.add(("a", "2"))
+    assert await q.get() == ("a", "1")
+    blocked = asyncio.create_task(q.get())
+    await _settle()
+    assert not blocked.done()  # ("a", "2") waits: namespace a is at its cap
+    q.add(("b", "1"))
+    assert await asyncio.wait_for(blocked, 1) == ("b", "1")
+    nxt = asyncio.create_task(q.get())
+    await _settle()
+    assert not nxt.done()
+    q.done(("a", "1"))
+    assert await asyncio.wait_for(nxt, 1) == ("a", "2")
+    assert from_env({"HELMOPS_RECONCILER_WORKERS_PER_NAMESPACE": "3"}).tenant_workers == 3
+
+
 async def test_queue_without_namespaces_is_fifo() -> None:
     q: WorkQueue[str] = WorkQueue()
     for k in ("a", "b", "c"):
