@@ -128,6 +128,8 @@ class Settings:
     allow_exec_kubeconfig: bool = False
     #: accept downstream kubeconfigs with insecure-skip-tls-verify.
     allow_insecure_kubeconfig: bool = False
+    #: namespaces besides a Cluster's own from which its kubeConfigSecret may be read ("*": any).
+    kubeconfig_secret_namespaces: Sequence[str] = ()
 
 
 def from_env(
@@ -143,6 +145,7 @@ def from_env(
     leader_elect: bool = False,
     allow_exec_kubeconfig: bool = False,
     allow_insecure_kubeconfig: bool = False,
+    kubeconfig_secret_namespaces: Sequence[str] = (),
 ) -> Settings:
     kc = kubeconfig or env.get("KUBECONFIG") or None
     mhost, mport = parse_bind_address(env.get("HELMOPS_METRICS_BIND_ADDRESS", ":8081"), 8081)
@@ -175,7 +178,21 @@ def from_env(
         lease_times=lease_times(env),
         allow_exec_kubeconfig=allow_exec_kubeconfig or parse_bool(env.get("HELMOPS_ALLOW_EXEC_KUBECONFIG")),
         allow_insecure_kubeconfig=allow_insecure_kubeconfig or parse_bool(env.get("HELMOPS_ALLOW_INSECURE_KUBECONFIG")),
+        kubeconfig_secret_namespaces=name_list(
+            [*kubeconfig_secret_namespaces, env.get("HELMOPS_KUBECONFIG_SECRET_NAMESPACES", "")]
+        ),
     )
+
+
+def name_list(values: Sequence[str]) -> tuple[str, ...]:
+    """Comma-separated names (from repeated flags and an environment variable), trimmed, deduplicated."""
+    out: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            name = part.strip()
+            if name and name not in out:
+                out.append(name)
+    return tuple(out)
 
 
 def ca_bundle_refs(env: Mapping[str, str]) -> tuple[tuple[str, str, str], ...]:
@@ -197,6 +214,7 @@ __all__ = [
     "Settings",
     "ca_bundle_refs",
     "from_env",
+    "name_list",
     "parse_bind_address",
     "parse_bool",
     "resync_period",
