@@ -4,8 +4,9 @@ the management control plane, the session's downstream control plane, the real h
 - A tenant's Cluster whose kubeconfig names a local file (``tokenFile``, ``client-certificate``/``client-key``)
   and a server the tenant runs — a loopback listener here, standing in for the attacker's server — is
   refused with a condition naming the field; the listener never sees the file's content in an
-  ``Authorization`` header, and the controller never opens the file (a FIFO: opening it for reading is
-  detected). A control case with an inline token shows the listener would have seen a leaked credential.
+  ``Authorization`` header, and the controller never reads the file (a FIFO for the token: opening it for
+  reading is detected; access times for the certificate files). A control case with an inline token shows
+  that the listener would have seen a leaked credential.
 - A Cluster in tenant A's namespace naming a kubeconfig Secret in tenant B's namespace is refused on every
   HelmApp targeting it and nothing is deployed with B's credentials; with the operator's
   ``--kubeconfig-secret-namespaces`` naming B's namespace, the same Cluster deploys.
@@ -20,7 +21,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,31 @@ class CanaryFifo:
         self.thread.join(5)
 
 
+class CanaryFile:
+    """A regular file standing in for a local certificate or key. A read is noticed through its access time,
+    set well before its modification time so that even a ``relatime`` mount records the next read (a
+    ``stat``, as in an existence check, is not a read)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.canary = f"canary-local-file-{secrets.token_hex(8)}"
+        path.write_text(f"-----BEGIN PRIVATE KEY-----\n{self.canary}\n-----END PRIVATE KEY-----\n")
+        path.chmod(0o600)
+        st = path.stat()
+        os.utime(path, (st.st_mtime - 3600, st.st_mtime))
+        self.atime = path.stat().st_atime
+
+    def read(self) -> bool:
+        return self.path.stat().st_atime != self.atime
+
+
+def reads_are_observable(directory: Path) -> None:
+    """Guards the access-time probe: on a mount that never updates access times it would prove nothing."""
+    probe = CanaryFile(directory / "probe")
+    probe.path.read_bytes()
+    assert probe.read(), f"reads do not update access times under {directory}: the probe cannot work here"
+
+
 # --- fixtures ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def mgmt(management_cluster: Any) -> Cluster:
@@ -183,16 +209,26 @@ def deploy_to(c: Cluster, name: str, ns: str, cluster: str, chart_repo: Any, tar
     c.apply(obj)
 
 
-def reported(c: Cluster, name: str, ns: str, needle: str, timeout: float = 90) -> str:
-    """The first condition or Event message of HelmApp ``ns/name`` containing ``needle``."""
+def reported(
+    c: Cluster, name: str, ns: str, needle: str, timeout: float = 90, abort: Callable[[], str | None] = lambda: None
+) -> str:
+    """The first condition or Event message of HelmApp ``ns/name`` containing ``needle``; fails at once when
+    ``abort`` names something that must not happen (a leak) while waiting."""
 
     def find() -> str | None:
+        if (why := abort()) is not None:
+            raise AssertionError(why)
         obj = c.helmapp(name, ns) or {}
         texts = [str(x.get("message") or "") for x in (obj.get("status") or {}).get("conditions") or []]
         texts += [str(e.get("message") or "") for e in c.events(name, ns)]
         return next((t for t in texts if needle in t), None)
 
     return str(wait_for(f"{ns}/{name} reports {needle!r}", find, timeout))
+
+
+def leaked(*fifos: CanaryFifo) -> str | None:
+    opened = [f.path.name for f in fifos if f.opened.is_set()]
+    return f"the controller (or helm) opened the local file(s) {opened}" if opened else None
 
 
 def assert_no_leak(ctl: Controller, listener: Listener, *canaries: str) -> None:
@@ -221,11 +257,11 @@ def test_token_file_is_refused_never_read_never_sent(
     with CanaryFifo(tmp_path / "token") as token:
         fleet_cluster(mgmt, ns, "attacker", kubeconfig(listener.url, {"tokenFile": str(token.path)}))
         deploy_to(mgmt, "app", ns, "attacker", chart_repo, f"{ns}-t")
-        msg = reported(mgmt, "app", ns, "users[0].user.tokenFile is a local file path")
+        msg = reported(mgmt, "app", ns, "users[0].user.tokenFile is a local file path", abort=lambda: leaked(token))
         assert f"cluster attacker in namespace {ns}" in msg, msg
         assert str(token.path) not in msg  # the value is never echoed
         time.sleep(5)  # several retries (backoff 1-5 s)
-        assert not token.opened.is_set(), "the controller (or helm) opened the token file"
+        assert leaked(token) is None
     assert listener.seen == [], "the tenant's server was contacted"
     assert_no_leak(controller, listener, token.canary)
 
@@ -233,20 +269,27 @@ def test_token_file_is_refused_never_read_never_sent(
 def test_client_certificate_paths_are_refused_never_read(
     mgmt: Cluster, controller: Controller, chart_repo: Any, listener: Listener, tmp_path: Path
 ) -> None:
+    """With the controller's own certificate and key, a tenant naming the real API server would act as the
+    controller; here the files are canaries and a read of either fails the test."""
+    reads_are_observable(tmp_path)
     ns = make_ns(mgmt, "kcsec-crt")
-    with CanaryFifo(tmp_path / "tls.crt") as crt, CanaryFifo(tmp_path / "tls.key") as key:
-        user = {"client-certificate": str(crt.path), "client-key": str(key.path)}
-        fleet_cluster(mgmt, ns, "attacker", kubeconfig(listener.url.replace("http:", "https:"), user))
-        # the same paths relative to the kubeconfig's own directory (client-go resolves them there)
-        rel = {"client-certificate-data": "", "client-key": "../../tls.key", "token": "x"}
-        fleet_cluster(mgmt, ns, "relative", kubeconfig(listener.url, rel))
-        deploy_to(mgmt, "app", ns, "attacker", chart_repo, f"{ns}-t")
-        deploy_to(mgmt, "rel", ns, "relative", chart_repo, f"{ns}-t2")
-        reported(mgmt, "app", ns, "users[0].user.client-certificate is a local file path")
-        reported(mgmt, "rel", ns, "users[0].user.client-key is a local file path")
-        time.sleep(5)
-        assert not crt.opened.is_set() and not key.opened.is_set(), "a certificate path was opened"
-    assert listener.seen == []
+    crt, key = CanaryFile(tmp_path / "tls.crt"), CanaryFile(tmp_path / "tls.key")
+    user = {"client-certificate": str(crt.path), "client-key": str(key.path)}
+    fleet_cluster(mgmt, ns, "attacker", kubeconfig(listener.url.replace("http:", "https:"), user))
+    # a path relative to the kubeconfig's own directory (client-go resolves it there), next to inline data
+    rel = {"client-certificate-data": "", "client-key": "../../tls.key", "token": "x"}
+    fleet_cluster(mgmt, ns, "relative", kubeconfig(listener.url, rel))
+    deploy_to(mgmt, "app", ns, "attacker", chart_repo, f"{ns}-t")
+    deploy_to(mgmt, "rel", ns, "relative", chart_repo, f"{ns}-t2")
+
+    def read() -> str | None:
+        files = [f.path.name for f in (crt, key) if f.read()]
+        return f"the controller (or helm) read the local file(s) {files}" if files else None
+
+    reported(mgmt, "app", ns, "users[0].user.client-certificate is a local file path", abort=read)
+    reported(mgmt, "rel", ns, "users[0].user.client-key is a local file path", abort=read)
+    time.sleep(5)
+    assert read() is None
     assert_no_leak(controller, listener, crt.canary, key.canary)
 
 
@@ -264,12 +307,18 @@ def test_cross_namespace_kubeconfig_secret_is_refused_unread(
     target = f"{tenant_a}-t"
     for name in ("one", "two"):
         deploy_to(mgmt, name, tenant_a, "borrowed", chart_repo, target)
+
+    def deployed() -> str | None:
+        found = [n for n in ("one", "two") if down.release_secrets(n, target)]
+        return f"deployed with the other tenant's credentials: {found}" if found else None
+
     for name in ("one", "two"):
-        msg = reported(mgmt, name, tenant_a, f"kubeConfigSecretNamespace {tenant_b} is not the Cluster's namespace")
+        msg = reported(
+            mgmt, name, tenant_a, f"kubeConfigSecretNamespace {tenant_b} is not the Cluster's namespace", abort=deployed
+        )
         assert f"cluster borrowed in namespace {tenant_a}" in msg, msg
     time.sleep(5)
-    for name in ("one", "two"):
-        assert down.release_secrets(name, target) == [], "deployed with the other tenant's credentials"
+    assert deployed() is None
     assert down.cp.kubectl("get", "namespace", target, check=False).returncode != 0
     assert f"kubeconfig Secret {tenant_b}/" not in controller.text()  # no connection was built from it
 
