@@ -249,7 +249,10 @@ def _user(path: str, body: Mapping[str, Any], *, allow_exec: bool) -> tuple[dict
     out: dict[str, Any] = {}
     parsed: dict[str, Any] = {}
     if body.get("token") not in (None, ""):
-        out["token"] = parsed["token"] = _string(f"{path}.token", body["token"])
+        token = _string(f"{path}.token", body["token"])
+        if not token.isascii() or not token.isprintable():
+            raise KubeconfigRefused(f"{path}.token contains characters other than printable ASCII")
+        out["token"] = parsed["token"] = token
     has_user, has_pass = body.get("username") not in (None, ""), body.get("password") not in (None, "")
     if has_user != has_pass:
         missing = "password" if has_user else "username"

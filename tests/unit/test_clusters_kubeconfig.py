@@ -161,6 +161,7 @@ def test_local_file_fields_are_refused_by_name(cluster: Any, user: Any, field: s
         (None, {"evil\nkey": "attacker"}, "users[0].user.(a field with an unusual name) is not a field"),
         (None, {"token": 12345}, "users[0].user.token is not a string"),
         (None, {"token": "a\nb"}, "users[0].user.token contains control characters"),
+        (None, {"token": "tökén"}, "users[0].user.token contains characters other than printable ASCII"),
         (None, {"token": SECRET, "username": "a", "password": "b"}, "sets both token and username/password"),
         (None, {"username": "a"}, "users[0].user.password is missing"),
         (None, {"client-certificate-data": CERT}, "users[0].user.client-key-data is missing"),
