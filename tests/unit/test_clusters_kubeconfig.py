@@ -322,3 +322,71 @@ def test_cross_namespace_secret_is_refused_unread() -> None:
     with pytest.raises(AssertionError):
         asyncio.run(conns.get(cluster))
     assert core.reads == [("tenant-b", "kc")]
+
+
+class _SecretCore:
+    def __init__(self, kubeconfig_text: str) -> None:
+        from types import SimpleNamespace
+
+        value = base64.b64encode(kubeconfig_text.encode()).decode()
+        self.secret = SimpleNamespace(data={"value": value}, metadata=SimpleNamespace(resource_version="1"))
+
+    async def read_namespaced_secret(self, name: str, namespace: str) -> Any:
+        return self.secret
+
+
+class _FakeDriver:
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self._sem = asyncio.Semaphore(1)
+
+    async def close(self) -> None:
+        pass
+
+
+def test_connection_hands_helm_only_the_sanitized_kubeconfig_and_a_clean_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The plumbing of Connections.get: helm's --kubeconfig is the sanitized document (0600), helm's
+    environment names no cluster of the controller's, the Python client targets the Secret's server."""
+    from helmops.clusters import connections
+
+    made: list[_FakeDriver] = []
+
+    async def create(**kwargs: Any) -> _FakeDriver:
+        made.append(_FakeDriver(**kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(connections.HelmDriver, "create", create)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    monkeypatch.setenv("HELM_KUBETOKEN", "controller-token")
+    monkeypatch.setenv("KUBECONFIG", "/home/controller/.kube/config")
+    config = kc({"server": "https://127.0.0.1:6443", "tls-server-name": "api"})
+    config["users"].append({"name": "other", "user": {"tokenFile": "/var/run/secrets/token"}})
+    cluster = {"metadata": {"name": "c1", "namespace": "t"}, "spec": {"kubeConfigSecret": "kc"}}
+
+    async def scenario() -> None:
+        conns = Connections(object(), _FakeDriver())  # type: ignore[arg-type]
+        conns._local_core = _SecretCore(yaml.safe_dump(config))
+        conn = await conns.get(cluster)
+        try:
+            [driver] = made
+            path = Path(driver.kwargs["kubeconfig"])
+            mode, dir_mode, text = await asyncio.to_thread(_inspect, path)
+            assert mode == 0o600 and dir_mode == 0o700
+            assert yaml.safe_load(text) == yaml.safe_load(sanitize(config).yaml()) and "/var/run" not in text
+            env = driver.kwargs["base_env"]
+            assert not {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "HELM_KUBETOKEN", "KUBECONFIG"} & set(env)
+            cfg = conn.api.configuration
+            assert cfg.host == "https://127.0.0.1:6443" and cfg.api_key == {"BearerToken": f"Bearer {SECRET}"}
+            assert conn.driver._sem is conns._local_driver._sem
+        finally:
+            await conns.close()
+        assert not await asyncio.to_thread(path.exists)
+
+    asyncio.run(scenario())
+
+
+def _inspect(path: Path) -> tuple[int, int, str]:
+    return path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777, path.read_text()
