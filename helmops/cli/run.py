@@ -44,6 +44,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="accept downstream cluster kubeconfigs with insecure-skip-tls-verify (HELMOPS_ALLOW_INSECURE_KUBECONFIG)",
     )
+    p.add_argument(
+        "--kubeconfig-secret-namespaces",
+        action="append",
+        default=[],
+        metavar="NS[,NS...]",
+        help="namespaces besides a Cluster's own its kubeConfigSecret may be read from; '*' = any "
+        "(repeatable; HELMOPS_KUBECONFIG_SECRET_NAMESPACES; default: none)",
+    )
     p.add_argument("--health-port", type=int, default=None, help="liveness endpoint port (/healthz; 8080)")
     p.add_argument(
         "--metrics-port",
@@ -117,6 +125,7 @@ def run_command(args: argparse.Namespace) -> int:
         leader_elect=args.leader_elect,
         allow_exec_kubeconfig=args.allow_exec_kubeconfig,
         allow_insecure_kubeconfig=args.allow_insecure_kubeconfig,
+        kubeconfig_secret_namespaces=args.kubeconfig_secret_namespaces,
     )
     from helmops.controller.app import run
 

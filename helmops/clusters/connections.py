@@ -1,12 +1,19 @@
 """Connections to the clusters HelmApps deploy to: one helm driver and one ``kubernetes.aio`` ApiClient each.
 
-A Fleet Cluster is reached through its ``spec.kubeConfigSecret`` (key ``value``, in
-``spec.kubeConfigSecretNamespace`` or the Cluster's namespace). A Cluster named ``local`` without such a
-Secret is the cluster the controller runs in (as the CLI treats it). Connections are cached per Cluster and
-rebuilt when the Secret's resourceVersion changes. The kubeconfig is written 0600 into a private (0700)
-directory for helm; kubeconfigs with ``exec`` credential plugins or ``insecure-skip-tls-verify`` are refused
-unless the controller allows them, since a Secret's author would otherwise choose commands the controller
-runs or turn off server verification.
+A Fleet Cluster is reached through its ``spec.kubeConfigSecret`` (key ``value``) in the Cluster's own
+namespace; ``spec.kubeConfigSecretNamespace`` may name another namespace only when the operator lists it
+(``--kubeconfig-secret-namespaces``), since a tenant could otherwise deploy with another tenant's
+credentials — a refused Secret is never read. A Cluster named ``local`` without such a Secret is the cluster
+the controller runs in (as the CLI treats it). Connections are cached per Cluster and rebuilt when the
+Secret's resourceVersion changes.
+
+The Secret's kubeconfig is never used as written: :mod:`helmops.clusters.kubeconfig` reduces it to one
+cluster, user and context with inline credentials and refuses local file paths, ``exec``/``auth-provider``
+(unless the operator allows them) and ``insecure-skip-tls-verify`` (likewise). helm gets that sanitized
+kubeconfig (0600, in a private 0700 directory) and an environment without the controller's own cluster
+settings (in-cluster service variables, ``KUBECONFIG``, ``HELM_KUBE*``), so it cannot fall back to the
+controller's identity; the Python client is configured from the same sanitized values, never by a loader
+that could read a file or the controller's config.
 """
 
 from __future__ import annotations
@@ -14,17 +21,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from helmops.clusters.kubeconfig import Kubeconfig, KubeconfigRefused, parse, sanitize
 from helmops.helm.driver import HelmDriver
 from helmops.reconcile.release import KubeReleaseReader
 
@@ -85,21 +92,32 @@ class Connection:
 
 def check_kubeconfig(config: Any, *, allow_exec: bool, allow_insecure: bool) -> str | None:
     """Why a kubeconfig is refused (None when acceptable). Only structure is inspected, never echoed."""
-    if not isinstance(config, Mapping):
-        return "the kubeconfig is not a YAML map"
-    for user in config.get("users") or []:
-        u = (user or {}).get("user") if isinstance(user, Mapping) else None
-        if isinstance(u, Mapping) and u.get("exec") and not allow_exec:
-            return "the kubeconfig uses an exec credential plugin (allow with --allow-exec-kubeconfig)"
-        if isinstance(u, Mapping) and u.get("auth-provider") and not allow_exec:
-            return "the kubeconfig uses an auth-provider plugin (allow with --allow-exec-kubeconfig)"
-    for cluster in config.get("clusters") or []:
-        c = (cluster or {}).get("cluster") if isinstance(cluster, Mapping) else None
-        if isinstance(c, Mapping) and c.get("insecure-skip-tls-verify") and not allow_insecure:
-            return "the kubeconfig sets insecure-skip-tls-verify (allow with --allow-insecure-kubeconfig)"
-    if not config.get("clusters"):
-        return "the kubeconfig names no cluster"
+    try:
+        sanitize(config, allow_exec=allow_exec, allow_insecure=allow_insecure)
+    except KubeconfigRefused as exc:
+        return exc.message
     return None
+
+
+#: environment variables through which helm (client-go) would reach a cluster other than the one given:
+#: in-cluster service discovery (with the pod's service-account token) and helm's own ``--kube-*`` defaults.
+_CLUSTER_ENV = ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
+
+
+def downstream_helm_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The controller's environment without anything that names a cluster or credentials, for helm on a
+    downstream cluster: only the sanitized ``--kubeconfig`` decides where helm goes and as whom."""
+    return {
+        k: v for k, v in env.items() if k not in _CLUSTER_ENV and not k.startswith(("KUBERNETES_SERVICE_", "HELM_KUBE"))
+    }
+
+
+def secret_namespace_allowed(cluster_namespace: str, secret_namespace: str, allowed: Iterable[str]) -> bool:
+    """A Cluster's kubeconfig Secret is read from its own namespace, or one the operator listed (``*``: any)."""
+    if secret_namespace == cluster_namespace:
+        return True
+    names = set(allowed)
+    return "*" in names or secret_namespace in names
 
 
 def _write_private(directory: Path, name: str, data: bytes) -> Path:
@@ -108,6 +126,43 @@ def _write_private(directory: Path, name: str, data: bytes) -> Path:
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     return path
+
+
+async def client_configuration(kc: Kubeconfig, directory: Path) -> Any:
+    """A ``kubernetes.aio`` Configuration from the sanitized kubeconfig alone.
+
+    Set field by field rather than through kubernetes' kubeconfig loader, which would honour file paths and
+    plugins; the loader is used only for an operator-allowed ``exec``/``auth-provider`` user, and then on
+    the sanitized document. A client certificate is written 0600 into ``directory`` (the TLS context reads
+    it when the ApiClient is built)."""
+    from kubernetes.aio import client as kclient
+    from kubernetes.aio import config as kconfig
+
+    cfg = kclient.Configuration()
+    if kc.plugin:
+        loader: Any = kconfig
+        await loader.load_kube_config_from_dict(copy.deepcopy(kc.document), client_configuration=cfg)
+        return cfg
+    cfg.host = kc.server.rstrip("/")
+    cfg.verify_ssl = not kc.insecure
+    if kc.ca_data:
+        try:
+            cfg.ca_cert_data = kc.ca_data.decode("ascii")  # PEM
+        except UnicodeDecodeError:
+            cfg.ca_cert_data = kc.ca_data  # DER
+    if kc.tls_server_name:
+        cfg.tls_server_name = kc.tls_server_name
+    if kc.proxy_url:
+        cfg.proxy = kc.proxy_url
+    if kc.client_cert and kc.client_key:
+        cfg.cert_file = str(await asyncio.to_thread(_write_private, directory, "client.crt", kc.client_cert))
+        cfg.key_file = str(await asyncio.to_thread(_write_private, directory, "client.key", kc.client_key))
+    if kc.token:
+        cfg.api_key["BearerToken"] = f"Bearer {kc.token}"
+    elif kc.username is not None and kc.password is not None:
+        basic = base64.b64encode(f"{kc.username}:{kc.password}".encode()).decode()
+        cfg.api_key["BearerToken"] = f"Basic {basic}"
+    return cfg
 
 
 class Connections:
@@ -123,6 +178,7 @@ class Connections:
         term_grace: float = 20.0,
         allow_exec: bool = False,
         allow_insecure: bool = False,
+        secret_namespaces: Iterable[str] = (),
     ) -> None:
         from kubernetes.aio import client as kclient
 
@@ -131,6 +187,8 @@ class Connections:
         self._local_driver = local_driver
         self._helm, self._concurrency, self._term_grace = helm, helm_concurrency, term_grace
         self.allow_exec, self.allow_insecure = allow_exec, allow_insecure
+        #: namespaces besides a Cluster's own its kubeconfig Secret may be read from (operator setting).
+        self.secret_namespaces = frozenset(n.strip() for n in secret_namespaces if n.strip())
         self._cache: dict[tuple[str, str], Connection] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -153,10 +211,19 @@ class Connections:
             if name == LOCAL:
                 return self.local(namespace)
             raise ClusterUnreachable(f"{where}: no kubeConfigSecret to reach it")
-        secret_ns = spec.get("kubeConfigSecretNamespace") or namespace
+        secret_ns = str(spec.get("kubeConfigSecretNamespace") or namespace)
         key = (namespace, name)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
+            if not secret_namespace_allowed(namespace, secret_ns, self.secret_namespaces):
+                stale = self._cache.pop(key, None)
+                if stale is not None and not stale.local:
+                    await stale.close()
+                raise ClusterUnreachable(
+                    f"{where}: kubeConfigSecretNamespace {secret_ns} is not the Cluster's namespace and the "
+                    "operator does not allow kubeconfig Secrets from it (--kubeconfig-secret-namespaces); "
+                    "the Secret was not read"
+                )
             secret = await self._read_secret(secret_ns, secret_name, where)
             version = str(secret.metadata.resource_version or "")
             cached = self._cache.get(key)
@@ -190,26 +257,19 @@ class Connections:
 
     async def _connect(self, name: str, namespace: str, secret: Any, ref: str, where: str) -> Connection:
         from kubernetes.aio import client as kclient
-        from kubernetes.aio import config as kconfig
 
         raw = (secret.data or {}).get("value")
         if not raw:
             raise ClusterUnreachable(f"{where}: kubeconfig secret {ref} has no key 'value'")
         try:
-            data = base64.b64decode(raw)
-            config = yaml.safe_load(data)
-        except (ValueError, yaml.YAMLError):
-            raise ClusterUnreachable(f"{where}: kubeconfig secret {ref} does not hold a YAML kubeconfig") from None
-        problem = check_kubeconfig(config, allow_exec=self.allow_exec, allow_insecure=self.allow_insecure)
-        if problem:
-            raise ClusterUnreachable(f"{where}: kubeconfig secret {ref} refused: {problem}")
+            kc = await asyncio.to_thread(self._sanitize, raw)
+        except KubeconfigRefused as exc:
+            raise ClusterUnreachable(f"{where}: kubeconfig secret {ref} refused: {exc.message}") from None
         tmpdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="helmops-cluster-"))
         try:
-            path = await asyncio.to_thread(_write_private, tmpdir, "kubeconfig", data)
+            path = await asyncio.to_thread(_write_private, tmpdir, "kubeconfig", kc.yaml().encode())
             await asyncio.to_thread((tmpdir / "helm").mkdir, 0o700)
-            cfg = kclient.Configuration()
-            loader: Any = kconfig
-            await loader.load_kube_config(config_file=str(path), client_configuration=cfg)
+            cfg = await client_configuration(kc, tmpdir)
             api: Any = kclient.ApiClient(configuration=cfg)
             try:
                 driver = await HelmDriver.create(
@@ -218,6 +278,7 @@ class Connections:
                     concurrency=self._concurrency,
                     work_dir=tmpdir / "helm",
                     term_grace=self._term_grace,
+                    base_env=downstream_helm_env(os.environ),
                 )
             except BaseException:
                 await api.close()
@@ -234,10 +295,27 @@ class Connections:
         version = str(secret.metadata.resource_version or "")
         return Connection(name, namespace, driver, api, secret_version=version, tmpdir=tmpdir)
 
+    def _sanitize(self, raw: str | bytes) -> Kubeconfig:
+        """Decodes, parses and sanitizes the Secret's kubeconfig (CPU work: runs in a thread)."""
+        try:
+            data = base64.b64decode(raw)
+        except ValueError:
+            raise KubeconfigRefused("the Secret's value is not base64") from None
+        return sanitize(parse(data), allow_exec=self.allow_exec, allow_insecure=self.allow_insecure)
+
     async def close(self) -> None:
         for conn in list(self._cache.values()):
             await conn.close()
         self._cache.clear()
 
 
-__all__ = ["LOCAL", "ClusterUnreachable", "Connection", "Connections", "check_kubeconfig"]
+__all__ = [
+    "LOCAL",
+    "ClusterUnreachable",
+    "Connection",
+    "Connections",
+    "check_kubeconfig",
+    "client_configuration",
+    "downstream_helm_env",
+    "secret_namespace_allowed",
+]

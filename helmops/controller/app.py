@@ -181,6 +181,7 @@ async def run_enabled(settings: Settings) -> int:
         term_grace=settings.helm_term_grace_seconds,
         allow_exec=settings.allow_exec_kubeconfig,
         allow_insecure=settings.allow_insecure_kubeconfig,
+        secret_namespaces=settings.kubeconfig_secret_namespaces,
     )
     reconciler = Reconciler(
         kube,

@@ -154,6 +154,8 @@ class Settings:
     helm_tenant_slots: int = 0
     #: reconciles of one namespace running at once; 0 = workers - 1 (at least 1).
     tenant_workers: int = 0
+    #: namespaces besides a Cluster's own from which its kubeConfigSecret may be read ("*": any).
+    kubeconfig_secret_namespaces: Sequence[str] = ()
 
 
 def from_env(
@@ -169,6 +171,7 @@ def from_env(
     leader_elect: bool = False,
     allow_exec_kubeconfig: bool = False,
     allow_insecure_kubeconfig: bool = False,
+    kubeconfig_secret_namespaces: Sequence[str] = (),
 ) -> Settings:
     kc = kubeconfig or env.get("KUBECONFIG") or None
     mhost, mport = parse_bind_address(env.get("HELMOPS_METRICS_BIND_ADDRESS", ":8081"), 8081)
@@ -204,7 +207,21 @@ def from_env(
         max_timeout_seconds=max_timeout(env),
         helm_tenant_slots=_int(env, "HELMOPS_HELM_CONCURRENCY_PER_NAMESPACE", 0),
         tenant_workers=_int(env, "HELMOPS_RECONCILER_WORKERS_PER_NAMESPACE", 0),
+        kubeconfig_secret_namespaces=name_list(
+            [*kubeconfig_secret_namespaces, env.get("HELMOPS_KUBECONFIG_SECRET_NAMESPACES", "")]
+        ),
     )
+
+
+def name_list(values: Sequence[str]) -> tuple[str, ...]:
+    """Comma-separated names (from repeated flags and an environment variable), trimmed, deduplicated."""
+    out: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            name = part.strip()
+            if name and name not in out:
+                out.append(name)
+    return tuple(out)
 
 
 def ca_bundle_refs(env: Mapping[str, str]) -> tuple[tuple[str, str, str], ...]:
@@ -227,6 +244,7 @@ __all__ = [
     "ca_bundle_refs",
     "from_env",
     "max_timeout",
+    "name_list",
     "parse_bind_address",
     "parse_bool",
     "resync_period",

@@ -68,15 +68,28 @@ def test_bookkeeping_annotation() -> None:
     assert deployed_clusters(app) == []
 
 
+def _kc(cluster: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": "u", "user": user}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    }
+
+
+_EXEC = {"exec": {"command": "aws"}}
+_INSECURE = {"server": "https://x", "insecure-skip-tls-verify": True}
+
+
 @pytest.mark.parametrize(
     ("config", "exec_ok", "insecure_ok", "refused"),
     [
-        ({"clusters": [{"cluster": {"server": "https://x"}}], "users": [{"user": {"token": "t"}}]}, False, False, None),
-        ({"clusters": [{"cluster": {}}], "users": [{"user": {"exec": {"command": "aws"}}}]}, False, False, "exec"),
-        ({"clusters": [{"cluster": {}}], "users": [{"user": {"exec": {"command": "aws"}}}]}, True, False, None),
-        ({"clusters": [{"cluster": {"insecure-skip-tls-verify": True}}]}, False, False, "insecure-skip-tls-verify"),
-        ({"clusters": [{"cluster": {"insecure-skip-tls-verify": True}}]}, False, True, None),
-        ({"users": []}, True, True, "no cluster"),
+        (_kc({"server": "https://x"}, {"token": "t"}), False, False, None),
+        (_kc({"server": "https://x"}, _EXEC), False, False, "exec"),
+        (_kc({"server": "https://x"}, _EXEC), True, False, None),
+        (_kc(_INSECURE, {}), False, False, "insecure-skip-tls-verify"),
+        (_kc(_INSECURE, {}), False, True, None),
+        ({"users": []}, True, True, "no contexts"),
         ("just a string", True, True, "not a YAML map"),
     ],
 )
