@@ -234,8 +234,12 @@ def _entries(store: MemoryLedgerStore, uid: str = "uid-app") -> frozenset[Entry]
     return parse(found[0]) if found else frozenset()
 
 
-async def test_unlabelled_release_is_refused_untouched_and_survives_deletion() -> None:
-    r, kube, rels, store = _setup(_obj())
+@pytest.mark.parametrize("service_account", [None, "deployer"])
+async def test_unlabelled_release_is_refused_untouched_and_survives_deletion(service_account: str | None) -> None:
+    obj = _obj()
+    if service_account:
+        obj["spec"]["serviceAccount"] = service_account
+    r, kube, rels, store = _setup(obj)
     plain = _rel()
     rels.releases[("target", "app")] = plain
     await r.reconcile(KEY)
@@ -354,3 +358,113 @@ async def test_full_ledger_refuses_with_a_condition() -> None:
     await r.reconcile(KEY)
     assert rels.calls == [] and "limit" in _cond(kube, "Accepted")["message"]
     assert "TooManyReleases" in [e[0] for e in kube.events]
+
+
+# --- the Kubernetes side of the ledger ---------------------------------------------------------------------
+class FakeCore:
+    """CoreV1Api's ConfigMap calls, with the API server's answers (404 without the namespace, 409 on a stale
+    resourceVersion)."""
+
+    def __init__(self) -> None:
+        self.namespaces: set[str] = set()
+        self.maps: dict[tuple[str, str], Any] = {}
+        self.version = 0
+
+    def _api_error(self, status: int) -> Exception:
+        from kubernetes.aio.client.exceptions import ApiException
+
+        return ApiException(status=status, reason="x")
+
+    async def create_namespace(self, body: Mapping[str, Any]) -> None:
+        self.namespaces.add(body["metadata"]["name"])
+
+    async def read_namespaced_config_map(self, name: str, namespace: str) -> Any:
+        if (namespace, name) not in self.maps:
+            raise self._api_error(404)
+        return self.maps[(namespace, name)]
+
+    def _store(self, namespace: str, name: str, body: Mapping[str, Any]) -> Any:
+        from types import SimpleNamespace
+
+        self.version += 1
+        meta = SimpleNamespace(resource_version=str(self.version), labels=body["metadata"]["labels"])
+        obj = SimpleNamespace(metadata=meta, data=dict(body["data"]))
+        self.maps[(namespace, name)] = obj
+        return obj
+
+    async def create_namespaced_config_map(self, namespace: str, body: Mapping[str, Any]) -> Any:
+        if namespace not in self.namespaces:
+            raise self._api_error(404)
+        if (namespace, body["metadata"]["name"]) in self.maps:
+            raise self._api_error(409)
+        return self._store(namespace, body["metadata"]["name"], body)
+
+    async def replace_namespaced_config_map(self, name: str, namespace: str, body: Mapping[str, Any]) -> Any:
+        have = self.maps.get((namespace, name))
+        if have is None:
+            raise self._api_error(404)
+        if have.metadata.resource_version != body["metadata"]["resourceVersion"]:
+            raise self._api_error(409)
+        return self._store(namespace, name, body)
+
+    async def delete_namespaced_config_map(self, name: str, namespace: str) -> None:
+        if self.maps.pop((namespace, name), None) is None:
+            raise self._api_error(404)
+
+
+def _kube_with(core: FakeCore) -> Any:
+    from helmops.controller.kube import Kube
+
+    kube = Kube.__new__(Kube)
+    kube.core = core
+    return kube
+
+
+async def test_kube_ledger_store_creates_its_namespace_and_detects_conflicts() -> None:
+    core = FakeCore()
+    ledger = Ledger(_kube_with(core), SYSTEM)
+    await ledger.record("u", "team/app", Entry("local", "t", "a"))
+    assert SYSTEM in core.namespaces  # created when missing (outside a cluster)
+    cm = core.maps[(SYSTEM, ledger_name("u"))]
+    assert cm.metadata.labels["helmops.cattle.io/ledger"] == "true" and parse(cm.data) == {Entry("local", "t", "a")}
+    # another writer changed it: the stale write conflicts, is re-read and retried
+    other = Ledger(_kube_with(core), SYSTEM)
+    await other.record("u", "team/app", Entry("local", "t", "b"))
+    await ledger.record("u", "team/app", Entry("local", "t", "c"))
+    assert parse(core.maps[(SYSTEM, ledger_name("u"))].data) == {Entry("local", "t", n) for n in "abc"}
+    await ledger.drop("u")
+    await ledger.drop("u")  # already gone is fine
+    assert core.maps == {}
+
+
+async def test_drift_correction_never_rolls_back_a_release_that_is_not_this_helmapps() -> None:
+    import random
+    from types import SimpleNamespace
+
+    from helmops.controller.day2 import Day2
+    from helmops.controller.queue import WorkQueue
+    from helmops.controller.settings import Settings
+
+    obj = _obj()
+    obj["spec"]["correctDrift"] = {"enabled": True}
+    rollbacks: list[str] = []
+    reads = {("target", "app"): _rel()}  # plain helm's release, same name: refused by the reconcile
+
+    async def read(ns: str, name: str) -> ReleaseInfo | None:
+        return reads.get((ns, name))
+
+    async def rollback(*args: Any, **kw: Any) -> None:
+        rollbacks.append("rollback")
+
+    kube = SimpleNamespace(
+        get_helmapp=FakeKube(obj).get_helmapp, releases=SimpleNamespace(read=read), event=FakeKube(obj).event
+    )
+    driver = SimpleNamespace(holds=lambda ns, name: False, rollback=rollback)
+    reconciler = SimpleNamespace(drift=None, spec=BasicSpec())
+    settings = Settings(resync_seconds=100.0)
+    d = Day2(settings, None, kube, driver, reconciler, object(), WorkQueue(), rng=random.Random(1))
+    try:
+        assert await d.correct(KEY) == 100.0
+        assert rollbacks == []
+    finally:
+        await d.stop()
