@@ -20,6 +20,7 @@ from helmops.controller.polling import JITTER, Poller, SourcesResolver
 from helmops.controller.queue import WorkQueue
 from helmops.controller.settings import Settings
 from helmops.reconcile import backoff
+from helmops.reconcile.release import labelled_ours
 from helmops.reconcile.rollback import rollback_current
 
 log = logging.getLogger("helmops.controller")
@@ -148,6 +149,11 @@ class Day2:
         helm = spec.get("helm") or {}
         name, ns = self.reconciler.spec.release_name(obj), self.reconciler.spec.release_namespace(obj)
         live = await self.kube.releases.read(ns, name)
+        if live is not None and not labelled_ours(live, *key):
+            # not this HelmApp's release (refused by the reconcile): drift on it is never corrected
+            log.warning("drift correction %s/%s: release %s/%s is not this HelmApp's; skipped", *key, ns, name)
+            self.drift.cleared(key)
+            return self.settings.resync_seconds
         if live is None or live.status != "deployed" or self.driver.holds(ns, name):
             return self.settings.drift_delay_seconds or 1.0
         force, keep = self.drift.correct_options(key)

@@ -226,3 +226,66 @@ class Kube:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    # --- the ownership ledger (helmops.controller.ledger): ConfigMaps in the controller's own namespace ----
+    async def read_ledger(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None:
+        try:
+            cm = await self.core.read_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(cm.data or {}), str(cm.metadata.resource_version)
+
+    async def write_ledger(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        annotations: Mapping[str, str],
+        resource_version: str | None,
+    ) -> str:
+        from helmops.controller.ledger import LEDGER_LABEL, LedgerConflict
+
+        meta: dict[str, Any] = {
+            "name": name,
+            "namespace": namespace,
+            "labels": {LEDGER_LABEL: "true", "app.kubernetes.io/managed-by": "helmops"},
+            "annotations": dict(annotations),
+        }
+        if resource_version is not None:
+            meta["resourceVersion"] = resource_version
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(data)}
+        for attempt in range(2):
+            try:
+                if resource_version is None:
+                    out = await self.core.create_namespaced_config_map(namespace, body)
+                else:
+                    out = await self.core.replace_namespaced_config_map(name, namespace, body)
+            except ApiException as exc:
+                if exc.status == 409:
+                    raise LedgerConflict(name) from exc
+                if exc.status == 404 and resource_version is None and attempt == 0:
+                    # outside a cluster (tests, a controller run by hand) the system namespace may not exist
+                    await self._ensure_namespace(namespace)
+                    continue
+                if exc.status == 404:
+                    raise LedgerConflict(name) from exc  # deleted since read: re-read and create
+                raise
+            return str(out.metadata.resource_version)
+        raise LedgerConflict(name)
+
+    async def delete_ledger(self, namespace: str, name: str) -> None:
+        try:
+            await self.core.delete_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def _ensure_namespace(self, name: str) -> None:
+        try:
+            await self.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        log.info("created namespace %s for the controller's ownership ledger", name)

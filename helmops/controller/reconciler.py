@@ -38,6 +38,7 @@ from helmops.controller.desired import (
     helm_options,
 )
 from helmops.controller.kube import FINALIZER, Conflict, Kube
+from helmops.controller.ledger import Entry, Ledger, LedgerFull, MemoryLedgerStore, helmapp_uid
 from helmops.helm.driver import HelmDriver
 from helmops.reconcile import (
     Action,
@@ -52,7 +53,7 @@ from helmops.reconcile import (
     uninstall,
     upgrade,
 )
-from helmops.reconcile.release import ReleaseReader, foreign_owner, owner_value
+from helmops.reconcile.release import OWNER_LABEL, ReleaseInfo, ReleaseReader, labelled_ours, ownership
 from helmops.status import (
     ClusterOutcome,
     Outcome,
@@ -118,8 +119,13 @@ class Reconciler:
         *,
         clusters: Connections | None = None,
         live: LiveResources | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.kube, self.driver, self.releases = kube, driver, releases
+        #: which releases each HelmApp deployed (helmops.controller.ledger), in the controller's own namespace.
+        self.ledger = ledger or Ledger(
+            kube if hasattr(kube, "read_ledger") else MemoryLedgerStore(), config.own_namespace
+        )
         self.spec, self.charts, self.values, self.config = spec, charts, values, config
         #: downstream clusters (None: only the local cluster is reachable).
         self.clusters = clusters
@@ -236,7 +242,9 @@ class Reconciler:
             targets, by_name = await self._targets(obj)
         except ValueError:
             targets, by_name = [], {}
-        names = {t.name for t in targets} | set(deployed_clusters(obj))
+        uid = helmapp_uid(obj)
+        recorded = {e.cluster for e in await self.ledger.entries(uid)}
+        names = {t.name for t in targets} | set(deployed_clusters(obj)) | recorded
         if not names:
             names = {LOCAL}
         todo: list[ClusterTarget] = [t for t in targets]
@@ -260,6 +268,7 @@ class Reconciler:
             return self._retry_in(key)
         if waits:
             return min(waits)
+        await self.ledger.drop(uid)
         await self.kube.remove_finalizer(obj)
         self._ok(key)
         return None
@@ -289,8 +298,8 @@ class Reconciler:
         opts = helm_options(spec)
         opts["timeoutSeconds"] = clamp_timeout(opts["timeoutSeconds"], self.config.max_timeout_seconds)
         live = await conn.releases.read(ns, name)
-        if (owner := foreign_owner(live, *key)) is not None:
-            log.warning("finalize %s/%s: release %s/%s belongs to HelmApp %s; not uninstalled", *key, ns, name, owner)
+        if live is not None and not labelled_ours(live, *key):
+            log.warning("finalize %s/%s: %s; not uninstalled", *key, _not_ours(live))
             live = None
         c = classify(
             live,
@@ -321,7 +330,10 @@ class Reconciler:
             await self._events(obj, res, suffix=f" (chart version {version})" if version else "", conn=conn)
             if not res.ok:
                 return ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=res.error or res.message)
-        if not spec.get("keepResources") and not await self._uninstall_orphans(obj, keep=None, conn=conn):
+            await self.ledger.forget(helmapp_uid(obj), _helmapp(key), Entry(t.name, ns, name))
+        if not spec.get("keepResources") and not await self._uninstall_orphans(
+            obj, keep=None, conn=conn, cluster=t.name
+        ):
             return ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error="uninstalling old releases failed")
         target = spec.get("namespace") or ""
         if spec.get("deleteNamespace") and not spec.get("keepResources"):
@@ -447,7 +459,8 @@ class Reconciler:
             t = ClusterTarget(name, key[0], cluster, {**obj, "spec": base}, "", False)
             try:
                 conn = await self._conn(t)
-                clean = await self._uninstall_orphans(obj, keep=None, conn=conn)
+                current = Entry(name, self.spec.release_namespace(t.helmapp), self.spec.release_name(t.helmapp))
+                clean = await self._uninstall_orphans(obj, keep=None, conn=conn, cluster=name, current=current)
             except ClusterUnreachable as exc:
                 log.warning("HelmApp %s/%s: no longer targeted, cleanup postponed: %s", *key, exc.message)
                 clean = False
@@ -502,14 +515,13 @@ class Reconciler:
         rel = desired.release
         await self._say_clamped(key, obj, desired, conn)
         live = await conn.releases.read(rel.namespace, rel.name)
-        if (owner := foreign_owner(live, *key)) is not None:
-            msg = (
-                f"release {rel.name} in namespace {rel.namespace} belongs to another HelmApp ({owner}); "
-                "choose another spec.helm.releaseName or namespace"
-            )
-            return _ClusterResult(
-                out(State.ERR_APPLIED, error=msg), failed=True, accepted_error=msg, stalled=True, version=chart.version
-            )
+        uid, entry = helmapp_uid(obj), Entry(t.name, rel.namespace, rel.name)
+        recorded = entry in await self.ledger.entries(uid)
+        own = ownership(live, *key, recorded=recorded, take_ownership=rel.take_ownership)
+        if not own.allowed:
+            return await self._refused(key, obj, t, conn, own.refusal, chart.version, "ReleaseNotOwned")
+        if own.adopt:
+            log.info("HelmApp %s/%s adopts %s (takeOwnership)", *key, entry.describe(), extra=_extra(key, t))
         now = now_utc()
         c = classify(
             live,
@@ -529,6 +541,13 @@ class Reconciler:
             return _ClusterResult(out(state, **kw), delay=delay, version=chart.version, chart=chart)
 
         spec = t.helmapp.get("spec") or {}
+        if not recorded and live is not None and labelled_ours(live, *key):
+            # a release installed before the ledger existed: recorded the first time it is seen
+            try:
+                await self.ledger.record(uid, _helmapp(key), entry)
+                recorded = True
+            except LedgerFull as exc:
+                return await self._refused(key, obj, t, conn, str(exc), chart.version, "TooManyReleases")
         if d.action is Action.NONE:
             await self._namespace_metadata(t.helmapp, rel.namespace, conn)
             drifted = self.drift(key) if self.drift is not None and conn.local else ""
@@ -544,7 +563,15 @@ class Reconciler:
             note = f"paused ({what}): release is {c.phase}, {d.action} skipped"
             return done(State.OUT_OF_SYNC, self.config.resync_seconds, message=note)
 
+        if not recorded:
+            # before helm touches it: a crash after this line cannot lose track of the release
+            try:
+                await self.ledger.record(uid, _helmapp(key), entry)
+            except LedgerFull as exc:
+                return await self._refused(key, obj, t, conn, str(exc), chart.version, "TooManyReleases")
         res = await self._act(d.action, desired, c, conn.driver)
+        if d.action is Action.INSTALL and not res.ok and await conn.releases.read(rel.namespace, rel.name) is None:
+            await self.ledger.forget(uid, _helmapp(key), entry)  # nothing was created
         if d.action is Action.RECOVER and not res.ok:
             res = await self._recovered_anyway(rel.namespace, rel.name, res, conn.releases)
         await self._events(obj, res, suffix=f" (chart {chart.name} {chart.version}, digest {chart.digest})", conn=conn)
@@ -556,7 +583,7 @@ class Reconciler:
         if d.action is Action.RECOVER:
             return done(State.WAIT_APPLIED, 0.1, message=res.message)
         await self._namespace_metadata(t.helmapp, rel.namespace, conn)
-        await self._uninstall_orphans(obj, keep=(rel.namespace, rel.name), conn=conn)
+        await self._uninstall_orphans(obj, keep=(rel.namespace, rel.name), conn=conn, cluster=t.name)
         return await self._ready(key, t, conn, rel.namespace, rel.name, chart, res.revision)
 
     async def _ready(
@@ -598,22 +625,45 @@ class Reconciler:
         outcome = ClusterOutcome(t.name, t.namespace, state, resources=resources)
         return _ClusterResult(outcome, delay=delay, version=chart.version, chart=chart)
 
-    async def _uninstall_orphans(self, obj: Mapping[str, Any], keep: tuple[str, str] | None, conn: _Conn) -> bool:
+    async def _uninstall_orphans(
+        self,
+        obj: Mapping[str, Any],
+        keep: tuple[str, str] | None,
+        conn: _Conn,
+        cluster: str,
+        current: Entry | None = None,
+    ) -> bool:
         """Uninstalls this HelmApp's releases on ``conn``'s cluster other than ``keep`` (left behind when
-        spec.helm.releaseName or the namespace changed, or the cluster is no longer targeted). True when
-        none is left."""
+        spec.helm.releaseName or the namespace changed, or the cluster is no longer targeted). Only releases
+        the ledger recorded are considered (plus ``current``, the release a cluster no longer targeted would
+        have now, for releases installed before the ledger existed), and each only while its storage labels
+        still name this HelmApp: a Secret a tenant planted elsewhere is never listed, let alone acted on.
+        True when none is left."""
         key = _key(obj)
+        uid = helmapp_uid(obj)
         spec = obj.get("spec") or {}
+        candidates = {e for e in await self.ledger.entries(uid) if e.cluster == cluster}
+        if current is not None and current.cluster == cluster:
+            candidates.add(current)
         clean = True
-        for orphan in await conn.releases.owned(owner_value(*key)):
-            if (orphan.namespace, orphan.name) == keep or conn.driver.holds(orphan.namespace, orphan.name):
+        for entry in sorted(candidates):
+            if (entry.namespace, entry.name) == keep:
+                continue
+            if conn.driver.holds(entry.namespace, entry.name):
+                clean = False  # a helm process of ours works on it: look again next time
+                continue
+            live = await conn.releases.read(entry.namespace, entry.name)
+            if live is None or not labelled_ours(live, *key):
+                if live is not None:
+                    log.warning("HelmApp %s/%s: %s; not uninstalled", *key, _not_ours(live), extra=_extra(key))
+                await self.ledger.forget(uid, _helmapp(key), entry)
                 continue
             res = await self._timed(
                 "uninstall",
                 uninstall(
                     conn.driver,
-                    orphan.name,
-                    orphan.namespace,
+                    entry.name,
+                    entry.namespace,
                     timeout_seconds=clamp_timeout(
                         int((spec.get("helm") or {}).get("timeoutSeconds") or 0), self.config.max_timeout_seconds
                     ),
@@ -624,9 +674,19 @@ class Reconciler:
             )
             if res.ok:
                 res = ActionResult(True, "Uninstalled", f"{res.message}: no longer this HelmApp's release")
+                await self.ledger.forget(uid, _helmapp(key), entry)
             clean = clean and res.ok
             await self._events(obj, res, conn=conn)
         return clean
+
+    async def _refused(
+        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, conn: _Conn, msg: str, version: str, reason: str
+    ) -> _ClusterResult:
+        """Not accepted on this cluster: status condition, Event and log line; the release is not touched."""
+        log.warning("HelmApp %s/%s not accepted on %s: %s", *key, t.describe(), msg, extra=_extra(key, t))
+        await self._events(obj, ActionResult(False, reason, msg), conn=conn)
+        outcome = ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=msg)
+        return _ClusterResult(outcome, failed=True, accepted_error=msg, stalled=True, version=version)
 
     async def _namespace_metadata(self, obj: Mapping[str, Any], namespace: str, conn: _Conn) -> None:
         """Fleet's namespaceLabels/namespaceAnnotations, applied to the release namespace (added or
@@ -800,6 +860,25 @@ def _chart_ref(helmapp: Mapping[str, Any]) -> str:
 
 def _key(obj: Mapping[str, Any]) -> Key:
     return (obj["metadata"]["namespace"], obj["metadata"]["name"])
+
+
+def _helmapp(key: Key) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+def _extra(key: Key, t: ClusterTarget | None = None) -> dict[str, str]:
+    """Structured log fields naming the HelmApp (and the cluster)."""
+    out = {"helmapp": _helmapp(key)}
+    if t is not None:
+        out["cluster"] = t.id
+    return out
+
+
+def _not_ours(live: ReleaseInfo) -> str:
+    """Why a live release is not this HelmApp's to uninstall."""
+    where = f"release {live.name} in namespace {live.namespace}"
+    owner = live.labels.get(OWNER_LABEL)
+    return f"{where} belongs to another HelmApp ({owner})" if owner else f"{where} was not installed by this HelmApp"
 
 
 def _plain(message: str) -> str:

@@ -48,12 +48,53 @@ def foreign_owner(release: ReleaseInfo | None, namespace: str, name: str) -> str
     return owner if owner and owner != owner_value(namespace, name) else None
 
 
+def labelled_ours(release: ReleaseInfo | None, namespace: str, name: str) -> bool:
+    """The release's storage labels name this HelmApp (every revision helmops writes carries them)."""
+    return release is not None and release.labels.get(OWNER_LABEL) == owner_value(namespace, name)
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Whether this HelmApp may upgrade, recover or uninstall a live release."""
+
+    allowed: bool
+    #: acting takes over a release this HelmApp did not create (spec.helm.takeOwnership).
+    adopt: bool = False
+    #: why not (status condition, Event and log line).
+    refusal: str = ""
+    #: the other HelmApp's owner label, when that is the reason.
+    owner: str | None = None
+
+
+def ownership(
+    release: ReleaseInfo | None, namespace: str, name: str, *, recorded: bool, take_ownership: bool
+) -> Ownership:
+    """A release is this HelmApp's when its labels name this HelmApp, or when it carries no owner label and
+    the controller's ledger recorded it. Anything else is left alone unless takeOwnership asks to adopt an
+    unlabelled release; a release labelled for another HelmApp is never taken, as two HelmApps would then
+    fight over it. An absent release is free to install."""
+    if release is None or labelled_ours(release, namespace, name):
+        return Ownership(True)
+    where = f"release {release.name} in namespace {release.namespace}"
+    owner = release.labels.get(OWNER_LABEL)
+    if owner:
+        return Ownership(
+            False,
+            refusal=f"{where} belongs to another HelmApp ({owner}); choose another spec.helm.releaseName or namespace",
+            owner=owner,
+        )
+    if recorded:
+        return Ownership(True)
+    if take_ownership:
+        return Ownership(True, adopt=True)
+    return Ownership(
+        False,
+        refusal=f"{where} exists and was not installed by this HelmApp; set spec.helm.takeOwnership to adopt it",
+    )
+
+
 class ReleaseReader(Protocol):
     async def read(self, namespace: str, name: str) -> ReleaseInfo | None: ...
-
-    async def owned(self, owner: str) -> list[ReleaseInfo]:
-        """Every live release (any namespace) labelled as belonging to ``owner`` (an OWNER_LABEL value)."""
-        ...
 
 
 def releases_from_secrets(secrets: Iterable[tuple[str, Mapping[str, str], Any]]) -> list[ReleaseInfo]:
@@ -122,10 +163,3 @@ class KubeReleaseReader:
         )
         pairs = [(dict(item.metadata.labels or {}), item.metadata.creation_timestamp) for item in result.items or []]
         return release_from_secrets(namespace, name, pairs)
-
-    async def owned(self, owner: str) -> list[ReleaseInfo]:
-        result = await self._core.list_secret_for_all_namespaces(label_selector=f"owner=helm,{OWNER_LABEL}={owner}")
-        return releases_from_secrets(
-            (item.metadata.namespace, dict(item.metadata.labels or {}), item.metadata.creation_timestamp)
-            for item in result.items or []
-        )

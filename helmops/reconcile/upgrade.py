@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from pyhelm3 import errors as helm_errors
 
 from helmops.helm.driver import HelmDriver, ReleaseSpec
@@ -11,10 +9,12 @@ from helmops.reconcile.result import ActionResult, helm_error_text
 
 
 async def upgrade(driver: HelmDriver, spec: ReleaseSpec) -> ActionResult:
-    """Fleet's upgrade path always takes ownership; ``--atomic`` rolls a failed upgrade back."""
+    """``--take-ownership`` only when the HelmApp sets takeOwnership (Fleet's upgrade path always sets it,
+    which would let any upgrade take objects another release owns); ``--atomic`` rolls a failed upgrade
+    back."""
     what = f"chart version {spec.chart_version}"
     try:
-        out = await driver.install_or_upgrade(dataclasses.replace(spec, take_ownership=True))
+        out = await driver.install_or_upgrade(spec)
     except helm_errors.Error as exc:
         err = helm_error_text(exc)
         extra: tuple[tuple[str, str], ...] = ()

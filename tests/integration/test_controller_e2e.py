@@ -489,7 +489,8 @@ def test_stuck_pending_install_is_recovered(
     tmp_path: Path,
     ns: str,
 ) -> None:
-    """A release left pending-install by someone else's killed helm is uninstalled, then installed."""
+    """A release left pending-install by someone else's killed helm is uninstalled, then installed — with
+    takeOwnership, since the release is not this HelmApp's (without it, it would be left alone)."""
     target = f"{ns}-target"
     proc = _slow_upgrade(cluster, tools, "stuck2", target, published["slowhook-0.1.0"], tmp_path, install=True)
     try:
@@ -497,7 +498,9 @@ def test_stuck_pending_install_is_recovered(
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    cluster.apply(helmapp("stuck2", ns, repo=chart_repo.url, chart="hello", version="0.1.0", timeoutSeconds=5))
+    cluster.apply(
+        helmapp("stuck2", ns, repo=chart_repo.url, chart="hello", version="0.1.0", timeoutSeconds=5, takeOwnership=True)
+    )
     assert wait_for("ReleaseRecovered", lambda: "ReleaseRecovered" in cluster.event_reasons("stuck2", ns), 120)
     wait_ready(cluster, "stuck2", ns)
     assert cluster.release_status("stuck2", target) == "deployed"

@@ -16,7 +16,7 @@ from helmops.controller.desired import BasicSpec, FetchedChart, Values
 from helmops.controller.kube import FINALIZER
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
 from helmops.helm.driver import ReleaseOutcome, ReleaseSpec
-from helmops.reconcile.release import FINGERPRINT_LABEL, OWNER_LABEL, ReleaseInfo
+from helmops.reconcile.release import FINGERPRINT_LABEL, ReleaseInfo
 
 KEY = ("ns", "app")
 
@@ -31,9 +31,6 @@ class Store:
 
     async def read(self, namespace: str, name: str) -> ReleaseInfo | None:
         return self.releases.get((namespace, name))
-
-    async def owned(self, owner: str) -> list[ReleaseInfo]:
-        return [r for r in self.releases.values() if r.labels.get(OWNER_LABEL) == owner]
 
     def holds(self, namespace: str, name: str) -> bool:
         return False

@@ -62,10 +62,9 @@ class FakeReleases:
         self.extra: list[ReleaseInfo] = []
 
     async def read(self, namespace: str, name: str) -> ReleaseInfo | None:
-        return self.info
-
-    async def owned(self, owner: str) -> list[ReleaseInfo]:
-        return [r for r in [self.info, *self.extra] if r is not None and r.labels.get(OWNER_LABEL) == owner]
+        if self.info is not None and (self.info.namespace, self.info.name) == (namespace, name):
+            return self.info
+        return next((r for r in self.extra if (r.namespace, r.name) == (namespace, name)), None)
 
 
 class FakeDriver:
@@ -239,7 +238,8 @@ async def test_deletion_of_gone_release() -> None:
 
 async def test_failed_install_is_retried_not_uninstalled() -> None:
     r, _kube, driver, _, releases = _setup(_obj())
-    releases.info = ReleaseInfo("app", "target", 1, "failed", None, datetime.now(tz=UTC))
+    # our own failed install: helm wrote the release labels with its first record
+    releases.info = ReleaseInfo("app", "target", 1, "failed", None, datetime.now(tz=UTC), {OWNER_LABEL: "team.app"})
     await r.reconcile(KEY)
     assert driver.calls == ["upgrade"] and releases.info.status == "deployed"
 
