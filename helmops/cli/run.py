@@ -69,6 +69,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="DURATION",
         help="wait this long after noticing drift before acting, coalescing bursts (HELMOPS_DRIFT_DELAY, 5s)",
     )
+    p.add_argument(
+        "--source-connect-timeout",
+        default=None,
+        metavar="DURATION",
+        help="give up connecting to a chart repository/registry after this long (HELMOPS_SOURCE_CONNECT_TIMEOUT, 5s)",
+    )
+    p.add_argument(
+        "--source-read-timeout",
+        default=None,
+        metavar="DURATION",
+        help="give up on a chart source that sends nothing for this long; a cached index/chart is then used"
+        " (HELMOPS_SOURCE_READ_TIMEOUT, 10s)",
+    )
+    p.add_argument(
+        "--source-timeout",
+        default=None,
+        metavar="DURATION",
+        help="upper bound for one chart-source request, however slowly it answers (HELMOPS_SOURCE_TIMEOUT, 60s)",
+    )
     p.set_defaults(func=run_command)
 
 
@@ -77,6 +96,9 @@ _ENV_FLAGS = {
     "resync_period": "HELMOPS_RESYNC_PERIOD",
     "drift_check_period": "HELMOPS_DRIFT_CHECK_PERIOD",
     "drift_delay": "HELMOPS_DRIFT_DELAY",
+    "source_connect_timeout": "HELMOPS_SOURCE_CONNECT_TIMEOUT",
+    "source_read_timeout": "HELMOPS_SOURCE_READ_TIMEOUT",
+    "source_timeout": "HELMOPS_SOURCE_TIMEOUT",
 }
 
 
@@ -103,6 +125,9 @@ def run_command(args: argparse.Namespace) -> int:
         allow_exec_kubeconfig=args.allow_exec_kubeconfig,
         allow_insecure_kubeconfig=args.allow_insecure_kubeconfig,
     )
+    from helmops.controller.settings import export_source_timeouts
+
+    export_source_timeouts(settings, os.environ)
     from helmops.controller.app import run
 
     return asyncio.run(run(settings))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +128,12 @@ class Settings:
     allow_exec_kubeconfig: bool = False
     #: accept downstream kubeconfigs with insecure-skip-tls-verify.
     allow_insecure_kubeconfig: bool = False
+    #: chart sources: seconds to connect, seconds without a byte before a hanging source is given up
+    #: (then a cached index/chart is used: stale-if-error), and seconds for a whole request.  Sizes and
+    #: counts are HELMOPS_SOURCE_* variables read by helmops.sources.limits (docs/sources.md).
+    source_connect_timeout: float = 5.0
+    source_read_timeout: float = 10.0
+    source_timeout: float = 60.0
 
 
 def from_env(
@@ -175,7 +181,27 @@ def from_env(
         lease_times=lease_times(env),
         allow_exec_kubeconfig=allow_exec_kubeconfig or parse_bool(env.get("HELMOPS_ALLOW_EXEC_KUBECONFIG")),
         allow_insecure_kubeconfig=allow_insecure_kubeconfig or parse_bool(env.get("HELMOPS_ALLOW_INSECURE_KUBECONFIG")),
+        source_connect_timeout=_period(env, SOURCE_TIMEOUT_ENV["source_connect_timeout"], 5.0),
+        source_read_timeout=_period(env, SOURCE_TIMEOUT_ENV["source_read_timeout"], 10.0),
+        source_timeout=_period(env, SOURCE_TIMEOUT_ENV["source_timeout"], 60.0),
     )
+
+
+#: Settings field -> environment variable for the chart-source timeouts (Go durations or seconds).
+SOURCE_TIMEOUT_ENV = {
+    "source_connect_timeout": "HELMOPS_SOURCE_CONNECT_TIMEOUT",
+    "source_read_timeout": "HELMOPS_SOURCE_READ_TIMEOUT",
+    "source_timeout": "HELMOPS_SOURCE_TIMEOUT",
+}
+
+
+def export_source_timeouts(settings: Settings, environ: MutableMapping[str, str]) -> None:
+    """Write the chart-source timeouts, in seconds, where ``helmops.sources`` reads them (the process env).
+
+    ChartSources is built deep inside the controller; its limits come from the environment so they need no
+    plumbing through every constructor."""
+    for attr, var in SOURCE_TIMEOUT_ENV.items():
+        environ[var] = f"{getattr(settings, attr):g}"
 
 
 def ca_bundle_refs(env: Mapping[str, str]) -> tuple[tuple[str, str, str], ...]:
@@ -195,7 +221,9 @@ __all__ = [
     "ENABLE_HINT",
     "FLAG_ENV",
     "Settings",
+    "SOURCE_TIMEOUT_ENV",
     "ca_bundle_refs",
+    "export_source_timeouts",
     "from_env",
     "parse_bind_address",
     "parse_bool",
