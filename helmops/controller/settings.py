@@ -220,8 +220,8 @@ def ca_bundle_refs(env: Mapping[str, str]) -> tuple[tuple[str, str, str], ...]:
 __all__ = [
     "ENABLE_HINT",
     "FLAG_ENV",
-    "Settings",
     "SOURCE_TIMEOUT_ENV",
+    "Settings",
     "ca_bundle_refs",
     "export_source_timeouts",
     "from_env",

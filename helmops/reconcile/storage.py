@@ -7,8 +7,8 @@ step is bounded before it allocates: the encoded length is checked before decodi
 chunks and stopped at the limit, ``json.loads`` (C) stops at its recursion limit, and the
 rendered manifest inside is checked for YAML alias expansion (the drift and readiness code parse it).
 
-Every refusal is a :class:`BadRelease` (a ``ValueError``; :class:`ReleaseTooLarge` for limits), whose message names the limit but never
-quotes the data.
+Every refusal is a :class:`BadRelease` (a ``ValueError``; :class:`ReleaseTooLarge` for limits), whose
+message names the limit but never quotes the data.
 """
 
 from __future__ import annotations

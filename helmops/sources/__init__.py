@@ -37,9 +37,9 @@ from .errors import (
     TLSError,
     VersionNotFound,
 )
+from .limits import SourceLimits
 from .net import HttpClient, display_url
 from .oci import OciRef, OciRegistries, parse_oci_ref
-from .limits import SourceLimits
 from .repo import HttpRepos, chart_meta, chart_meta_from_tgz, chart_url
 from .versions import parse_constraint
 

@@ -106,7 +106,7 @@ def check_chart_archive(source: Path | bytes, where: str, limits: SourceLimits |
     files = 0
     try:
         with raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-            counted = _Counted(gz, compressed, lim, where)
+            counted = _Counted(gz, compressed, lim, where)  # type: ignore[arg-type]  # GzipFile reads bytes
             stream = io.BufferedReader(counted, buffer_size=1 << 16)
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 for member in tar:

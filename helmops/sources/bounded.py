@@ -60,7 +60,7 @@ class BoundedBuffer:
         return bytes(self._buf)
 
 
-def decoder_for(encoding: str | None, what: str) -> zlib._Decompress | None:  # noqa: SLF001
+def decoder_for(encoding: str | None, what: str) -> zlib._Decompress | None:
     """A streaming decoder for an HTTP Content-Encoding (None for identity)."""
     enc = (encoding or "identity").strip().lower()
     if enc in ("", "identity"):

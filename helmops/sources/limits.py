@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-__all__ = ["MIB", "ENV", "SourceLimits"]
+__all__ = ["ENV", "MIB", "SourceLimits"]
 
 log = logging.getLogger("helmops.sources")
 

@@ -90,12 +90,12 @@ def timeout_text(exc: BaseException, timeout: float | SourceLimits) -> str:
     """Which wait ran out: connecting, waiting for the next byte (a hanging server) or the whole request."""
     if not isinstance(timeout, SourceLimits):
         return f"timeout after {timeout:g}s"
-    name = type(exc).__name__
+    names = {k.__name__ for k in type(exc).__mro__}
     text = str(exc).lower()
-    if name in ("ConnectionTimeoutError", "ConnectTimeout") or "connect" in text and "timed out" in text:
+    if names & {"ConnectionTimeoutError", "ConnectTimeout", "ConnectTimeoutError"} or "connect timed out" in text:
         return f"connect timeout after {timeout.connect_timeout:g}s"
-    if name in ("ServerTimeoutError", "SocketTimeoutError", "ReadTimeout", "ReadTimeoutError") or (
-        "read" in text and "timed out" in text
+    if names & {"ServerTimeoutError", "SocketTimeoutError", "ReadTimeout", "ReadTimeoutError"} or (
+        "read timed out" in text or "timeout on reading" in text
     ):
         return f"no data for {timeout.read_timeout:g}s (read timeout)"
     return f"timeout after {timeout.total_timeout:g}s"

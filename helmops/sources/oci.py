@@ -39,8 +39,8 @@ import requests
 import urllib3
 
 from .auth import RepoAuth
-from .cache import LRU, ChartStore, SingleFlight
 from .bounded import BoundedBuffer
+from .cache import LRU, ChartStore, SingleFlight
 from .errors import (
     AuthError,
     ChartNotFound,
@@ -158,8 +158,8 @@ class _TimeoutSession(requests.Session):
         with resp:
             what = f"registry response from {display_url(str(resp.url or url))}"
             body = read_body(resp, self.limits.max_manifest_bytes, what, self.limits.total_timeout)
-        resp._content = body  # noqa: SLF001 - what requests itself does once it has read a body
-        resp._content_consumed = True  # noqa: SLF001
+        resp._content = body
+        resp._content_consumed = True  # type: ignore[attr-defined]  # as requests does once it read a body
         return resp
 
 

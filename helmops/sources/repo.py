@@ -18,8 +18,8 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import yaml
 
-from .auth import RepoAuth
 from .archive import ArchiveInfo, check_chart_archive
+from .auth import RepoAuth
 from .cache import LRU, ChartStore, SingleFlight, sha256_hex
 from .errors import (
     ChartNotFound,
