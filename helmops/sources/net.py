@@ -212,8 +212,8 @@ class HttpClient:
         current = url
         for _ in range(_MAX_REDIRECTS + 1):
             send = dict(headers or {})
-            if raw:
-                send["Accept-Encoding"] = "identity"
+            # Only codings our bounded decoder handles (aiohttp would also offer br/zstd when installed).
+            send["Accept-Encoding"] = "identity" if raw else "gzip, deflate"
             if auth.has_credentials and (auth.pass_credentials or same_origin(current, credentials_for)):
                 token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
                 send["Authorization"] = f"Basic {token}"
