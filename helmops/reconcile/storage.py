@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -146,6 +148,29 @@ def decode_release(
     lim = limits or release_limits()
     if len(value) > lim.max_encoded:
         raise ReleaseTooLarge(f"release record exceeds {lim.max_encoded / MIB:g} MiB encoded")
+    # Drift checks list the same Secrets every pass; a refused record is refused again at hashing cost.
+    digest = hashlib.sha256(value.encode() if isinstance(value, str) else value).digest()
+    key = digest + repr((api_encoded, lim)).encode()
+    with _refused_lock:
+        known = _refused.get(key)
+    if known is not None:
+        raise known[0](known[1])
+    try:
+        return _decode(value, api_encoded, lim)
+    except BadRelease as exc:
+        with _refused_lock:
+            _refused[key] = (type(exc), str(exc))
+            while len(_refused) > _REFUSED_MAX:
+                _refused.pop(next(iter(_refused)))
+        raise
+
+
+_REFUSED_MAX = 256
+_refused: dict[bytes, tuple[type[BadRelease], str]] = {}
+_refused_lock = threading.Lock()
+
+
+def _decode(value: str | bytes, api_encoded: bool, lim: ReleaseLimits) -> dict[str, Any]:
     raw = _b64(value, "release record")
     if api_encoded:
         raw = _b64(raw, "release record")
