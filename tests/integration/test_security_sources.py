@@ -226,10 +226,10 @@ def test_release_secret_bomb_in_a_tenant_namespace_does_not_blow_up_drift(
     cluster.apply(helmapp("victim", ns, repo=chart_repo.url, chart="hello", version="0.1.0", target=ns))
     wait_ready(cluster, "victim", ns)
     target = ns
-    # What a tenant can write: a "newer revision" of its own release, 1 MiB of gzip that inflates to 2 GiB.
+    # What a tenant can write: a "newer revision" of its own release, ~0.5 MiB of gzip that inflates to 512 MiB.
     z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     body = bytearray(z.compress(b'{"name": "victim", "manifest": "'))
-    for _ in range(2048):
+    for _ in range(512):
         body += z.compress(b" " * MIB)
     body += z.flush()
     helm_value = base64.b64encode(bytes(body))
