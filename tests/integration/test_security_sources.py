@@ -27,7 +27,7 @@ from typing import Any
 
 import controller_helpers as e2e
 import pytest
-from controller_helpers import Cluster, Controller, HelmLog, helmapp, make_ns, wait_for, wait_ready
+from controller_helpers import Cluster, Controller, HelmLog, helmapp, make_ns, noop_count, poke, wait_for, wait_ready
 
 from helmops.reconcile.release import owner_value
 
@@ -83,6 +83,7 @@ class Attacker(BaseHTTPRequestHandler):
     """Plays a chart repository and an OCI registry; ``routes`` maps a path to (status, headers, body)."""
 
     routes: dict[str, Any] = {}
+    hits: dict[str, int] = {}
     release = threading.Event()
 
     def log_message(self, *_: Any) -> None:
@@ -92,7 +93,9 @@ class Attacker(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:
-        route = self.routes.get(self.path.split("?", 1)[0], (404, {}, b"{}"))
+        path = self.path.split("?", 1)[0]
+        self.hits[path] = self.hits.get(path, 0) + 1
+        route = self.routes.get(path, (404, {}, b"{}"))
         if route == "hang":
             self.release.wait(120)  # accepted, never answered (bounded: the fixture releases it)
             return
@@ -107,9 +110,10 @@ class Attacker(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def attacker() -> Iterator[tuple[str, dict[str, Any]]]:
+def attacker() -> Iterator[tuple[str, dict[str, Any], dict[str, int]]]:
     routes: dict[str, Any] = {}
-    handler = type("Handler", (Attacker,), {"routes": routes, "release": threading.Event()})
+    hits: dict[str, int] = {}
+    handler = type("Handler", (Attacker,), {"routes": routes, "hits": hits, "release": threading.Event()})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     server.handle_error = lambda *_: None  # type: ignore[method-assign]  # the controller hangs up on bombs
@@ -133,7 +137,7 @@ def attacker() -> Iterator[tuple[str, dict[str, Any]]]:
     routes["/v2/bigmanifest/manifests/1.0.0"] = (200, {"Docker-Content-Digest": digest}, b"")
     routes[f"/v2/bigmanifest/manifests/{digest}"] = (200, {}, manifest)
     try:
-        yield host, routes
+        yield host, routes, hits
     finally:
         handler.release.set()
         server.shutdown()
@@ -176,10 +180,10 @@ def not_accepted(cluster: Cluster, name: str, ns: str, *needles: str, timeout: f
 
 
 def test_hostile_sources_are_refused_by_limits_and_the_controller_stays_small(
-    cluster: Cluster, ctl: Controller, attacker: tuple[str, dict[str, Any]], chart_repo: Any,
+    cluster: Cluster, ctl: Controller, attacker: tuple[str, dict[str, Any], dict[str, int]], chart_repo: Any,
     published: dict[str, Path], helm_log: tuple[Path, HelmLog],
 ) -> None:
-    host, _ = attacker
+    host, _, _ = attacker
     ns = make_ns(cluster, "srcsec")
     cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "plain-http", "namespace": ns},
                    "stringData": {"basicHTTP": "true"}})
@@ -248,3 +252,29 @@ def test_release_secret_bomb_in_a_tenant_namespace_does_not_blow_up_drift(
     hwm = vm_hwm_kb(ctl)
     assert hwm < RSS_LIMIT_KB, f"controller peak RSS {hwm // 1024} MB"
     assert cluster.condition("victim", ns, "Ready").get("status") == "True"
+
+
+def test_hanging_repository_with_a_cached_chart_is_served_from_cache_within_seconds(
+    cluster: Cluster, ctl: Controller, attacker: tuple[str, dict[str, Any], dict[str, int]],
+    published: dict[str, Path],
+) -> None:
+    host, routes, hits = attacker
+    chart = published["hello-0.1.0"].read_bytes()
+    routes["/cached/index.yaml"] = (200, {}, b"apiVersion: v1\nentries:\n  hello:\n  - version: 0.1.0\n"
+                                             b"    urls: [hello-0.1.0.tgz]\n    digest: %s\n"
+                                             % hashlib.sha256(chart).hexdigest().encode())
+    routes["/cached/hello-0.1.0.tgz"] = (200, {}, chart)
+    ns = make_ns(cluster, "srcsec")
+    cluster.apply(helmapp("cached", ns, repo=f"http://{host}/cached", chart="hello", version="0.1.0"))
+    wait_ready(cluster, "cached", ns)
+    routes["/cached/index.yaml"] = "hang"  # the repository now accepts connections and never answers
+    routes["/cached/hello-0.1.0.tgz"] = "hang"
+    time.sleep(62)  # past the controller's index TTL (60 s): the next reconcile must revalidate the index
+    before_hits, before_noops = hits.get("/cached/index.yaml", 0), noop_count(ctl, "cached", ns)
+    t0 = time.monotonic()
+    poke(cluster, "cached", ns)
+    wait_for("the reconcile after the poke", lambda: noop_count(ctl, "cached", ns) > before_noops, 60)
+    elapsed = time.monotonic() - t0
+    assert hits.get("/cached/index.yaml", 0) > before_hits, "the index was not revalidated"
+    assert elapsed < 25, f"stale-if-error took {elapsed:.0f}s"  # read timeout 10 s, not the old 60 s
+    assert cluster.condition("cached", ns, "Ready").get("status") == "True"
