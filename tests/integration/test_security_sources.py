@@ -203,7 +203,9 @@ def test_hostile_sources_are_refused_by_limits_and_the_controller_stays_small(
 
     hang = not_accepted(cluster, "hang", ns, "read timeout")
     assert "no data for 10s" in hang
-    assert time.monotonic() - started < 45  # the first attempt gave up after seconds, not the old 60 s
+    waited = time.monotonic() - started
+    print(f"hanging repository reported after {waited:.1f}s")
+    assert waited < 45  # the first attempt gave up after seconds, not the old 60 s
     not_accepted(cluster, "laughs", ns, "too large once YAML aliases are expanded")
     not_accepted(cluster, "gzbomb", ns, "chart archive", "bomb-1.0.0.tgz", "exceeds 100 MiB uncompressed")
     not_accepted(cluster, "tarbomb", ns, "chart archive", "exceeds 100 MiB uncompressed")
@@ -219,6 +221,7 @@ def test_hostile_sources_are_refused_by_limits_and_the_controller_stays_small(
     wait_ready(cluster, "healthy", ns)
     assert ctl.proc is not None and ctl.proc.poll() is None
     hwm = vm_hwm_kb(ctl)
+    print(f"controller VmHWM {hwm // 1024} MB")
     assert hwm < RSS_LIMIT_KB, f"controller peak RSS {hwm // 1024} MB"
 
 
@@ -250,6 +253,7 @@ def test_release_secret_bomb_in_a_tenant_namespace_does_not_blow_up_drift(
     time.sleep(5)  # two more drift passes with the bomb in place
     assert ctl.proc is not None and ctl.proc.poll() is None
     hwm = vm_hwm_kb(ctl)
+    print(f"controller VmHWM {hwm // 1024} MB")
     assert hwm < RSS_LIMIT_KB, f"controller peak RSS {hwm // 1024} MB"
     assert cluster.condition("victim", ns, "Ready").get("status") == "True"
 
@@ -275,6 +279,7 @@ def test_hanging_repository_with_a_cached_chart_is_served_from_cache_within_seco
     poke(cluster, "cached", ns)
     wait_for("the reconcile after the poke", lambda: noop_count(ctl, "cached", ns) > before_noops, 60)
     elapsed = time.monotonic() - t0
+    print(f"reconcile against the hanging repository took {elapsed:.1f}s")
     assert hits.get("/cached/index.yaml", 0) > before_hits, "the index was not revalidated"
     assert elapsed < 25, f"stale-if-error took {elapsed:.0f}s"  # read timeout 10 s, not the old 60 s
     assert cluster.condition("cached", ns, "Ready").get("status") == "True"
