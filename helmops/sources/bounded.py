@@ -25,39 +25,54 @@ class BoundedBuffer:
         self.wire_cap = wire_cap
         self.what = what
         self.wire = 0
-        self._buf = bytearray()
+        self.size = 0
+        # Chunks, not one growing bytearray: growing by reallocation needs twice the limit at the end.
+        self._chunks: list[bytes] = []
         self._z = decoder_for(encoding, what)
 
+    def clear(self) -> None:
+        """Drop what was collected (an exception's traceback must not keep the limit's worth alive)."""
+        self._chunks.clear()
+        self.size = 0
+
     def _too_large(self, limit: int, how: str) -> LimitExceeded:
+        self.clear()
         return LimitExceeded(f"{self.what} exceeds the {limit / (1 << 20):g} MiB limit{how}")
+
+    def _add(self, data: bytes) -> None:
+        if data:
+            self._chunks.append(data)
+            self.size += len(data)
 
     def feed(self, chunk: bytes) -> None:
         self.wire += len(chunk)
         if self.wire > self.wire_cap:
             raise self._too_large(self.wire_cap, "")
         if self._z is None:
-            self._buf += chunk
-        else:
-            data = chunk
-            while data:
-                room = self.cap - len(self._buf) + 1
-                try:
-                    out = self._z.decompress(data, room)
-                except zlib.error:
-                    raise SourceError(f"{self.what}: the compressed response is corrupt") from None
-                self._buf += out
-                if len(self._buf) > self.cap:
-                    raise self._too_large(self.cap, " once decompressed")
-                data = self._z.unconsumed_tail
-        if len(self._buf) > self.cap:
-            raise self._too_large(self.cap, "")
+            self._add(chunk)
+            if self.size > self.cap:
+                raise self._too_large(self.cap, "")
+            return
+        data = chunk
+        while data:
+            try:
+                out = self._z.decompress(data, self.cap - self.size + 1)
+            except zlib.error:
+                self.clear()
+                raise SourceError(f"{self.what}: the compressed response is corrupt") from None
+            self._add(out)
+            if self.size > self.cap:
+                raise self._too_large(self.cap, " once decompressed")
+            data = self._z.unconsumed_tail
 
     def finish(self) -> bytes:
         if self._z is not None:
-            self._buf += self._z.flush(self.cap - len(self._buf) + 1)
-            if len(self._buf) > self.cap:
+            self._add(self._z.flush(self.cap - self.size + 1))
+            if self.size > self.cap:
                 raise self._too_large(self.cap, " once decompressed")
-        return bytes(self._buf)
+        body = b"".join(self._chunks)
+        self.clear()
+        return body
 
 
 def decoder_for(encoding: str | None, what: str) -> zlib._Decompress | None:

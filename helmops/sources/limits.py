@@ -30,6 +30,7 @@ ENV = {
     "total_timeout": "HELMOPS_SOURCE_TIMEOUT",
     "max_index_bytes": "HELMOPS_SOURCE_MAX_INDEX_MIB",
     "max_index_nodes": "HELMOPS_SOURCE_MAX_INDEX_NODES",
+    "max_index_values": "HELMOPS_SOURCE_MAX_INDEX_VALUES",
     "max_chart_bytes": "HELMOPS_SOURCE_MAX_CHART_MIB",
     "max_chart_uncompressed": "HELMOPS_SOURCE_MAX_CHART_UNCOMPRESSED_MIB",
     "max_chart_file": "HELMOPS_SOURCE_MAX_CHART_FILE_MIB",
@@ -57,6 +58,9 @@ class SourceLimits:
     #: YAML events read from an index (aliases count the size of what they repeat), and its nesting.
     max_index_nodes: int = 20_000_000
     max_index_depth: int = 64
+    #: values the index reader keeps (versions, URLs, digests and their containers): what bounds its memory,
+    #: ~100 bytes each.  A 15 MB real-world index keeps ~100 000.
+    max_index_values: int = 1_000_000
     #: a chart archive (.tgz) as downloaded.
     max_chart_bytes: int = 20 * MIB
     #: a chart archive unpacked: all files, one file, number of entries, and uncompressed/compressed.

@@ -246,6 +246,9 @@ async def _read_limited(resp: aiohttp.ClientResponse, max_bytes: int, what: str,
         raise LimitExceeded(f"{what} exceeds the {max_bytes / (1 << 20):g} MiB limit"
                             f" (the server announced {resp.content_length} bytes)")
     buf = BoundedBuffer(encoding, cap=max_bytes, wire_cap=max_bytes, what=what)
-    async for chunk in resp.content.iter_chunked(1 << 16):
-        buf.feed(chunk)
-    return buf.finish()
+    try:
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            buf.feed(chunk)
+        return buf.finish()
+    finally:
+        buf.clear()  # a timeout mid-body must not leave the partial body pinned by its traceback

@@ -175,12 +175,15 @@ def read_body(resp: requests.Response, cap: int, what: str, total_timeout: float
         raise LimitExceeded(f"{what} exceeds the {cap / MIB:g} MiB limit (the server announced {length} bytes)")
     buf = BoundedBuffer(resp.headers.get("Content-Encoding"), cap=cap, wire_cap=cap, what=what)
     deadline = time.monotonic() + total_timeout
-    while chunk := resp.raw.read(1 << 16, decode_content=False):
-        buf.feed(chunk)
-        if time.monotonic() > deadline:
-            resp.close()
-            raise SourceUnavailable(f"{what}: timeout after {total_timeout:g}s")
-    return buf.finish()
+    try:
+        while chunk := resp.raw.read(1 << 16, decode_content=False):
+            buf.feed(chunk)
+            if time.monotonic() > deadline:
+                resp.close()
+                raise SourceUnavailable(f"{what}: timeout after {total_timeout:g}s")
+        return buf.finish()
+    finally:
+        buf.clear()  # an error mid-body must not leave the partial body pinned by its traceback
 
 
 class _Client:

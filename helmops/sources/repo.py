@@ -89,12 +89,16 @@ class _IndexReader:
     alias yields the very object its anchor built (shared, never copied).
     """
 
-    def __init__(self, events: Iterator[yaml.Event], where: str, max_nodes: int, max_depth: int) -> None:
+    def __init__(
+        self, events: Iterator[yaml.Event], where: str, max_nodes: int, max_depth: int, max_values: int
+    ) -> None:
         self.events = events
         self.where = where
         self.max_nodes = max_nodes
         self.max_depth = max_depth
+        self.max_values = max_values
         self.units = 0
+        self.values = 0
         self.anchors: dict[str, tuple[Any, int]] = {}
 
     def _spend(self, n: int) -> None:
@@ -141,6 +145,9 @@ class _IndexReader:
             return value, units
         out: Any
         units = 1
+        self.values += 1
+        if self.values > self.max_values:
+            raise LimitExceeded(f"{self.where} has more than {self.max_values} values where versions are listed")
         if isinstance(start, yaml.ScalarEvent):
             out = start.value
             units += len(start.value) >> 6
@@ -178,9 +185,9 @@ def _keep_for_index(level: int, key: str) -> bool:
     return True
 
 
-def _load_pruned(data: bytes, where: str, max_nodes: int, max_depth: int) -> Any:
+def _load_pruned(data: bytes, where: str, max_nodes: int, max_depth: int, max_values: int) -> Any:
     """The first document, pruned to what resolution needs (see :class:`_IndexReader`)."""
-    reader = _IndexReader(iter(yaml.parse(data, Loader=_Loader)), where, max_nodes, max_depth)
+    reader = _IndexReader(iter(yaml.parse(data, Loader=_Loader)), where, max_nodes, max_depth, max_values)
     for ev in reader.events:
         if isinstance(ev, yaml.DocumentStartEvent):
             return reader.node(reader._next(), _keep_for_index, 0)[0]
@@ -188,11 +195,12 @@ def _load_pruned(data: bytes, where: str, max_nodes: int, max_depth: int) -> Any
 
 
 def parse_index(
-    data: bytes, where: str, *, max_nodes: int = 20_000_000, max_depth: int = 64
+    data: bytes, where: str, *, max_nodes: int = 20_000_000, max_depth: int = 64, max_values: int = 1_000_000
 ) -> dict[str, tuple[ChartVersionInfo, ...]]:
-    """Blocking (run it in a thread).  Keeps only what resolution needs; bounded by ``max_nodes``/``max_depth``."""
+    """Blocking (run it in a thread).  Keeps only what resolution needs; ``max_nodes`` bounds the work
+    (aliases count what they repeat), ``max_values`` the memory kept, ``max_depth`` the nesting."""
     try:
-        doc = _load_pruned(data, where, max_nodes, max_depth)
+        doc = _load_pruned(data, where, max_nodes, max_depth, max_values)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
@@ -336,8 +344,9 @@ class HttpRepos:
                 err = ChartNotFound(f"chart repository {display_url(repo_url)} not found: {err}")
             raise err
         where = display_url(url)
-        charts = await asyncio.to_thread(parse_index, resp.body, where, max_nodes=self.limits.max_index_nodes,
-                                         max_depth=self.limits.max_index_depth)
+        lim = self.limits
+        charts = await asyncio.to_thread(parse_index, resp.body, where, max_nodes=lim.max_index_nodes,
+                                         max_depth=lim.max_index_depth, max_values=lim.max_index_values)
         entry = RepoIndex(
             charts=charts,
             size=len(resp.body),

@@ -136,10 +136,13 @@ def test_bounded_buffer_stops_a_gzip_bomb_at_the_limit() -> None:
     bomb = gzip_of_zeros(64 * MIB)
     assert len(bomb) < 128 * 1024
     buf = BoundedBuffer("gzip", cap=MIB, wire_cap=MIB, what="chart repository index http://evil/index.yaml")
+    peak = 0
     with pytest.raises(LimitExceeded, match=r"index http://evil/index.yaml exceeds the 1 MiB limit once decompressed"):
         for i in range(0, len(bomb), 4096):
             buf.feed(bomb[i:i + 4096])
-    assert len(buf._buf) <= MIB + 1
+            peak = max(peak, buf.size)
+    assert peak <= MIB  # never held more than the limit
+    assert buf.size == 0  # and the refused body is not kept alive by the exception
 
 
 def test_bounded_buffer_caps_bytes_on_the_wire() -> None:
@@ -476,3 +479,11 @@ def test_connect_timeout_is_separate(tmp_path: Path) -> None:
 
 def test_gzip_helper_is_really_a_bomb() -> None:
     assert len(gzip.decompress(gzip_of_zeros(2 * MIB))) == 2 * MIB
+
+
+def test_index_values_kept_are_capped() -> None:
+    """Within the byte limit, an index of tiny values would keep millions of Python objects: refused."""
+    body = b"entries:\n  hello:\n  - version: 1.0.0\n    urls: [" + b"a," * 200_000 + b"a]\n"
+    with pytest.raises(LimitExceeded, match="more than 100000 values"):
+        parse_index(body, "x", max_values=100_000)
+    assert parse_index(body, "x")["hello"][0].urls[:1] == ("a",)
