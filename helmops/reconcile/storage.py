@@ -78,19 +78,24 @@ def _b64(data: str | bytes, what: str) -> bytes:
 
 
 def _gunzip(data: bytes, cap: int) -> bytes:
+    """Inflate at most ``cap`` bytes, 1 MiB per step (no buffer is grown past the cap, none is copied twice)."""
     z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    out = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     while data:
         try:
-            out += z.decompress(data, cap - len(out) + 1)
+            out = z.decompress(data, min(cap - size + 1, MIB))
         except zlib.error:
             raise BadRelease("release record: corrupt gzip data") from None
-        if len(out) > cap:
+        chunks.append(out)
+        size += len(out)
+        if size > cap:
+            chunks.clear()
             raise ReleaseTooLarge(f"release record exceeds {cap / MIB:g} MiB once decompressed")
         data = z.unconsumed_tail
         if z.eof:
             break
-    return bytes(out)
+    return b"".join(chunks)
 
 
 def _manifest_ok(manifest: str, max_nodes: int, max_depth: int) -> bool:

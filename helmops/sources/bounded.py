@@ -12,6 +12,8 @@ from .errors import LimitExceeded, SourceError
 
 __all__ = ["BoundedBuffer", "decoder_for"]
 
+_STEP = 1 << 20
+
 
 class BoundedBuffer:
     """Collects a body, decoding ``gzip``/``deflate`` as it arrives; raises :class:`LimitExceeded` past ``cap``.
@@ -56,7 +58,8 @@ class BoundedBuffer:
         data = chunk
         while data:
             try:
-                out = self._z.decompress(data, self.cap - self.size + 1)
+                # At most 1 MiB per call: one huge output buffer would be grown (and copied) by zlib.
+                out = self._z.decompress(data, min(self.cap - self.size + 1, _STEP))
             except zlib.error:
                 self.clear()
                 raise SourceError(f"{self.what}: the compressed response is corrupt") from None
