@@ -82,7 +82,7 @@ def _gunzip(data: bytes, cap: int) -> bytes:
     z = zlib.decompressobj(16 + zlib.MAX_WBITS)
     chunks: list[bytes] = []
     size = 0
-    while data:
+    while True:
         try:
             out = z.decompress(data, min(cap - size + 1, MIB))
         except zlib.error:
@@ -93,7 +93,7 @@ def _gunzip(data: bytes, cap: int) -> bytes:
             chunks.clear()
             raise ReleaseTooLarge(f"release record exceeds {cap / MIB:g} MiB once decompressed")
         data = z.unconsumed_tail
-        if z.eof:
+        if z.eof or (not data and not out):  # an empty input drains output zlib still holds
             break
     return b"".join(chunks)
 

@@ -56,7 +56,7 @@ class BoundedBuffer:
                 raise self._too_large(self.cap, "")
             return
         data = chunk
-        while data:
+        while True:
             try:
                 # At most 1 MiB per call: one huge output buffer would be grown (and copied) by zlib.
                 out = self._z.decompress(data, min(self.cap - self.size + 1, _STEP))
@@ -67,6 +67,8 @@ class BoundedBuffer:
             if self.size > self.cap:
                 raise self._too_large(self.cap, " once decompressed")
             data = self._z.unconsumed_tail
+            if self._z.eof or (not data and not out):  # an empty input drains output zlib still holds
+                break
 
     def finish(self) -> bytes:
         if self._z is not None:

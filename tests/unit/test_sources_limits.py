@@ -487,3 +487,13 @@ def test_index_values_kept_are_capped() -> None:
     with pytest.raises(LimitExceeded, match="more than 100000 values"):
         parse_index(body, "x", max_values=100_000)
     assert parse_index(body, "x")["hello"][0].urls[:1] == ("a",)
+
+
+@pytest.mark.parametrize("size", [0, 1, MIB, MIB + 7, 3 * MIB])
+def test_bounded_buffer_decodes_exactly_within_the_limit(size: int) -> None:
+    body = os.urandom(size // 2) + b"x" * (size - size // 2)
+    packed = gzip.compress(body)
+    buf = BoundedBuffer("gzip", cap=4 * MIB, wire_cap=4 * MIB, what="x")
+    for i in range(0, len(packed), 777):
+        buf.feed(packed[i:i + 777])
+    assert buf.finish() == body
