@@ -90,6 +90,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="helm processes one namespace may run at once "
         "(HELMOPS_HELM_CONCURRENCY_PER_NAMESPACE; default helm concurrency - 1)",
     )
+    p.add_argument(
+        "--source-connect-timeout",
+        default=None,
+        metavar="DURATION",
+        help="give up connecting to a chart repository/registry after this long (HELMOPS_SOURCE_CONNECT_TIMEOUT, 5s)",
+    )
+    p.add_argument(
+        "--source-read-timeout",
+        default=None,
+        metavar="DURATION",
+        help="give up on a chart source that sends nothing for this long; a cached index/chart is then used"
+        " (HELMOPS_SOURCE_READ_TIMEOUT, 10s)",
+    )
+    p.add_argument(
+        "--source-timeout",
+        default=None,
+        metavar="DURATION",
+        help="upper bound for one chart-source request, however slowly it answers (HELMOPS_SOURCE_TIMEOUT, 60s)",
+    )
     p.set_defaults(func=run_command)
 
 
@@ -100,6 +119,9 @@ _ENV_FLAGS = {
     "drift_delay": "HELMOPS_DRIFT_DELAY",
     "max_timeout": "HELMOPS_MAX_TIMEOUT",
     "helm_concurrency_per_namespace": "HELMOPS_HELM_CONCURRENCY_PER_NAMESPACE",
+    "source_connect_timeout": "HELMOPS_SOURCE_CONNECT_TIMEOUT",
+    "source_read_timeout": "HELMOPS_SOURCE_READ_TIMEOUT",
+    "source_timeout": "HELMOPS_SOURCE_TIMEOUT",
 }
 
 
@@ -127,6 +149,9 @@ def run_command(args: argparse.Namespace) -> int:
         allow_insecure_kubeconfig=args.allow_insecure_kubeconfig,
         kubeconfig_secret_namespaces=args.kubeconfig_secret_namespaces,
     )
+    from helmops.controller.settings import export_source_timeouts
+
+    export_source_timeouts(settings, os.environ)
     from helmops.controller.app import run
 
     return asyncio.run(run(settings))

@@ -52,12 +52,12 @@ MAX_NAMED = 10
 def decode_release(secret_value_b64: str) -> dict[str, Any]:
     """A Helm storage Secret's ``release`` value (base64 as the API returns it) → the release JSON.
 
-    Helm stores base64(gzip(JSON)) in the Secret, which the API base64-encodes once more."""
-    raw = base64.b64decode(base64.b64decode(secret_value_b64))
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    data: dict[str, Any] = json.loads(raw)
-    return data
+    Helm stores base64(gzip(JSON)) in the Secret, which the API base64-encodes once more.  A tenant can
+    write such a Secret, so decoding is bounded (:mod:`helmops.reconcile.storage`): an oversized or
+    malformed record raises ``BadRelease`` (a ``ValueError``) instead of allocating gigabytes."""
+    from helmops.reconcile.storage import decode_release as bounded_decode_release  # no import cycle at load
+
+    return bounded_decode_release(secret_value_b64)
 
 
 def encode_release(record: Mapping[str, Any]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,6 +156,12 @@ class Settings:
     tenant_workers: int = 0
     #: namespaces besides a Cluster's own from which its kubeConfigSecret may be read ("*": any).
     kubeconfig_secret_namespaces: Sequence[str] = ()
+    #: chart sources: seconds to connect, seconds without a byte before a hanging source is given up
+    #: (then a cached index/chart is used: stale-if-error), and seconds for a whole request.  Sizes and
+    #: counts are HELMOPS_SOURCE_* variables read by helmops.sources.limits (docs/sources.md).
+    source_connect_timeout: float = 5.0
+    source_read_timeout: float = 10.0
+    source_timeout: float = 60.0
 
 
 def from_env(
@@ -210,6 +216,9 @@ def from_env(
         kubeconfig_secret_namespaces=name_list(
             [*kubeconfig_secret_namespaces, env.get("HELMOPS_KUBECONFIG_SECRET_NAMESPACES", "")]
         ),
+        source_connect_timeout=_period(env, SOURCE_TIMEOUT_ENV["source_connect_timeout"], 5.0),
+        source_read_timeout=_period(env, SOURCE_TIMEOUT_ENV["source_read_timeout"], 10.0),
+        source_timeout=_period(env, SOURCE_TIMEOUT_ENV["source_timeout"], 60.0),
     )
 
 
@@ -222,6 +231,23 @@ def name_list(values: Sequence[str]) -> tuple[str, ...]:
             if name and name not in out:
                 out.append(name)
     return tuple(out)
+
+
+#: Settings field -> environment variable for the chart-source timeouts (Go durations or seconds).
+SOURCE_TIMEOUT_ENV = {
+    "source_connect_timeout": "HELMOPS_SOURCE_CONNECT_TIMEOUT",
+    "source_read_timeout": "HELMOPS_SOURCE_READ_TIMEOUT",
+    "source_timeout": "HELMOPS_SOURCE_TIMEOUT",
+}
+
+
+def export_source_timeouts(settings: Settings, environ: MutableMapping[str, str]) -> None:
+    """Write the chart-source timeouts, in seconds, where ``helmops.sources`` reads them (the process env).
+
+    ChartSources is built deep inside the controller; its limits come from the environment so they need no
+    plumbing through every constructor."""
+    for attr, var in SOURCE_TIMEOUT_ENV.items():
+        environ[var] = f"{getattr(settings, attr):g}"
 
 
 def ca_bundle_refs(env: Mapping[str, str]) -> tuple[tuple[str, str, str], ...]:
@@ -240,8 +266,10 @@ def ca_bundle_refs(env: Mapping[str, str]) -> tuple[tuple[str, str, str], ...]:
 __all__ = [
     "ENABLE_HINT",
     "FLAG_ENV",
+    "SOURCE_TIMEOUT_ENV",
     "Settings",
     "ca_bundle_refs",
+    "export_source_timeouts",
     "from_env",
     "max_timeout",
     "name_list",

@@ -17,7 +17,7 @@ import asyncio
 import shutil
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -31,14 +31,16 @@ from .errors import (
     IntegrityError,
     InvalidChart,
     InvalidReference,
+    LimitExceeded,
     SourceError,
     SourceUnavailable,
     TLSError,
     VersionNotFound,
 )
+from .limits import SourceLimits
 from .net import HttpClient, display_url
 from .oci import OciRef, OciRegistries, parse_oci_ref
-from .repo import HttpRepos, chart_meta_from_tgz, chart_url
+from .repo import HttpRepos, chart_meta, chart_meta_from_tgz, chart_url
 from .versions import parse_constraint
 
 __all__ = [
@@ -50,9 +52,11 @@ __all__ = [
     "IntegrityError",
     "InvalidChart",
     "InvalidReference",
+    "LimitExceeded",
     "RepoAuth",
     "ResolvedChart",
     "SourceError",
+    "SourceLimits",
     "SourceUnavailable",
     "TLSError",
     "VersionNotFound",
@@ -125,20 +129,27 @@ class ChartSources:
         self,
         cache_dir: Path,
         index_ttl: float = 60.0,
-        http_timeout: float = 60.0,
+        http_timeout: float | None = None,
         *,
         max_index_entries: int = 64,
         max_index_bytes: int = 512 << 20,
+        limits: SourceLimits | None = None,
     ) -> None:
+        # Limits default to the process environment (HELMOPS_SOURCE_*), so the controller's flags reach
+        # every ChartSources without being threaded through each constructor.
+        limits = limits or SourceLimits.from_env()
+        if http_timeout is not None:
+            limits = replace(limits, total_timeout=http_timeout)
+        self.limits = limits
         self.cache_dir = Path(cache_dir)
         self.index_ttl = index_ttl
         self.stats: Counter[str] = Counter()
-        self.store = ChartStore(self.cache_dir)
+        self.store = ChartStore(self.cache_dir, limits)
         self._tmp = Path(tempfile.mkdtemp(prefix="ca-", dir=self.cache_dir))
-        self._http = HttpClient(http_timeout)
+        self._http = HttpClient(limits)
         self.http = HttpRepos(self._http, self.store, self.stats, index_ttl=index_ttl,
-                              max_index_entries=max_index_entries, max_index_bytes=max_index_bytes)
-        self.oci = OciRegistries(self.store, self.stats, ttl=index_ttl, timeout=http_timeout, ca_dir=self._tmp)
+                              max_index_entries=max_index_entries, max_index_bytes=max_index_bytes, limits=limits)
+        self.oci = OciRegistries(self.store, self.stats, ttl=index_ttl, timeout=limits, ca_dir=self._tmp)
         self._tarball_meta: dict[str, tuple[str, str]] = {}
 
     async def aclose(self) -> None:
@@ -205,8 +216,12 @@ class ChartSources:
         path = self.store.path(hex_digest)
         meta = self._tarball_meta.get(hex_digest)
         if meta is None:
-            data = await asyncio.to_thread(path.read_bytes)
-            meta = await asyncio.to_thread(chart_meta_from_tgz, data, display_url(src.url))
+            info = self.store.info(hex_digest)
+            if info is not None:
+                meta = chart_meta(info, display_url(src.url))
+            else:  # not checked in this process (cannot happen after download(); kept for safety)
+                data = await asyncio.to_thread(path.read_bytes)
+                meta = await asyncio.to_thread(chart_meta_from_tgz, data, display_url(src.url), self.limits)
             self._tarball_meta[hex_digest] = meta
         name, chart_version = meta
         # Fleet ignores a version for tarballs; we hold it to its word when one is given.

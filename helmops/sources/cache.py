@@ -2,7 +2,8 @@
 
 One :class:`~helmops.sources.ChartSources` serves every HelmApp and cluster, so the same index or chart is
 asked for many times at once.  ``SingleFlight`` makes concurrent callers share one in-progress fetch;
-``ChartStore`` keeps each chart archive once on disk, named by its sha256, written atomically.
+``ChartStore`` keeps each chart archive once on disk, named by its sha256, written atomically, and only
+after the archive passed the bomb/path checks in :mod:`.archive`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
 from typing import Generic, TypeVar
+
+from .archive import ArchiveInfo, check_chart_archive
+from .limits import SourceLimits
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -94,47 +98,64 @@ class LRU(Generic[K, V]):
 
 
 class ChartStore:
-    """``<cache>/charts/sha256/<hex>.tgz``: immutable files, written to a temp file and renamed into place."""
+    """``<cache>/charts/sha256/<hex>.tgz``: immutable files, written to a temp file and renamed into place.
 
-    def __init__(self, cache_dir: Path) -> None:
+    Nothing enters the store (and :meth:`has` answers no) until :func:`~.archive.check_chart_archive`
+    has passed it in this process: files left by an earlier process, or by anything else writing to the
+    cache directory, are checked again before helm is handed them.
+    """
+
+    def __init__(self, cache_dir: Path, limits: SourceLimits | None = None) -> None:
         self.root = cache_dir / "charts" / "sha256"
         self.tmp = cache_dir / "charts" / "tmp"
+        self.limits = limits or SourceLimits()
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self._checked: dict[str, ArchiveInfo] = {}
 
     def path(self, hex_digest: str) -> Path:
         return self.root / f"{hex_digest}.tgz"
 
     def has(self, hex_digest: str) -> bool:
-        return self.path(hex_digest).is_file()
+        """True for an archive that passed the check in this process and is still on disk."""
+        return hex_digest in self._checked and self.path(hex_digest).is_file()
 
-    def put(self, data: bytes) -> tuple[str, Path]:
-        """Blocking: call through ``asyncio.to_thread``."""
+    def info(self, hex_digest: str) -> ArchiveInfo | None:
+        """What the check found in a stored archive (name and version from its Chart.yaml)."""
+        return self._checked.get(hex_digest) if self.has(hex_digest) else None
+
+    def put(self, data: bytes, where: str = "chart archive") -> tuple[str, Path]:
+        """Blocking: call through ``asyncio.to_thread``.  Raises if the archive fails the check."""
         hex_digest = sha256_hex(data)
         dest = self.path(hex_digest)
-        if dest.is_file():
+        if hex_digest in self._checked and dest.is_file():
             return hex_digest, dest
-        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp_name, 0o644)
-            os.replace(tmp_name, dest)
-        except BaseException:
+        info = check_chart_archive(data, where, self.limits)
+        if not dest.is_file():
+            fd, tmp_name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
             try:
-                os.unlink(tmp_name)
-            except FileNotFoundError:
-                pass
-            raise
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.chmod(tmp_name, 0o644)
+                os.replace(tmp_name, dest)
+            except BaseException:
+                try:
+                    os.unlink(tmp_name)
+                except FileNotFoundError:
+                    pass
+                raise
+        self._checked[hex_digest] = info
         return hex_digest, dest
 
-    def adopt(self, tmp_file: Path, hex_digest: str) -> Path:
-        """Blocking: move an already-verified temp file (inside ``self.tmp``) into place."""
+    def adopt(self, tmp_file: Path, hex_digest: str, where: str = "chart archive") -> Path:
+        """Blocking: check an already-verified temp file (inside ``self.tmp``) and move it into place."""
+        info = check_chart_archive(tmp_file, where, self.limits)
         dest = self.path(hex_digest)
         os.chmod(tmp_file, 0o644)
         os.replace(tmp_file, dest)
+        self._checked[hex_digest] = info
         return dest
 
     def new_temp(self) -> Path:

@@ -80,3 +80,10 @@ class IntegrityError(SourceError):
 
 class InvalidChart(SourceError):
     """The downloaded file is not a usable chart archive (no Chart.yaml, too large, not gzip)."""
+
+
+class LimitExceeded(InvalidChart):
+    """The source sent more than a configured limit allows (size, count, nesting, expansion ratio).
+
+    Not retryable: the same URL will send the same thing; polling or a spec change tries again.
+    """

@@ -18,9 +18,11 @@ import aiohttp
 from multidict import CIMultiDict
 
 from .auth import RepoAuth, same_origin
-from .errors import AuthError, ChartNotFound, SourceError, SourceUnavailable, TLSError
+from .bounded import BoundedBuffer
+from .errors import AuthError, ChartNotFound, LimitExceeded, SourceError, SourceUnavailable, TLSError
+from .limits import SourceLimits
 
-__all__ = ["HttpClient", "HttpResponse", "display_url", "status_error", "x509_message"]
+__all__ = ["HttpClient", "HttpResponse", "display_url", "status_error", "timeout_text", "x509_message"]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 10
@@ -84,7 +86,22 @@ def find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException |
     return None
 
 
-def network_error(exc: BaseException, url: str, timeout: float) -> SourceError:
+def timeout_text(exc: BaseException, timeout: float | SourceLimits) -> str:
+    """Which wait ran out: connecting, waiting for the next byte (a hanging server) or the whole request."""
+    if not isinstance(timeout, SourceLimits):
+        return f"timeout after {timeout:g}s"
+    names = {k.__name__ for k in type(exc).__mro__}
+    text = str(exc).lower()
+    if names & {"ConnectionTimeoutError", "ConnectTimeout", "ConnectTimeoutError"} or "connect timed out" in text:
+        return f"connect timeout after {timeout.connect_timeout:g}s"
+    if names & {"ServerTimeoutError", "SocketTimeoutError", "ReadTimeout", "ReadTimeoutError"} or (
+        "read timed out" in text or "timeout on reading" in text
+    ):
+        return f"no data for {timeout.read_timeout:g}s (read timeout)"
+    return f"timeout after {timeout.total_timeout:g}s"
+
+
+def network_error(exc: BaseException, url: str, timeout: float | SourceLimits) -> SourceError:
     """Word a transport failure from aiohttp or requests for a user."""
     where = display_url(url)
     host = urlsplit(url).hostname or url
@@ -109,7 +126,7 @@ def network_error(exc: BaseException, url: str, timeout: float) -> SourceError:
         return SourceUnavailable(f"failed to fetch {where}: dial tcp: lookup {host}: no such host")
     timed_out = isinstance(exc, TimeoutError) or "timed out" in text.lower()
     if timed_out or "Timeout" in type(exc).__name__:
-        return SourceUnavailable(f"failed to fetch {where}: timeout after {timeout:g}s")
+        return SourceUnavailable(f"failed to fetch {where}: {timeout_text(exc, timeout)}")
     if "Connection refused" in text or find_cause(exc, ConnectionRefusedError) is not None:
         return SourceUnavailable(f"failed to fetch {where}: connection refused")
     return SourceUnavailable(f"failed to fetch {where}: {type(exc).__name__}")
@@ -127,8 +144,11 @@ class HttpResponse:
 class HttpClient:
     """One aiohttp session for every repository; trust settings vary per request via ``ssl=``."""
 
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
+    def __init__(self, timeout: float | SourceLimits) -> None:
+        if not isinstance(timeout, SourceLimits):
+            timeout = SourceLimits(total_timeout=timeout)
+        self.limits = timeout
+        self.timeout = timeout.total_timeout
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ssl: dict[str, ssl.SSLContext] = {}
@@ -137,7 +157,13 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(self.timeout, 15.0)),
+                # sock_read: a server that accepted the connection and then went silent (or trickles a
+                # byte a minute) fails after read_timeout seconds, so stale-if-error kicks in quickly.
+                timeout=aiohttp.ClientTimeout(
+                    total=self.limits.total_timeout,
+                    sock_connect=min(self.limits.connect_timeout, self.limits.total_timeout),
+                    sock_read=min(self.limits.read_timeout, self.limits.total_timeout),
+                ),
                 trust_env=False,
             )
             self._loop = loop
@@ -173,25 +199,28 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         max_bytes: int,
         raw: bool = False,
+        what: str = "",
     ) -> HttpResponse:
         """GET with manual redirects; credentials only on hops whose origin matches ``credentials_for``.
 
         ``raw`` is for archives: ask for no content coding and never decode one, so a ``.tgz`` stays the
-        exact bytes whose digest the index promises.  Indexes accept gzip and are decoded.
+        exact bytes whose digest the index promises.  Indexes accept gzip and are decoded by us, chunk by
+        chunk, so ``max_bytes`` bounds both the bytes sent and the bytes they decompress to.  ``what``
+        names the object in a size error (default: the URL).
         """
         session = await self._get_session()
         current = url
         for _ in range(_MAX_REDIRECTS + 1):
             send = dict(headers or {})
-            if raw:
-                send["Accept-Encoding"] = "identity"
+            # Only codings our bounded decoder handles (aiohttp would also offer br/zstd when installed).
+            send["Accept-Encoding"] = "identity" if raw else "gzip, deflate"
             if auth.has_credentials and (auth.pass_credentials or same_origin(current, credentials_for)):
                 token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
                 send["Authorization"] = f"Basic {token}"
             ssl_arg: ssl.SSLContext | bool = self.ssl_context(auth) if current.startswith("https:") else True
             try:
                 async with session.get(current, headers=send, allow_redirects=False, ssl=ssl_arg,
-                                       auto_decompress=not raw) as resp:
+                                       auto_decompress=False) as resp:
                     if resp.status in _REDIRECTS and "Location" in resp.headers:
                         nxt = urljoin(current, resp.headers["Location"])
                         if urlsplit(nxt).scheme not in ("http", "https"):
@@ -201,21 +230,25 @@ class HttpClient:
                         continue
                     body = b""
                     if resp.status == 200:
-                        body = await _read_limited(resp, max_bytes, current)
+                        encoding = None if raw else resp.headers.get("Content-Encoding")
+                        body = await _read_limited(resp, max_bytes, what or display_url(current), encoding)
                     return HttpResponse(resp.status, resp.reason or "", current, CIMultiDict(resp.headers), body)
             except SourceError:
                 raise
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                raise network_error(exc, current, self.timeout) from None
+                raise network_error(exc, current, self.limits) from None
         raise SourceError(f"failed to fetch {display_url(url)}: stopped after {_MAX_REDIRECTS} redirects")
 
 
-async def _read_limited(resp: aiohttp.ClientResponse, max_bytes: int, url: str) -> bytes:
+async def _read_limited(resp: aiohttp.ClientResponse, max_bytes: int, what: str, encoding: str | None) -> bytes:
+    """The body, aborted as soon as it (or what it decompresses to) passes ``max_bytes``."""
     if resp.content_length is not None and resp.content_length > max_bytes:
-        raise SourceError(f"{display_url(url)} is larger than the {max_bytes >> 20} MiB limit")
-    buf = bytearray()
-    async for chunk in resp.content.iter_chunked(1 << 16):
-        buf += chunk
-        if len(buf) > max_bytes:
-            raise SourceError(f"{display_url(url)} is larger than the {max_bytes >> 20} MiB limit")
-    return bytes(buf)
+        raise LimitExceeded(f"{what} exceeds the {max_bytes / (1 << 20):g} MiB limit"
+                            f" (the server announced {resp.content_length} bytes)")
+    buf = BoundedBuffer(encoding, cap=max_bytes, wire_cap=max_bytes, what=what)
+    try:
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            buf.feed(chunk)
+        return buf.finish()
+    finally:
+        buf.clear()  # a timeout mid-body must not leave the partial body pinned by its traceback

@@ -36,8 +36,10 @@ import certifi
 import oras.auth
 import oras.provider
 import requests
+import urllib3
 
 from .auth import RepoAuth
+from .bounded import BoundedBuffer
 from .cache import LRU, ChartStore, SingleFlight
 from .errors import (
     AuthError,
@@ -46,11 +48,13 @@ from .errors import (
     IntegrityError,
     InvalidChart,
     InvalidReference,
+    LimitExceeded,
     SourceError,
     SourceUnavailable,
     VersionNotFound,
 )
-from .net import network_error, status_error
+from .limits import MIB, SourceLimits
+from .net import display_url, network_error, status_error
 from .versions import decode_tag, encode_tag, is_exact, nearest, parse_constraint, parse_version, resolve
 
 __all__ = ["HELM_CHART_LAYER", "OciRef", "OciRegistries", "parse_oci_ref"]
@@ -63,8 +67,6 @@ _MANIFEST_ACCEPT = ", ".join([
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ])
-_MAX_MANIFEST = 4 << 20
-_MAX_CHART = 100 << 20
 
 
 @dataclass(frozen=True)
@@ -132,17 +134,56 @@ class _NoRetryRegistry(oras.provider.Registry):  # type: ignore[misc]
 
 
 class _TimeoutSession(requests.Session):
-    """requests has no default timeout; oras passes none.  Never read ~/.netrc or proxy env."""
+    """requests has no default timeout and no size limit; oras passes neither.  Never read ~/.netrc or proxy env.
 
-    def __init__(self, timeout: float) -> None:
+    Every request gets (connect, read) timeouts, so a registry that accepts the connection and goes
+    silent fails after ``read_timeout`` seconds.  A request that is not streamed (oras's own token
+    requests, and the ``/v2/`` probe) is streamed anyway and read through :func:`read_body`, so a token
+    endpoint cannot answer with gigabytes either.
+    """
+
+    def __init__(self, timeout: float | SourceLimits) -> None:
         super().__init__()
-        self._timeout = timeout
+        self.limits = timeout if isinstance(timeout, SourceLimits) else SourceLimits(total_timeout=timeout)
+        self._timeout = (self.limits.connect_timeout, self.limits.read_timeout)
         self.trust_env = False
         self.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
-        return super().request(method, url, *args, **kwargs)
+        if kwargs.get("stream"):
+            return super().request(method, url, *args, **kwargs)
+        kwargs["stream"] = True
+        resp = super().request(method, url, *args, **kwargs)
+        with resp:
+            what = f"registry response from {display_url(str(resp.url or url))}"
+            body = read_body(resp, self.limits.max_manifest_bytes, what, self.limits.total_timeout)
+        resp._content = body
+        resp._content_consumed = True  # type: ignore[attr-defined]  # as requests does once it read a body
+        return resp
+
+
+def read_body(resp: requests.Response, cap: int, what: str, total_timeout: float) -> bytes:
+    """Read a streamed response; its Content-Encoding is undone chunk by chunk, within ``cap`` either way.
+
+    ``total_timeout`` bounds the whole read: the per-read timeout alone would let a server trickle one
+    byte every few seconds forever.
+    """
+    length = resp.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > cap:
+        resp.close()
+        raise LimitExceeded(f"{what} exceeds the {cap / MIB:g} MiB limit (the server announced {length} bytes)")
+    buf = BoundedBuffer(resp.headers.get("Content-Encoding"), cap=cap, wire_cap=cap, what=what)
+    deadline = time.monotonic() + total_timeout
+    try:
+        while chunk := resp.raw.read(1 << 16, decode_content=False):
+            buf.feed(chunk)
+            if time.monotonic() > deadline:
+                resp.close()
+                raise SourceUnavailable(f"{what}: timeout after {total_timeout:g}s")
+        return buf.finish()
+    finally:
+        buf.clear()  # an error mid-body must not leave the partial body pinned by its traceback
 
 
 class _Client:
@@ -184,13 +225,14 @@ class OciRegistries:
         stats: MutableMapping[str, int],
         *,
         ttl: float,
-        timeout: float,
+        timeout: float | SourceLimits,
         ca_dir: Path,
     ) -> None:
+        self.limits = timeout if isinstance(timeout, SourceLimits) else SourceLimits(total_timeout=timeout)
         self.store = store
         self.stats = stats
         self.ttl = ttl
-        self.timeout = timeout
+        self.timeout = self.limits
         self.ca_dir = ca_dir
         self._clients: LRU[tuple[str, str, str], _Client] = LRU(256)
         self._client_lock = threading.Lock()
@@ -236,7 +278,7 @@ class OciRegistries:
         with _TimeoutSession(self.timeout) as s:
             try:
                 resp = s.get(url, verify=verify)
-            except requests.RequestException as exc:
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                 raise network_error(exc, url, self.timeout) from None
         scheme = resp.headers.get("Www-Authenticate", "").split(" ", 1)[0].lower()
         backend = "basic" if resp.status_code == 401 and scheme == "basic" else "token"
@@ -283,7 +325,7 @@ class OciRegistries:
             return await asyncio.to_thread(call)
         except SourceError:
             raise
-        except (requests.RequestException, OSError) as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise network_error(exc, f"{'http' if auth.plain_http else 'https'}://{ref.host}/v2/{what}",
                                 self.timeout) from None
 
@@ -320,16 +362,28 @@ class OciRegistries:
         def work(c: _Client) -> list[str]:
             url = f"{c.base}/v2/{ref.repository}/tags/list?n={self.tag_page_size}"
             out: list[str] = []
-            for _ in range(10_000):
+            lim = self.limits
+            what = f"tag list of {ref.display}"
+            for _ in range(lim.max_tags // max(1, min(self.tag_page_size, 100)) + 2):
                 self.stats["oci_tag_requests"] += 1
-                resp = c.request(url)
-                self._check(resp, auth, ref, "tags")
-                body = resp.json()
-                out.extend(t for t in (body.get("tags") or []) if isinstance(t, str))
-                nxt = resp.links.get("next", {}).get("url")
+                resp = c.request(url, stream=True)
+                with resp:
+                    self._check(resp, auth, ref, "tags")
+                    raw = read_body(resp, lim.max_tag_list_bytes, what, lim.total_timeout)
+                    nxt = resp.links.get("next", {}).get("url")
+                try:
+                    body = json.loads(raw)
+                except (ValueError, RecursionError):
+                    raise SourceError(f"{what} is not JSON") from None
+                tags = body.get("tags") if isinstance(body, dict) else None
+                out.extend(t for t in (tags or []) if isinstance(t, str) and len(t) <= 128)
+                if len(out) > lim.max_tags:
+                    raise LimitExceeded(f"{what} has more than {lim.max_tags} tags")
                 if not nxt:
                     break
                 url = urljoin(c.base, nxt)
+            else:
+                raise LimitExceeded(f"{what} has too many pages")
             return out
 
         tags = await self._run(ref, auth, f"{ref.repository}/tags/list", work)
@@ -365,9 +419,12 @@ class OciRegistries:
                 return digest
             # No digest header: fetch the manifest and hash it ourselves.
             self.stats["oci_manifest_requests"] += 1
-            resp = c.request(url, "GET", headers={"Accept": _MANIFEST_ACCEPT})
-            self._check(resp, auth, ref, "manifest")
-            return "sha256:" + hashlib.sha256(resp.content).hexdigest()
+            resp = c.request(url, "GET", headers={"Accept": _MANIFEST_ACCEPT}, stream=True)
+            with resp:
+                self._check(resp, auth, ref, "manifest")
+                body = read_body(resp, self.limits.max_manifest_bytes, f"manifest {ref.display}:{tag}",
+                                 self.limits.total_timeout)
+            return "sha256:" + hashlib.sha256(body).hexdigest()
 
         digest = await self._run(ref, auth, f"{ref.repository}/manifests/{tag}", work)
         self._digests.put(key, (time.monotonic(), digest))
@@ -433,20 +490,23 @@ class OciRegistries:
         def work(c: _Client) -> _ManifestInfo:
             url = f"{c.base}/v2/{ref.repository}/manifests/{digest}"
             self.stats["oci_manifest_requests"] += 1
-            resp = c.request(url, "GET", headers={"Accept": _MANIFEST_ACCEPT})
-            if resp.status_code == 404:
-                raise ChartNotFound(f"manifest {digest} not found in {ref.display}")
-            self._check(resp, auth, ref, "manifest")
-            body = resp.content
-            if len(body) > _MAX_MANIFEST:
-                raise InvalidChart(f"manifest {digest} in {ref.display} is too large")
+            lim = self.limits
+            resp = c.request(url, "GET", headers={"Accept": _MANIFEST_ACCEPT}, stream=True)
+            with resp:
+                if resp.status_code == 404:
+                    raise ChartNotFound(f"manifest {digest} not found in {ref.display}")
+                self._check(resp, auth, ref, "manifest")
+                body = read_body(resp, lim.max_manifest_bytes, f"manifest {ref.display}@{digest}", lim.total_timeout)
             if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
                 raise IntegrityError(f"manifest from {ref.display} does not match digest {digest}")
             try:
                 manifest = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise InvalidChart(f"manifest {digest} in {ref.display} is not JSON") from None
-            layers = [layer for layer in manifest.get("layers") or [] if isinstance(layer, dict)]
+            if not isinstance(manifest, dict):
+                raise InvalidChart(f"manifest {digest} in {ref.display} is not a JSON object")
+            layers = manifest.get("layers")
+            layers = [layer for layer in layers if isinstance(layer, dict)] if isinstance(layers, list) else []
             chart_layers = [la for la in layers if la.get("mediaType") == HELM_CHART_LAYER] or [
                 la for la in layers if la.get("mediaType") == _LEGACY_CHART_LAYER
             ]
@@ -456,12 +516,16 @@ class OciRegistries:
             config = manifest.get("config") or {}
             if not isinstance(version, str) and _valid_digest(str(config.get("digest", ""))):
                 self.stats["oci_blob_requests"] += 1
-                cresp = c.request(f"{c.base}/v2/{ref.repository}/blobs/{config['digest']}")
-                self._check(cresp, auth, ref, "config")
-                if "sha256:" + hashlib.sha256(cresp.content).hexdigest() == config["digest"]:
+                cresp = c.request(f"{c.base}/v2/{ref.repository}/blobs/{config['digest']}", stream=True)
+                with cresp:
+                    self._check(cresp, auth, ref, "config")
+                    cbody = read_body(cresp, lim.max_manifest_bytes, f"config blob of {ref.display}@{digest}",
+                                      lim.total_timeout)
+                if "sha256:" + hashlib.sha256(cbody).hexdigest() == config["digest"]:
                     try:
-                        version = json.loads(cresp.content).get("version")
-                    except ValueError:
+                        cfg = json.loads(cbody)
+                        version = cfg.get("version") if isinstance(cfg, dict) else None
+                    except (ValueError, RecursionError):
                         version = None
             return _ManifestInfo(layer_digest=str(chart_layers[0]["digest"]),
                                  version=version if isinstance(version, str) else None)
@@ -491,22 +555,33 @@ class OciRegistries:
         def work(c: _Client) -> Path:
             self.stats["chart_downloads"] += 1
             tmp = self.store.new_temp()
+            lim = self.limits
+            where = f"{ref.display}@{digest}"
             try:
                 h = hashlib.sha256()
                 size = 0
                 resp = c.request(f"{c.base}/v2/{ref.repository}/blobs/{digest}", stream=True)
                 with resp:
                     self._check(resp, auth, ref, "blob")
+                    length = resp.headers.get("Content-Length", "")
+                    if length.isdigit() and int(length) > lim.max_chart_bytes:
+                        raise LimitExceeded(f"chart archive {where} exceeds the {lim.mib('max_chart_bytes')} limit")
+                    deadline = time.monotonic() + lim.total_timeout
                     with open(tmp, "wb") as f:
-                        for chunk in resp.iter_content(1 << 16):
+                        # The layer is the .tgz itself: never undo a Content-Encoding, keep the digest's bytes.
+                        while chunk := resp.raw.read(1 << 16, decode_content=False):
                             size += len(chunk)
-                            if size > _MAX_CHART:
-                                raise InvalidChart(f"chart layer {digest} in {ref.display} exceeds 100 MiB")
+                            if size > lim.max_chart_bytes:
+                                raise LimitExceeded(
+                                    f"chart archive {where} exceeds the {lim.mib('max_chart_bytes')} limit"
+                                )
+                            if time.monotonic() > deadline:
+                                raise SourceUnavailable(f"chart archive {where}: timeout after {lim.total_timeout:g}s")
                             h.update(chunk)
                             f.write(chunk)
                 if "sha256:" + h.hexdigest() != digest:
                     raise IntegrityError(f"chart layer from {ref.display} does not match digest {digest}")
-                return self.store.adopt(tmp, hex_digest)
+                return self.store.adopt(tmp, hex_digest, where)
             finally:
                 if tmp.exists():
                     tmp.unlink()

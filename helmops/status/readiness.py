@@ -7,9 +7,6 @@ that is not ``True``.
 
 from __future__ import annotations
 
-import base64
-import gzip
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,12 +26,11 @@ class ObjectRef:
 
 def decode_release(data: str) -> dict[str, Any]:
     """The release record stored in a Helm storage Secret's ``release`` key: the API's base64 of Helm's
-    base64 of gzip(JSON) (gzip is detected by its magic bytes, as Helm does)."""
-    raw = base64.b64decode(base64.b64decode(data))
-    if raw[:3] == b"\x1f\x8b\x08":
-        raw = gzip.decompress(raw)
-    out: dict[str, Any] = json.loads(raw)
-    return out
+    base64 of gzip(JSON) (gzip is detected by its magic bytes, as Helm does).  Bounded, since a tenant can
+    write such a Secret: an oversized or malformed record raises ``BadRelease`` (a ``ValueError``)."""
+    from helmops.reconcile.storage import decode_release as bounded_decode_release
+
+    return bounded_decode_release(data)
 
 
 def manifest_objects(manifest: str, default_namespace: str, namespaced: Any = None) -> list[ObjectRef]:

@@ -337,10 +337,11 @@ async def test_single_flight_propagates_errors_to_all() -> None:
 
 def test_chart_store_is_content_addressed(tmp_path: Path) -> None:
     store = ChartStore(tmp_path)
-    hex1, path = store.put(b"chart bytes")
-    assert hex1 == hashlib.sha256(b"chart bytes").hexdigest()
-    assert path == tmp_path / "charts" / "sha256" / f"{hex1}.tgz" and path.read_bytes() == b"chart bytes"
-    assert store.put(b"chart bytes") == (hex1, path) and store.has(hex1)
+    chart = _tgz({"hello/Chart.yaml": b"name: hello\nversion: 1.0.0\n"})
+    hex1, path = store.put(chart)
+    assert hex1 == hashlib.sha256(chart).hexdigest()
+    assert path == tmp_path / "charts" / "sha256" / f"{hex1}.tgz" and path.read_bytes() == chart
+    assert store.put(chart) == (hex1, path) and store.has(hex1)
     assert list(store.tmp.iterdir()) == []
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import tarfile
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +40,16 @@ class FlakyHttp:
         if isinstance(answer, BaseException):
             raise answer
         return answer
+
+
+def tgz(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def ok(body: bytes, headers: Mapping[str, str] | None = None) -> HttpResponse:
@@ -78,7 +90,8 @@ def test_no_stale_index_without_a_cached_copy_or_for_non_retryable_errors(tmp_pa
 
 
 def test_tarball_already_downloaded_is_used_while_its_host_is_down(tmp_path: Path) -> None:
-    http = FlakyHttp(ok(b"tgz-bytes", {"ETag": '"x"'}), SourceUnavailable("down"))
+    http = FlakyHttp(ok(tgz({"x/Chart.yaml": b"name: x\nversion: 1.0.0\n"}), {"ETag": '"x"'}),
+                     SourceUnavailable("down"))
     r, stats = repos(http, tmp_path)
 
     async def go() -> None:
