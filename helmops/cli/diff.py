@@ -50,7 +50,10 @@ from helmops.cli.common import (
 )
 from helmops.cli.plan import ClusterPlan, ClusterResult, plan, resolve
 from helmops.cli.render import add_source_flags, helm_secret_auth, inventory, scrub, template
+from helmops.clusters.connections import secret_namespace_allowed
+from helmops.clusters.kubeconfig import KubeconfigRefused, parse, sanitize
 from helmops.clusters.targeting import LOCAL_CLUSTER
+from helmops.controller.settings import name_list
 from helmops.reconcile.release import (
     HELM_STORAGE_SELECTOR,
     OWNER_LABEL,
@@ -230,6 +233,7 @@ def connections(
     from kubernetes.client.exceptions import ApiException
 
     tmp = Path(tempfile.mkdtemp(prefix="helmops-diff-"))
+    allowed = name_list(getattr(args, "kubeconfig_secret_namespaces", None) or [])
     out: dict[str, Connection | str] = {}
     try:
         for p in plans:
@@ -242,6 +246,12 @@ def connections(
                     out[p.cluster] = f"{p.describe()}: no kubeConfigSecret to reach it"
                 continue
             namespace = cluster.spec.kube_config_secret_namespace or cluster.metadata.namespace
+            if not secret_namespace_allowed(cluster.metadata.namespace, namespace, allowed):
+                out[p.cluster] = (
+                    f"{p.describe()}: kubeconfig secret {namespace}/{secret_name} is in another namespace "
+                    "(allow with --kubeconfig-secret-namespaces)"
+                )
+                continue
             try:
                 secret = client.CoreV1Api(api).read_namespaced_secret(secret_name, namespace)
             except ApiException as exc:
@@ -251,10 +261,18 @@ def connections(
             if not raw:
                 out[p.cluster] = f"{p.describe()}: kubeconfig secret {namespace}/{secret_name} has no key 'value'"
                 continue
+            # The Secret is a tenant's: the operator's CLI gets only the sanitized kubeconfig (no local files,
+            # no exec), exactly as the controller does.
+            try:
+                kc = sanitize(parse(base64.b64decode(raw)))
+            except (KubeconfigRefused, ValueError) as exc:
+                why = exc.message if isinstance(exc, KubeconfigRefused) else "not base64"
+                out[p.cluster] = f"{p.describe()}: kubeconfig secret {namespace}/{secret_name} refused: {why}"
+                continue
             path = tmp / f"{len(out)}.kubeconfig"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as fh:
-                fh.write(base64.b64decode(raw))
+                fh.write(kc.yaml().encode())
             out[p.cluster] = Connection(str(path), None)
         yield out
     finally:
@@ -445,6 +463,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--kubeconfig", help="kubeconfig of the local (management) cluster (default: $KUBECONFIG, ~/.kube/config)"
     )
     p.add_argument("--context", help="kubeconfig context")
+    p.add_argument(
+        "--kubeconfig-secret-namespaces",
+        action="append",
+        default=[],
+        metavar="NS[,NS...]",
+        help="namespaces besides a Cluster's own its kubeConfigSecret may be read from (as the controller's flag)",
+    )
     p.add_argument(
         "-o", "--output", choices=("text", "json", "yaml"), default="text", help="output format (default: text)"
     )
