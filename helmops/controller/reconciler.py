@@ -478,6 +478,8 @@ class Reconciler:
             conn = await self._conn(t)
         except ClusterUnreachable as exc:
             log.warning("HelmApp %s/%s: %s", *key, exc.message, extra={"helmapp": f"{key[0]}/{key[1]}"})
+            # the message names the cluster (and a refused kubeconfig's field, never a value)
+            await self._events(obj, ActionResult(False, "ClusterUnreachable", exc.message))
             outcome = ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=_plain(exc.message))
             return _ClusterResult(outcome, failed=True)
         try:
