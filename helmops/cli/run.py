@@ -44,6 +44,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="accept downstream cluster kubeconfigs with insecure-skip-tls-verify (HELMOPS_ALLOW_INSECURE_KUBECONFIG)",
     )
+    p.add_argument(
+        "--require-service-account",
+        action="store_true",
+        help="refuse HelmApps without a serviceAccount (or a GitRepoRestriction defaultServiceAccount); "
+        "HELMOPS_REQUIRE_SERVICE_ACCOUNT",
+    )
     p.add_argument("--health-port", type=int, default=None, help="liveness endpoint port (/healthz; 8080)")
     p.add_argument(
         "--metrics-port",
@@ -102,6 +108,7 @@ def run_command(args: argparse.Namespace) -> int:
         leader_elect=args.leader_elect,
         allow_exec_kubeconfig=args.allow_exec_kubeconfig,
         allow_insecure_kubeconfig=args.allow_insecure_kubeconfig,
+        require_service_account=args.require_service_account,
     )
     from helmops.controller.app import run
 

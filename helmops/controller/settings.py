@@ -128,6 +128,8 @@ class Settings:
     allow_exec_kubeconfig: bool = False
     #: accept downstream kubeconfigs with insecure-skip-tls-verify.
     allow_insecure_kubeconfig: bool = False
+    #: refuse HelmApps without a serviceAccount (none set and no GitRepoRestriction defaultServiceAccount).
+    require_service_account: bool = False
 
 
 def from_env(
@@ -143,6 +145,7 @@ def from_env(
     leader_elect: bool = False,
     allow_exec_kubeconfig: bool = False,
     allow_insecure_kubeconfig: bool = False,
+    require_service_account: bool = False,
 ) -> Settings:
     kc = kubeconfig or env.get("KUBECONFIG") or None
     mhost, mport = parse_bind_address(env.get("HELMOPS_METRICS_BIND_ADDRESS", ":8081"), 8081)
@@ -175,6 +178,7 @@ def from_env(
         lease_times=lease_times(env),
         allow_exec_kubeconfig=allow_exec_kubeconfig or parse_bool(env.get("HELMOPS_ALLOW_EXEC_KUBECONFIG")),
         allow_insecure_kubeconfig=allow_insecure_kubeconfig or parse_bool(env.get("HELMOPS_ALLOW_INSECURE_KUBECONFIG")),
+        require_service_account=require_service_account or parse_bool(env.get("HELMOPS_REQUIRE_SERVICE_ACCOUNT")),
     )
 
 
