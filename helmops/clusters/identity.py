@@ -159,7 +159,7 @@ def denied(exc: BaseException) -> bool:
 def denial_message(identity: Identity, verb: str, resource: str, namespace: str | None, name: str = "") -> str:
     """What a refused call says: who, which verb on which resource where; never any object content."""
     what = f"{resource} {name}".rstrip()
-    where = f" in namespace {namespace}" if namespace else " (cluster-scoped)"
+    where = f" in namespace {namespace}" if namespace else ""
     return f"access denied: {identity.describe()} may not {verb} {what}{where}"
 
 

@@ -735,9 +735,8 @@ class Reconciler:
         except Exception as exc:
             if not denied(exc):
                 raise
-            verb = "get" if getattr(exc, "_helmops_verb", "") == "get" else "patch"
             msg = "namespaceLabels/namespaceAnnotations not applied, " + denial_message(
-                identity, verb, "namespaces", None, namespace
+                identity, "get/patch", "namespaces", None, namespace
             )
             key = _key(obj)
             where = "" if conn.local else f" on cluster {conn.name} in namespace {conn.namespace}"
