@@ -58,6 +58,9 @@ class KubeValuesFromReader:
         self._api = kclient.CoreV1Api(api_client)
         self._timeout = request_timeout
         self._who = who
+        #: acting as a named identity (a HelmApp's serviceAccount), the API server's RBAC decides which
+        #: namespaces may be read.
+        self.confines_namespaces = who is not None
 
     async def read_configmap(self, namespace: str, name: str) -> tuple[dict[str, str], str]:
         try:
@@ -97,6 +100,8 @@ class KubeValuesFromReader:
 class OwnNamespaceReader:
     """Limits another reader to one namespace: what a HelmApp without a serviceAccount may read, since the
     controller's own identity would otherwise fetch any namespace's ConfigMap or Secret for it."""
+
+    confines_namespaces = True
 
     def __init__(self, inner: Any, namespace: str) -> None:
         self._inner, self._namespace = inner, namespace

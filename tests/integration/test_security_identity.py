@@ -275,12 +275,20 @@ def test_values_from_is_read_as_the_service_account(
     cluster.apply(app)
     message = wait_for("valuesFrom refused", lambda: _false(cluster, "vf-nosa", ns, "Accepted"), 120)
     assert f"read only from the HelmApp's namespace {ns}" in message, message
+    # with a serviceAccount a cross-namespace reference is Fleet's: the account's RBAC decides
+    victim = _victim_secret(cluster)
+    cross = _app("vf-cross", ns, target, chart_repo)
+    cross["spec"]["helm"]["valuesFrom"] = [{"secretKeyRef": {"name": "db", "namespace": victim}}]
+    cluster.apply(cross)
+    message = wait_for("cross-namespace denied", lambda: _false(cluster, "vf-cross", ns, "Accepted"), 120)
+    assert f"serviceAccount {ns}/deployer may not get secrets in namespace {victim}" in message, message
+    assert cluster.release_secrets("vf-cross", target) == []
     # with deployer (which may read the release namespace) it works
     ok = _app("vf-ok", ns, target, chart_repo)
     ok["spec"]["helm"]["valuesFrom"] = ref
     cluster.apply(ok)
     wait_ready(cluster, "vf-ok", ns)
-    for name in ("vf-denied", "vf-nosa", "vf-ok"):
+    for name in ("vf-denied", "vf-nosa", "vf-cross", "vf-ok"):
         _no_leak(cluster, controller, name, ns)
 
 

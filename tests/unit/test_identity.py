@@ -83,9 +83,7 @@ class RecordingValues(FakeValues):
         self.apis.append("render_values")
         return await super().render_values(helmapp, release_namespace)
 
-    async def render_for(
-        self, helmapp: Mapping[str, Any], release_namespace: str, cluster: Any, api: Any
-    ) -> Values:
+    async def render_for(self, helmapp: Mapping[str, Any], release_namespace: str, cluster: Any, api: Any) -> Values:
         self.apis.append(api)
         return await super().render_values(helmapp, release_namespace)
 
@@ -336,6 +334,18 @@ async def test_own_namespace_reader_refuses_other_namespaces() -> None:
         with pytest.raises(ValuesError) as err:
             await call("victim", "db")
         assert "only from the HelmApp's namespace team" in err.value.message
+
+
+async def test_confining_readers_may_reach_beyond_the_release_namespace() -> None:
+    from helmops.values import ClusterContext, assemble
+
+    helm = {"valuesFrom": [{"secretKeyRef": {"name": "s", "namespace": "team"}}]}
+    ctx = ClusterContext.local(namespace="team")
+    rv = await assemble(helm, ctx, release_namespace="target", reader=OwnNamespaceReader(_Inner(), "team"))
+    assert rv.values == {"a": 1}
+    with pytest.raises(ValuesError) as err:  # a plain reader (the controller's identity) is still refused
+        await assemble(helm, ctx, release_namespace="target", reader=_Inner())  # type: ignore[arg-type]
+    assert "cross-namespace" in err.value.message
 
 
 def test_values_denial_names_the_service_account() -> None:
