@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -294,7 +296,12 @@ def test_values_from_is_read_as_the_service_account(
 
 # --- operator policy ---------------------------------------------------------------------------------------
 def test_git_repo_restriction_is_enforced(
-    cluster: Cluster, controller: Controller, chart_repo: Any, published: dict[str, Path], helm_log: Any
+    cluster: Cluster,
+    controller: Controller,
+    chart_repo: Any,
+    published: dict[str, Path],
+    helm_log: Any,
+    tmp_path: Path,
 ) -> None:
     ns, target = _tenant(cluster)
     other = f"{ns}-other"
@@ -332,6 +339,15 @@ def test_git_repo_restriction_is_enforced(
         )
         assert helm_log[1].calls(name) == []  # nothing ran
     assert cluster.release_secrets("wrong-ns", other) == []
+    # `helmops render` warns about what the controller would refuse
+    manifest = tmp_path / "wrong-ns.json"
+    manifest.write_text(json.dumps(_app("wrong-ns", ns, other, chart_repo)))
+    argv = [sys.executable, "-m", "helmops.cli.main", "render", "-f", str(manifest), "--values-only",
+            "--kubeconfig", str(cluster.cp.kubeconfig)]  # fmt: skip
+    cli = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert cli.returncode == 0, cli.stderr
+    assert "would refuse this HelmApp: GitRepoRestriction tenant" in cli.stderr, cli.stderr
+    assert "allowedTargetNamespaces" in cli.stderr
     # fixing the HelmApp lifts the refusal
     cluster.apply(_app("wrong-sa", ns, target, chart_repo, sa="deployer"))
     wait_ready(cluster, "wrong-sa", ns)
