@@ -131,3 +131,42 @@ def test_require_service_account() -> None:
 def test_non_string_fields_are_ignored() -> None:
     pol = aggregate([_restriction("r", allowedServiceAccounts=[1, None, "ok"], defaultServiceAccount=5)])
     assert pol is not None and pol.allowed_service_accounts == ("ok",) and pol.default_service_account == ""
+
+
+# --- reading restrictions ------------------------------------------------------------------------------------
+class _Custom:
+    def __init__(self, status: int | None = None) -> None:
+        self.calls, self.status = 0, status
+        self.items: list[dict[str, Any]] = [_restriction("r", defaultServiceAccount="sa")]
+
+    async def list_namespaced_custom_object(self, group: str, version: str, ns: str, plural: str) -> Any:
+        from kubernetes.aio.client.exceptions import ApiException
+
+        assert (group, version, plural) == ("fleet.cattle.io", "v1alpha1", "gitreporestrictions")
+        self.calls += 1
+        if self.status is not None:
+            raise ApiException(status=self.status, reason="x")
+        return {"items": self.items}
+
+
+async def test_source_caches_briefly_and_tolerates_a_missing_crd() -> None:
+    from helmops.policy.source import PolicyUnreadable, RestrictionSource
+
+    now = [0.0]
+    custom = _Custom()
+    src = RestrictionSource(custom, ttl=5, absent_ttl=60, clock=lambda: now[0])
+    assert (await src.list("team"))[0]["defaultServiceAccount"] == "sa"
+    await src.list("team")
+    assert custom.calls == 1
+    now[0] = 6
+    await src.list("team")
+    assert custom.calls == 2
+    custom.status = 404  # the CRD was removed
+    now[0] = 12
+    assert await src.list("team") == [] and await src.list("other") == []
+    assert custom.calls == 3  # "absent" is remembered for absent_ttl
+    custom.status = 403
+    now[0] = 80
+    with pytest.raises(PolicyUnreadable) as err:
+        await src.list("team")
+    assert "HTTP 403" in str(err.value)
