@@ -7,7 +7,8 @@ HelmApp here:
   ``defaultServiceAccount`` wins, and the ``allowed*`` lists are concatenated (a value allowed by any one of
   them is allowed). An empty list means "no restriction on this field".
 * ``defaultServiceAccount`` → ``spec.serviceAccount`` when the HelmApp sets none. As in Fleet, the default is
-  the operator's choice and is not checked against ``allowedServiceAccounts``.
+  the operator's choice and is not checked against ``allowedServiceAccounts`` (here it also counts as allowed
+  when a HelmApp names it explicitly).
 * ``allowedServiceAccounts`` → ``spec.serviceAccount`` and every ``targets[].serviceAccount`` the HelmApp
   sets itself (exact names).
 * ``allowedTargetNamespaces`` → ``spec.namespace`` (Fleet's ``targetNamespace``: the namespace every object
@@ -172,7 +173,8 @@ def evaluate(
     what = policy.describe()
 
     if policy.allowed_service_accounts:
-        allowed = policy.allowed_service_accounts
+        # the operator's default is allowed wherever it appears (also once written into the spec)
+        allowed = (*policy.allowed_service_accounts, policy.default_service_account)
         wanted = [own] if own else []
         wanted += [str(t["serviceAccount"]) for t in _targets(spec) if t.get("serviceAccount")]
         for name in dict.fromkeys(wanted):
@@ -180,7 +182,8 @@ def evaluate(
                 violations.append(
                     Violation(
                         "allowedServiceAccounts",
-                        f"{what}: serviceAccount {name!r} is not in allowedServiceAccounts {list(allowed)}",
+                        f"{what}: serviceAccount {name!r} is not in allowedServiceAccounts "
+                        f"{list(policy.allowed_service_accounts)}",
                     )
                 )
 

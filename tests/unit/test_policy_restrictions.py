@@ -54,6 +54,7 @@ def test_default_service_account_applies_only_when_none_is_set() -> None:
 def test_default_is_not_checked_against_allowed_list_as_in_fleet() -> None:
     pol = aggregate([_restriction("r", defaultServiceAccount="deployer", allowedServiceAccounts=["other"])])
     assert evaluate(_app(), pol).ok
+    assert evaluate(_app(serviceAccount="deployer"), pol).ok  # the default, written into the spec
 
 
 def test_allowed_service_accounts() -> None:
