@@ -21,6 +21,7 @@ from typing import Any
 
 import controller_helpers as e2e
 import pytest
+import yaml
 from controller_helpers import (
     Cluster,
     Controller,
@@ -377,3 +378,61 @@ def test_require_service_account(
         assert helm_log[1].calls("nosa") == []
     finally:
         assert ctl.stop() == 0, ctl.text()[-4000:]
+
+
+# --- a downstream cluster ----------------------------------------------------------------------------------
+def test_downstream_calls_act_as_the_service_account(
+    cluster: Cluster, controller: Controller, chart_repo: Any, published: dict[str, Path], downstream_cluster: Any
+) -> None:
+    """On a downstream cluster the same account is impersonated with the Cluster's kubeconfig: the release
+    goes in, the namespace labels it may not patch do not, and the condition names cluster and account."""
+    for crd in ("clusters", "clustergroups"):
+        cluster.kubectl("apply", "-f", str(e2e.REPO_ROOT / "crds" / f"{crd}.fleet.cattle.io.yaml"))
+        wait_for(f"{crd} CRD", lambda crd=crd: _established(cluster, f"{crd}.fleet.cattle.io"), 60)
+    down = Cluster(downstream_cluster)
+    ns = make_ns(cluster, "sid")
+    target = f"{ns}-t"
+    down.ensure_namespace(ns)  # the account lives downstream in a namespace named like the HelmApp's
+    down.ensure_namespace(target)
+    down.kubectl("create", "serviceaccount", "deployer", "-n", ns)
+    down.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "deployer", "namespace": target},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["*"]}],
+        }
+    )
+    down.kubectl(
+        "create", "rolebinding", "deployer", "-n", target, "--role=deployer", f"--serviceaccount={ns}:deployer"
+    )
+    down.kubectl("create", "clusterrole", f"{ns}-create-ns", "--verb=create", "--resource=namespaces")
+    down.kubectl(
+        "create", "clusterrolebinding", f"{ns}-create-ns", f"--clusterrole={ns}-create-ns",
+        f"--serviceaccount={ns}:deployer",
+    )  # fmt: skip
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "kc-down", "namespace": ns},
+            "stringData": {"value": yaml.safe_dump(downstream_cluster.kubeconfig_dict())},
+        }
+    )
+    cluster.apply(
+        {
+            "apiVersion": "fleet.cattle.io/v1alpha1",
+            "kind": "Cluster",
+            "metadata": {"name": "down", "namespace": ns},
+            "spec": {"kubeConfigSecret": "kc-down"},
+        }
+    )
+    app = _app("remote", ns, target, chart_repo, namespaceLabels={"team": "a"})
+    app["spec"]["targets"] = [{"clusterName": "down"}]
+    cluster.apply(app)
+    denied = f"serviceAccount {ns}/deployer may not get/patch namespaces {target}"
+    message = wait_for("denied downstream", lambda: _false(cluster, "remote", ns, "Ready"), 120)
+    assert denied in message and "down" in message, message
+    assert down.release_status("remote", target) == "deployed"
+    labels = (down.get("namespace", target, "") or {})["metadata"].get("labels") or {}
+    assert "team" not in labels
