@@ -49,7 +49,7 @@ from helmops.cli.common import (
     use_color,
 )
 from helmops.cli.plan import ClusterPlan, ClusterResult, plan, resolve
-from helmops.cli.render import add_source_flags, helm_secret_auth, inventory, scrub, template
+from helmops.cli.render import add_source_flags, helm_secret_auth, inventory, policy_warnings, scrub, template
 from helmops.clusters.connections import secret_namespace_allowed
 from helmops.clusters.kubeconfig import KubeconfigRefused, parse, sanitize
 from helmops.clusters.targeting import LOCAL_CLUSTER
@@ -408,6 +408,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         helmapp = load_helmapp(args.filename, args.namespace)
         plans = plan(helmapp, inventory(args))
+        for warning in policy_warnings(args, helmapp):
+            error(COMMAND, f"warning: {warning}")
         with kube_session(args.kubeconfig, args.context) as api:
             auth = helm_secret_auth(args, helmapp, api)
             with connections(plans, args, api) as conns:

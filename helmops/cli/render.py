@@ -213,6 +213,33 @@ def _maybe_client(args: argparse.Namespace) -> Iterator[Any]:
         yield api
 
 
+def policy_warnings(args: argparse.Namespace, helmapp: Mapping[str, Any]) -> list[str]:
+    """What the controller's operator policy would refuse (GitRepoRestrictions of the HelmApp's namespace,
+    read with --kubeconfig/--context; nothing without them). Warnings only: render and diff still show
+    what the HelmApp would deploy."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from helmops.policy import aggregate, evaluate
+    from helmops.policy.source import GROUP, PLURAL, VERSION
+
+    namespace = str(helmapp["metadata"]["namespace"])
+    with _maybe_client(args) as api:
+        if api is None:
+            return []
+        out: Any = None
+        try:
+            out = client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            return [f"GitRepoRestrictions of namespace {namespace} not read (HTTP {exc.status})"]
+        except Exception as exc:  # unreachable cluster: reported by the commands' own reads
+            return [f"GitRepoRestrictions of namespace {namespace} not read ({type(exc).__name__})"]
+    result = evaluate(helmapp, aggregate(dict(i) for i in (out or {}).get("items") or []))
+    return [f"the controller would refuse this HelmApp: {v.message}" for v in result.violations]
+
+
 async def _resolve_all(args: argparse.Namespace, helmapp: dict[str, Any], inv: Inventory) -> list[ClusterResult]:
     plans = plan(helmapp, inv)
     with _maybe_client(args) as api:
@@ -230,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         helmapp = load_helmapp(args.filename, args.namespace)
         inv = inventory(args)
+        for warning in policy_warnings(args, helmapp):
+            error(COMMAND, f"warning: {warning}")
         results = asyncio.run(_resolve_all(args, helmapp, inv))
     except CliError as exc:
         error(COMMAND, str(exc))

@@ -52,6 +52,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="namespaces besides a Cluster's own its kubeConfigSecret may be read from; '*' = any "
         "(repeatable; HELMOPS_KUBECONFIG_SECRET_NAMESPACES; default: none)",
     )
+    p.add_argument(
+        "--require-service-account",
+        action="store_true",
+        help="refuse HelmApps without a serviceAccount (or a GitRepoRestriction defaultServiceAccount); "
+        "HELMOPS_REQUIRE_SERVICE_ACCOUNT",
+    )
     p.add_argument("--health-port", type=int, default=None, help="liveness endpoint port (/healthz; 8080)")
     p.add_argument(
         "--metrics-port",
@@ -148,6 +154,7 @@ def run_command(args: argparse.Namespace) -> int:
         allow_exec_kubeconfig=args.allow_exec_kubeconfig,
         allow_insecure_kubeconfig=args.allow_insecure_kubeconfig,
         kubeconfig_secret_namespaces=args.kubeconfig_secret_namespaces,
+        require_service_account=args.require_service_account,
     )
     from helmops.controller.settings import export_source_timeouts
 

@@ -27,6 +27,8 @@ _PLURALS = {
 }
 #: objects read per release at most (the rest count as Unknown), to bound API calls.
 MAX_OBJECTS = 200
+#: the message of an object the acting identity may not read (its state is Unknown; nothing else is said).
+ACCESS_DENIED = "access denied"
 REQUEST_TIMEOUT = 15.0
 
 
@@ -60,7 +62,12 @@ async def get_json(api: Any, path: str) -> tuple[int, Any]:
 
 
 class LiveResources:
-    """Per-cluster readiness reader; the manifest's object list is cached per release revision."""
+    """Per-cluster readiness reader; the manifest's object list is cached per release revision.
+
+    ``api`` is the client the objects are read with: the caller passes one acting as the HelmApp's
+    serviceAccount (``helmops.clusters.identity``), so a release record that lists objects the account may not
+    read yields "access denied" (state Unknown), never their content or even their existence. ``core`` reads
+    the release record itself (Helm's storage Secret) with the controller's identity."""
 
     def __init__(self, cache_size: int = 512) -> None:
         self._refs: OrderedDict[tuple[str, str, str, int], list[ObjectRef]] = OrderedDict()
@@ -94,6 +101,8 @@ class LiveResources:
             status, obj = await get_json(api, object_path(ref))
             if status == 404:
                 state, message = MISSING, ""
+            elif status in (401, 403):
+                state, message = UNKNOWN, f"{ACCESS_DENIED} (get {plural(ref.kind)})"
             elif obj is None:
                 state, message = UNKNOWN, f"HTTP {status}"
             else:
@@ -106,4 +115,4 @@ class LiveResources:
             del self._refs[key]
 
 
-__all__ = ["LiveResources", "get_json", "object_path", "plural"]
+__all__ = ["ACCESS_DENIED", "LiveResources", "get_json", "object_path", "plural"]

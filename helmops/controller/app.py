@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from helmops.clusters.connections import Connections
+from helmops.clusters.identity import AccessReviews, ImpersonatingClients
 from helmops.clusters.live import LiveResources
 from helmops.clusters.resolve import DEPLOYED_ANNOTATION
 from helmops.clusters.watch import ClusterIndex
@@ -40,6 +41,7 @@ from helmops.controller.queue import WorkQueue, run_worker
 from helmops.controller.reconciler import Key, Reconciler, ReconcilerConfig, in_shard
 from helmops.controller.settings import ENABLE_HINT, FLAG_ENV, Settings
 from helmops.helm.driver import HelmDriver
+from helmops.policy.source import RestrictionSource
 
 log = logging.getLogger("helmops.controller")
 
@@ -183,6 +185,7 @@ async def run_enabled(settings: Settings) -> int:
         allow_insecure=settings.allow_insecure_kubeconfig,
         secret_namespaces=settings.kubeconfig_secret_namespaces,
     )
+    identities = ImpersonatingClients()
     reconciler = Reconciler(
         kube,
         driver,
@@ -199,13 +202,22 @@ async def run_enabled(settings: Settings) -> int:
             shard_id=settings.shard_id,
             protected_namespaces=tuple(settings.extra_protected_namespaces),
             max_timeout_seconds=settings.max_timeout_seconds,
+            require_service_account=settings.require_service_account,
         ),
         clusters=connections,
         live=LiveResources(),
+        identities=identities,
+        restrictions=RestrictionSource(kube.custom),
     )
     queue: WorkQueue[Key] = WorkQueue(max_per_tenant=settings.tenant_workers or max(1, settings.workers - 1))
     busy = 0
     day2 = Day2(settings, api, kube, driver, reconciler, charts, queue)
+    reviews = AccessReviews(identities, api)
+
+    async def can_read(key: Key, group: str, resource: str, namespace: str) -> bool:
+        return await reviews.allowed(reconciler.identity_of(key), "get", group, resource, namespace)
+
+    day2.drift.can_read = can_read
 
     async def handle(key: Key) -> float | None:
         nonlocal busy
@@ -328,6 +340,7 @@ async def run_enabled(settings: Settings) -> int:
         for w in workers:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        await identities.close()
         await connections.close()
         await driver.close()
         close_charts = getattr(charts, "close", None)

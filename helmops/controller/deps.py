@@ -190,13 +190,22 @@ class AssembleRenderer:
     ) -> Values:
         """The values for one cluster: ``cluster`` is its Fleet Cluster object (None: the local cluster,
         named ``local`` in the HelmApp's namespace); ``valuesFrom`` is read through ``api_client`` (the
-        cluster the release goes to; None: the controller's own)."""
+        cluster the release goes to, acting as the HelmApp's serviceAccount when it has one).
+
+        ``api_client`` None means the controller's own identity on the local cluster: then valuesFrom is read
+        only from the HelmApp's own namespace (a HelmApp's author can read that namespace anyway; any other
+        would be read with the controller's rights)."""
         from helmops.values import ClusterContext, ValuesError, assemble
 
         reader: Any = None
-        found = _optional("helmops.values.kube_reader", "KubeValuesFromReader")
+        found = _optional("helmops.values.kube_reader", "KubeValuesFromReader", "OwnNamespaceReader")
         if found:
-            reader = found[0](api_client if api_client is not None else self._api)
+            sa = (helmapp.get("spec") or {}).get("serviceAccount")
+            if api_client is not None:
+                who = f"serviceAccount {helmapp['metadata']['namespace']}/{sa}" if sa else None
+                reader = found[0](api_client, who=who)
+            else:
+                reader = found[1](found[0](self._api), str(helmapp["metadata"]["namespace"]))
         spec = helmapp.get("spec") or {}
         if cluster is not None:
             try:

@@ -29,7 +29,7 @@ import gzip
 import json
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,6 +324,11 @@ class DriftMonitor:
         self._unknown_kinds: set[tuple[str, str]] = set()
         #: kinds whose list failed (e.g. RBAC without list rights): warned once, then quietly retried.
         self._list_failed: set[tuple[str, str]] = set()
+        #: may the identity a HelmApp acts as get this resource (key, group, plural, namespace)? Objects it
+        #: may not are left out of the comparison: the release record naming them is writable by whoever can
+        #: write Secrets in the release namespace, and the lists above are read with the controller's rights.
+        #: None: every object is compared (no serviceAccounts in play).
+        self.can_read: Callable[[Key, str, str, str], Awaitable[bool]] | None = None
 
     # --- what the controller tells us ---
     def update(self, helmapp: Mapping[str, Any]) -> None:
@@ -507,12 +512,30 @@ class DriftMonitor:
                 continue
             metrics.DRIFT_CHECKS.inc()
             cmp = (t.spec.get("diff") or {}).get("comparePatches") or []
-            found = tuple(compare_release(m.objects, live, m.release_namespace, cmp, scoped))
+            objects = await self._readable(owner, m, kinds)
+            found = tuple(compare_release(objects, live, m.release_namespace, cmp, scoped))
             t.resources = len(m.objects)
             result[owner] = found
             self._record(owner, t, found)
         self._refresh_gauge()
         return result
+
+    async def _readable(
+        self, owner: Key, m: _Manifest, kinds: Mapping[tuple[str, str], Any]
+    ) -> list[dict[str, Any]]:
+        """The objects of ``m`` that ``owner``'s identity may get (all of them without ``can_read``)."""
+        if self.can_read is None:
+            return m.objects
+        out: list[dict[str, Any]] = []
+        for obj in m.objects:
+            res = kinds.get((str(obj.get("apiVersion") or ""), str(obj.get("kind") or "")))
+            if res is None:
+                out.append(obj)  # not served: compare_release skips it without reading anything
+                continue
+            ns = object_ref(obj, m.release_namespace, bool(res.namespaced)).namespace
+            if await self.can_read(owner, str(getattr(res, "group", "") or ""), str(res.name), ns):
+                out.append(obj)
+        return out
 
     def _record(self, key: Key, t: _Tracked, found: tuple[Modified, ...]) -> None:
         if found == t.modified:

@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 
 from helmops.clusters.connections import ClusterUnreachable, Connections
-from helmops.clusters.live import LiveResources
+from helmops.clusters.identity import Identity, ImpersonatingClients, denial_message, denied
+from helmops.clusters.live import ACCESS_DENIED, LiveResources
 from helmops.clusters.resolve import (
     DEPLOYED_ANNOTATION,
     LOCAL,
@@ -40,6 +41,8 @@ from helmops.controller.desired import (
 from helmops.controller.kube import FINALIZER, Conflict, Kube
 from helmops.controller.ledger import Entry, Ledger, LedgerFull, MemoryLedgerStore, helmapp_uid
 from helmops.helm.driver import HelmDriver
+from helmops.policy import PolicyResult, Violation, aggregate, evaluate
+from helmops.policy.source import PolicyUnreadable, RestrictionSource
 from helmops.reconcile import (
     Action,
     ActionResult,
@@ -104,6 +107,8 @@ class ReconcilerConfig:
     protected_namespaces: Sequence[str] = field(default_factory=tuple)
     #: the operator's cap on helm.timeoutSeconds (0 = none); see desired.clamp_timeout.
     max_timeout_seconds: int = 0
+    #: refuse HelmApps without a serviceAccount (after a GitRepoRestriction's defaultServiceAccount).
+    require_service_account: bool = False
 
 
 class Reconciler:
@@ -120,6 +125,8 @@ class Reconciler:
         clusters: Connections | None = None,
         live: LiveResources | None = None,
         ledger: Ledger | None = None,
+        identities: ImpersonatingClients | None = None,
+        restrictions: RestrictionSource | None = None,
     ) -> None:
         self.kube, self.driver, self.releases = kube, driver, releases
         #: which releases each HelmApp deployed (helmops.controller.ledger), in the controller's own namespace.
@@ -139,6 +146,14 @@ class Reconciler:
         #: day-2 hook (controller/drift.py): what drifted on an in-sync release ("" = nothing), reported
         #: as Fleet's Modified state.
         self.drift: Callable[[Key], str] | None = None
+        #: the one source of API clients acting as a HelmApp's serviceAccount (helmops.clusters.identity).
+        self.identities = identities if identities is not None else ImpersonatingClients()
+        #: a Kube over an (impersonating) ApiClient; replaceable in tests.
+        self.kube_for: Callable[[Any], Any] = Kube
+        #: GitRepoRestrictions by namespace (None: none are read).
+        self.restrictions = restrictions
+        #: the identity each HelmApp acted as at its last reconcile (drift reads use it).
+        self._identity: dict[Key, Identity] = {}
 
     # --- bookkeeping -------------------------------------------------------------------------------
     def _retry_in(self, key: Key) -> float:
@@ -169,6 +184,7 @@ class Reconciler:
                     del self._not_ready[k]
                 for k in [k for k in self._clamp_said if k[:2] == key]:
                     del self._clamp_said[k]
+                self._identity.pop(key, None)
                 return None
             if obj["metadata"].get("deletionTimestamp"):
                 delay = await self._finalize(key, obj)
@@ -238,6 +254,7 @@ class Reconciler:
     async def _finalize(self, key: Key, obj: Mapping[str, Any]) -> float | None:
         if FINALIZER not in (obj["metadata"].get("finalizers") or []):
             return None
+        obj = (await self._policy(obj)).apply(obj)  # a defaultServiceAccount acts for the deletion too
         try:
             targets, by_name = await self._targets(obj)
         except ValueError:
@@ -338,11 +355,71 @@ class Reconciler:
         target = spec.get("namespace") or ""
         if spec.get("deleteNamespace") and not spec.get("keepResources"):
             if namespace_deletable(target, own=self.config.own_namespace, extra=self.config.protected_namespaces):
-                if await conn.kube.delete_namespace(target):
-                    log.info("deleted namespace %s of HelmApp %s/%s on %s", target, *key, t.describe())
+                await self._delete_namespace(key, obj, t, conn, target)
             elif target:
                 log.info("deleteNamespace: namespace %r is protected and was kept", target)
         return None
+
+    async def _delete_namespace(
+        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, conn: _Conn, target: str
+    ) -> None:
+        """deleteNamespace, as the HelmApp's serviceAccount. A refusal (policy or RBAC) keeps the namespace
+        and is reported (Event, log); it does not hold up the HelmApp's deletion."""
+        policy = await self._policy(t.helmapp)
+        if not policy.ok:
+            msg = f"deleteNamespace: namespace {target} kept: {policy.message()}"
+            log.warning("finalize %s/%s on %s: %s", *key, t.describe(), msg)
+            await self._events(obj, ActionResult(False, "PolicyViolation", msg), conn=conn)
+            return
+        helmapp = policy.apply(t.helmapp)
+        identity, kube = self._acting(helmapp, conn)
+        try:
+            deleted = await kube.delete_namespace(target)
+        except Exception as exc:
+            if not denied(exc):
+                raise
+            msg = "deleteNamespace: namespace kept, " + denial_message(identity, "delete", "namespaces", None, target)
+            log.warning("finalize %s/%s on %s: %s", *key, t.describe(), msg, extra={"helmapp": f"{key[0]}/{key[1]}"})
+            await self._events(obj, ActionResult(False, "AccessDenied", msg), conn=conn)
+            return
+        if deleted:
+            log.info(
+                "deleted namespace %s of HelmApp %s/%s on %s as %s", target, *key, t.describe(), identity.describe()
+            )
+
+    # --- identity and policy -----------------------------------------------------------------------
+    def _api_as(self, helmapp: Mapping[str, Any], conn: _Conn) -> tuple[Identity, Any]:
+        """The identity ``helmapp`` acts as and an ApiClient for it on ``conn``'s cluster (the connection's
+        own client when the HelmApp has no serviceAccount)."""
+        identity = Identity.of(helmapp)
+        if conn.api is None:
+            return identity, None
+        cluster = LOCAL if conn.local else f"{conn.namespace}/{conn.name}"
+        return identity, self.identities.api_for(conn.api, cluster, identity)
+
+    def _acting(self, helmapp: Mapping[str, Any], conn: _Conn) -> tuple[Identity, Any]:
+        """The identity and a Kube to change namespaces with on its behalf."""
+        identity, api = self._api_as(helmapp, conn)
+        if not identity.impersonated:
+            return identity, conn.kube
+        if api is None:
+            return identity, _NoApi()
+        return identity, self.kube_for(api)
+
+    def identity_of(self, key: Key) -> Identity | None:
+        """Who the HelmApp acted as at its last reconcile in this process (None: not reconciled yet)."""
+        return self._identity.get(key)
+
+    async def _policy(self, obj: Mapping[str, Any]) -> PolicyResult:
+        """The operator policy for a HelmApp: GitRepoRestrictions of its namespace and the controller's
+        --require-service-account (helmops.policy)."""
+        items: list[dict[str, Any]] = []
+        if self.restrictions is not None:
+            try:
+                items = await self.restrictions.list(obj["metadata"]["namespace"])
+            except PolicyUnreadable as exc:
+                return PolicyResult(violations=(Violation("policyUnreadable", str(exc)),))
+        return evaluate(obj, aggregate(items), require_service_account=self.config.require_service_account)
 
     # --- normal reconcile --------------------------------------------------------------------------
     async def _reconcile(self, key: Key, obj: Mapping[str, Any]) -> float | None:
@@ -369,6 +446,20 @@ class Reconciler:
             await self._write_status(key, obj, outcome)
             await self._events(obj, ActionResult(False, "InvalidSpec", "invalid spec: " + "; ".join(problems)))
             return self._retry_in(key)
+
+        # Operator policy, before anything runs: nothing is fetched, rendered or installed for a violation.
+        policy = await self._policy(obj)
+        if not policy.ok:
+            msg = "policy violation: " + policy.message()
+            log.warning("HelmApp %s/%s: %s", *key, msg, extra={"helmapp": f"{key[0]}/{key[1]}"})
+            outcome = Outcome(
+                key[1], key[0], gen, State.ERR_APPLIED, accepted=False, accepted_error=msg, stalled=True
+            )
+            await self._write_status(key, obj, outcome)
+            await self._events(obj, ActionResult(False, "PolicyViolation", msg))
+            return self._retry_in(key)
+        obj = policy.apply(obj)
+        self._identity[key] = Identity.of(obj)
 
         try:
             targets, by_name = await self._targets(obj)
@@ -551,7 +642,8 @@ class Reconciler:
             except LedgerFull as exc:
                 return await self._refused(key, obj, t, conn, str(exc), chart.version, "TooManyReleases")
         if d.action is Action.NONE:
-            await self._namespace_metadata(t.helmapp, rel.namespace, conn)
+            if (refused := await self._namespace_metadata(t.helmapp, rel.namespace, conn)) is not None:
+                return _ClusterResult(out(State.ERR_APPLIED, error=refused), failed=True, version=chart.version)
             drifted = self.drift(key) if self.drift is not None and conn.local else ""
             if drifted:
                 return done(State.MODIFIED, self.config.resync_seconds, message=drifted)
@@ -584,8 +676,10 @@ class Reconciler:
             return r
         if d.action is Action.RECOVER:
             return done(State.WAIT_APPLIED, 0.1, message=res.message)
-        await self._namespace_metadata(t.helmapp, rel.namespace, conn)
+        refused = await self._namespace_metadata(t.helmapp, rel.namespace, conn)
         await self._uninstall_orphans(obj, keep=(rel.namespace, rel.name), conn=conn, cluster=t.name)
+        if refused is not None:
+            return _ClusterResult(out(State.ERR_APPLIED, error=refused), failed=True, version=chart.version)
         return await self._ready(key, t, conn, rel.namespace, rel.name, chart, res.revision)
 
     async def _ready(
@@ -602,12 +696,25 @@ class Reconciler:
         ``revision``: the deployed revision when known (saves reading the release again)."""
         resources = None
         if self.live is not None and conn.api is not None:
+            # The objects a release lists are read as the HelmApp's serviceAccount: the release record is
+            # writable by whoever can write Secrets in the release namespace, so it may name anything.
+            identity, api = self._api_as(t.helmapp, conn)
             try:
                 if not revision:
                     info = await conn.releases.read(namespace, name)
                     revision = info.revision if info is not None else None
                 if revision:
-                    resources = await self.live.states(conn.api, conn.core, t.id, namespace, name, revision)
+                    resources = await self.live.states(api, conn.core, t.id, namespace, name, revision)
+                    refused = [r for r in resources if r.message.startswith(ACCESS_DENIED)]
+                    if refused and identity.impersonated:
+                        first = refused[0]
+                        msg = (
+                            f"readiness of release {namespace}/{name}: {identity.describe()} may not get "
+                            f"{len(refused)} of its objects (e.g. {first.kind} {first.name}"
+                            f"{' in namespace ' + first.namespace if first.namespace else ''}); they count as Unknown"
+                        )
+                        log.warning("HelmApp %s/%s on %s: %s", *key, t.describe(), msg)
+                        await self._events(t.helmapp, ActionResult(False, "AccessDenied", msg), conn=conn)
             except (TimeoutError, OSError, aiohttp.ClientError):
                 if not conn.local:
                     raise  # the cluster went away: reported as unreachable by the caller
@@ -690,13 +797,33 @@ class Reconciler:
         outcome = ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=msg)
         return _ClusterResult(outcome, failed=True, accepted_error=msg, stalled=True, version=version)
 
-    async def _namespace_metadata(self, obj: Mapping[str, Any], namespace: str, conn: _Conn) -> None:
+    async def _namespace_metadata(self, obj: Mapping[str, Any], namespace: str, conn: _Conn) -> str | None:
         """Fleet's namespaceLabels/namespaceAnnotations, applied to the release namespace (added or
-        overwritten, never removed)."""
+        overwritten, never removed) as the HelmApp's serviceAccount. Returns why it was refused (reported as
+        an Event and a log line here), None when done."""
         spec = obj.get("spec") or {}
         labels, annotations = spec.get("namespaceLabels") or {}, spec.get("namespaceAnnotations") or {}
-        if (labels or annotations) and await conn.kube.ensure_namespace_metadata(namespace, labels, annotations):
-            log.info("labelled/annotated namespace %s for HelmApp %s/%s", namespace, *_key(obj))
+        if not labels and not annotations:
+            return None
+        identity, kube = self._acting(obj, conn)
+        try:
+            changed = await kube.ensure_namespace_metadata(namespace, labels, annotations)
+        except Exception as exc:
+            if not denied(exc):
+                raise
+            msg = "namespaceLabels/namespaceAnnotations not applied, " + denial_message(
+                identity, "get/patch", "namespaces", None, namespace
+            )
+            key = _key(obj)
+            where = "" if conn.local else f" on cluster {conn.name} in namespace {conn.namespace}"
+            log.warning("HelmApp %s/%s%s: %s", *key, where, msg, extra={"helmapp": f"{key[0]}/{key[1]}"})
+            await self._events(obj, ActionResult(False, "AccessDenied", msg), conn=conn)
+            return msg
+        if changed:
+            log.info(
+                "labelled/annotated namespace %s for HelmApp %s/%s as %s", namespace, *_key(obj), identity.describe()
+            )
+        return None
 
     async def _recovered_anyway(
         self, namespace: str, name: str, res: ActionResult, releases: ReleaseReader
@@ -726,9 +853,14 @@ class Reconciler:
             charts[ref] = asyncio.ensure_future(self.charts.fetch(helmapp))
         chart: FetchedChart = await asyncio.shield(charts[ref])
         render_for = getattr(self.values, "render_for", None)
-        if render_for is not None and not (t.cluster is None and conn.local):
+        identity, api = self._api_as(helmapp, conn)
+        if render_for is not None and identity.impersonated and api is not None:
+            # valuesFrom is read as the serviceAccount, on the cluster the release goes to.
+            values = await render_for(helmapp, ns, t.cluster, api)
+        elif render_for is not None and not (t.cluster is None and conn.local):
             values = await render_for(helmapp, ns, t.cluster, None if conn.local else conn.api)
         else:
+            # The controller's own identity: the renderer reads only the HelmApp's own namespace.
             values = await self.values.render_values(helmapp, ns)
         return build_release(
             helmapp,
@@ -828,6 +960,21 @@ class _Conn:
     @property
     def core(self) -> Any:
         return getattr(self.releases, "_core", None) or getattr(self.kube, "core", None)
+
+
+class _NoApi:
+    """Stands in when a serviceAccount must act but no API client exists to impersonate it with: every
+    change is refused as a 403 would be."""
+
+    async def delete_namespace(self, name: str) -> bool:
+        raise _Denied()
+
+    async def ensure_namespace_metadata(self, name: str, labels: Any, annotations: Any) -> bool:
+        raise _Denied()
+
+
+class _Denied(Exception):
+    status = 403
 
 
 @dataclass

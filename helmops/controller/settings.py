@@ -162,6 +162,8 @@ class Settings:
     source_connect_timeout: float = 5.0
     source_read_timeout: float = 10.0
     source_timeout: float = 60.0
+    #: refuse HelmApps without a serviceAccount (none set and no GitRepoRestriction defaultServiceAccount).
+    require_service_account: bool = False
 
 
 def from_env(
@@ -178,6 +180,7 @@ def from_env(
     allow_exec_kubeconfig: bool = False,
     allow_insecure_kubeconfig: bool = False,
     kubeconfig_secret_namespaces: Sequence[str] = (),
+    require_service_account: bool = False,
 ) -> Settings:
     kc = kubeconfig or env.get("KUBECONFIG") or None
     mhost, mport = parse_bind_address(env.get("HELMOPS_METRICS_BIND_ADDRESS", ":8081"), 8081)
@@ -219,6 +222,7 @@ def from_env(
         source_connect_timeout=_period(env, SOURCE_TIMEOUT_ENV["source_connect_timeout"], 5.0),
         source_read_timeout=_period(env, SOURCE_TIMEOUT_ENV["source_read_timeout"], 10.0),
         source_timeout=_period(env, SOURCE_TIMEOUT_ENV["source_timeout"], 60.0),
+        require_service_account=require_service_account or parse_bool(env.get("HELMOPS_REQUIRE_SERVICE_ACCOUNT")),
     )
 
 

@@ -227,9 +227,11 @@ async def _read_doc(
     noun = "configmap" if kind == "configMap" else "secret"
     if not name:
         raise _fail(ctx, f"valuesFrom {noun} reference has no name")
-    if kind == "secret" and namespace != release_namespace:
+    if kind == "secret" and namespace != release_namespace and not getattr(reader, "confines_namespaces", False):
         # The controller reads with its own identity: a HelmApp must not copy another namespace's Secret
-        # into a release its author can read. Fleet allows it; we refuse before any API call.
+        # into a release its author can read. Fleet allows it; we refuse before any API call — unless the
+        # reader confines namespaces itself (it acts as the HelmApp's serviceAccount, so RBAC decides, or it
+        # reads only the HelmApp's own namespace; see helmops.controller.deps).
         raise _fail(
             ctx,
             f"valuesFrom secret {namespace}/{name}: cross-namespace Secret references are refused "

@@ -17,13 +17,15 @@ from kubernetes.aio.client.exceptions import ApiException
 from .errors import ValuesError
 
 
-def _problem(noun: str, namespace: str, name: str, err: ApiException) -> ValuesError:
+def _problem(noun: str, namespace: str, name: str, err: ApiException, who: str | None = None) -> ValuesError:
     status = err.status
     if status == 404:
         return ValuesError(f"valuesFrom {noun} {namespace}/{name} not found", retryable=True)
     if status in (401, 403):
+        plural = "configmaps" if noun == "configmap" else "secrets"
+        by = f" ({who} may not get {plural} in namespace {namespace})" if who else ""
         return ValuesError(
-            f"valuesFrom {noun} {namespace}/{name} could not be read: access denied (HTTP {status})",
+            f"valuesFrom {noun} {namespace}/{name} could not be read: access denied{by} (HTTP {status})",
             retryable=True,
         )
     return ValuesError(
@@ -46,17 +48,25 @@ def _text(noun: str, namespace: str, name: str, key: str, raw: Any, *, encoded: 
 
 
 class KubeValuesFromReader:
-    """Reads ConfigMaps and Secrets with `CoreV1Api` on the given `ApiClient` (which the caller owns)."""
+    """Reads ConfigMaps and Secrets with `CoreV1Api` on the given `ApiClient` (which the caller owns).
 
-    def __init__(self, api_client: kclient.ApiClient, *, request_timeout: float = 30.0) -> None:
+    ``who`` names the identity the client acts as (e.g. ``serviceAccount ns/name``), for denial messages."""
+
+    def __init__(
+        self, api_client: kclient.ApiClient, *, request_timeout: float = 30.0, who: str | None = None
+    ) -> None:
         self._api = kclient.CoreV1Api(api_client)
         self._timeout = request_timeout
+        self._who = who
+        #: acting as a named identity (a HelmApp's serviceAccount), the API server's RBAC decides which
+        #: namespaces may be read.
+        self.confines_namespaces = who is not None
 
     async def read_configmap(self, namespace: str, name: str) -> tuple[dict[str, str], str]:
         try:
             obj = await self._api.read_namespaced_config_map(name, namespace, _request_timeout=self._timeout)
         except ApiException as err:
-            raise _problem("configmap", namespace, name, err) from None
+            raise _problem("configmap", namespace, name, err, self._who) from None
         except (TimeoutError, aiohttp.ClientError) as err:
             raise ValuesError(
                 f"valuesFrom configmap {namespace}/{name} could not be read: {type(err).__name__}",
@@ -74,7 +84,7 @@ class KubeValuesFromReader:
         try:
             obj = await self._api.read_namespaced_secret(name, namespace, _request_timeout=self._timeout)
         except ApiException as err:
-            raise _problem("secret", namespace, name, err) from None
+            raise _problem("secret", namespace, name, err, self._who) from None
         except (TimeoutError, aiohttp.ClientError) as err:
             raise ValuesError(
                 f"valuesFrom secret {namespace}/{name} could not be read: {type(err).__name__}",
@@ -85,3 +95,31 @@ class KubeValuesFromReader:
         }
         version = obj.metadata.resource_version if obj.metadata is not None else None
         return data, str(version or "")
+
+
+class OwnNamespaceReader:
+    """Limits another reader to one namespace: what a HelmApp without a serviceAccount may read, since the
+    controller's own identity would otherwise fetch any namespace's ConfigMap or Secret for it."""
+
+    confines_namespaces = True
+
+    def __init__(self, inner: Any, namespace: str) -> None:
+        self._inner, self._namespace = inner, namespace
+
+    def _check(self, noun: str, namespace: str, name: str) -> None:
+        if namespace != self._namespace:
+            raise ValuesError(
+                f"valuesFrom {noun} {namespace}/{name}: without a serviceAccount, valuesFrom is read only from "
+                f"the HelmApp's namespace {self._namespace} (set spec.serviceAccount to read other namespaces "
+                "with that account's rights)"
+            )
+
+    async def read_configmap(self, namespace: str, name: str) -> tuple[dict[str, str], str]:
+        self._check("configmap", namespace, name)
+        result: tuple[dict[str, str], str] = await self._inner.read_configmap(namespace, name)
+        return result
+
+    async def read_secret(self, namespace: str, name: str) -> tuple[dict[str, str], str]:
+        self._check("secret", namespace, name)
+        result: tuple[dict[str, str], str] = await self._inner.read_secret(namespace, name)
+        return result

@@ -549,8 +549,10 @@ def test_values_from_secret_and_templating(
 ) -> None:
     target = f"{ns}-target"
     cluster.ensure_namespace(target)
+    # without a serviceAccount, valuesFrom is read from the HelmApp's own namespace only
+    # (test_security_identity.py covers the refusals)
     cluster.kubectl(
-        "create", "secret", "generic", "vals", "-n", target, "--from-literal=values.yaml=message: from-secret"
+        "create", "secret", "generic", "vals", "-n", ns, "--from-literal=values.yaml=message: from-secret"
     )
     app = helmapp(
         "vf",
@@ -559,7 +561,7 @@ def test_values_from_secret_and_templating(
         chart="hello",
         version="0.1.0",
         values={"message": "inline", "extra": {"cluster": "${ .ClusterName }"}},
-        valuesFrom=[{"secretKeyRef": {"name": "vals", "key": "values.yaml"}}],
+        valuesFrom=[{"secretKeyRef": {"name": "vals", "namespace": ns, "key": "values.yaml"}}],
     )
     cluster.apply(app)
     wait_ready(cluster, "vf", ns)

@@ -202,6 +202,13 @@ def test_every_helmops_variable_the_chart_sets_is_read_by_the_controller(helm: A
     assert not unread, f"the chart sets variables the controller never reads: {unread}"
 
 
+def test_require_service_account_reaches_the_controller(helm: Any) -> None:
+    env = env_of(only(render(helm, ENABLED), "Deployment"))
+    assert not from_env(env).require_service_account  # Fleet's behaviour by default
+    env = env_of(only(render(helm, merged(ENABLED, {"controller": {"requireServiceAccount": True}})), "Deployment"))
+    assert from_env(env).require_service_account
+
+
 def test_extra_env_passthrough_and_override(helm: Any) -> None:
     values = merged(
         ENABLED,
@@ -421,6 +428,7 @@ def test_controller_rbac_is_least_privilege(helm: Any) -> None:
     assert {"update", "patch"} <= _allowed(rules, f, "helmapps/status")
     assert "update" in _allowed(rules, f, "helmapps/finalizers")
     assert _allowed(rules, f, "clusters") == _allowed(rules, f, "clustergroups") == {"get", "list", "watch"}
+    assert _allowed(rules, f, "gitreporestrictions") == {"get", "list", "watch"}
     assert _allowed(rules, "", "secrets") == {"get", "list", "watch"}
     assert _allowed(rules, "", "configmaps") == {"get", "list", "watch"}
     assert _allowed(rules, "", "events") == {"create", "patch"}

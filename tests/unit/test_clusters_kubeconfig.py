@@ -338,7 +338,10 @@ class _SecretCore:
 class _FakeDriver:
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
-        self._sem = asyncio.Semaphore(1)
+        self.slots: Any = object()
+
+    def share_slots(self, slots: Any) -> None:
+        self.slots = slots
 
     async def close(self) -> None:
         pass
@@ -380,7 +383,7 @@ def test_connection_hands_helm_only_the_sanitized_kubeconfig_and_a_clean_environ
             assert not {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "HELM_KUBETOKEN", "KUBECONFIG"} & set(env)
             cfg = conn.api.configuration
             assert cfg.host == "https://127.0.0.1:6443" and cfg.api_key == {"BearerToken": f"Bearer {SECRET}"}
-            assert conn.driver._sem is conns._local_driver._sem
+            assert conn.driver.slots is conns._local_driver.slots
         finally:
             await conns.close()
         assert not await asyncio.to_thread(path.exists)
