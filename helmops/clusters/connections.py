@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from helmops.helm.driver import HelmDriver
+from helmops.kubeio.client import aio_client
 from helmops.reconcile.release import KubeReleaseReader
 
 log = logging.getLogger("helmops.clusters")
@@ -210,7 +211,7 @@ class Connections:
             cfg = kclient.Configuration()
             loader: Any = kconfig
             await loader.load_kube_config(config_file=str(path), client_configuration=cfg)
-            api: Any = kclient.ApiClient(configuration=cfg)
+            api: Any = aio_client(cfg)  # bounded JSON parsing (helmops.kubeio)
             try:
                 driver = await HelmDriver.create(
                     executable=self._helm,
