@@ -199,6 +199,12 @@ class AssembleRenderer:
             reader = found[0](api_client if api_client is not None else self._api)
         spec = helmapp.get("spec") or {}
         if cluster is not None:
+            from helmops.api.validate import cluster_problems
+
+            if limits := cluster_problems(cluster):
+                meta = cluster.get("metadata") or {}
+                where = f"Cluster {meta.get('name')} in namespace {meta.get('namespace')}"
+                raise DesiredError(f"{where}: " + "; ".join(str(p) for p in limits), retryable=False)
             try:
                 ctx = ClusterContext.from_cluster(cluster)
             except TypeError as exc:
@@ -266,6 +272,11 @@ class ApiSpec(BasicSpec):
         return self._api.HelmAppSpec.model_validate(helmapp.get("spec") or {})
 
     def problems(self, helmapp: Mapping[str, Any]) -> list[str]:
+        from helmops.api.validate import helmapp_problems
+
+        # limits on the raw object first: nothing recursive may touch a too-deep spec (helmops.kubeio)
+        if limits := helmapp_problems(helmapp):
+            return [str(p) for p in limits]
         try:
             spec = self._spec(helmapp)
         except Exception as exc:  # pydantic.ValidationError
