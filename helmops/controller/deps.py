@@ -274,8 +274,10 @@ class ApiSpec(BasicSpec):
     def problems(self, helmapp: Mapping[str, Any]) -> list[str]:
         from helmops.api.validate import helmapp_problems
 
+        meta = helmapp.get("metadata") or {}
         # limits on the raw object first: nothing recursive may touch a too-deep spec (helmops.kubeio)
         if limits := helmapp_problems(helmapp):
+            log.warning("HelmApp %s/%s not accepted: %s", meta.get("namespace"), meta.get("name"), limits[0])
             return [str(p) for p in limits]
         try:
             spec = self._spec(helmapp)
@@ -288,8 +290,10 @@ class ApiSpec(BasicSpec):
             found = list(self._api.validate(spec))
         errors = [str(p) for p in found if getattr(p, "severity", "error") == "error"]
         warnings = [str(p) for p in found if getattr(p, "severity", "error") != "error"]
+        if errors:
+            log.warning("HelmApp %s/%s not accepted: invalid spec: %s", meta.get("namespace"), meta.get("name"),
+                        "; ".join(errors))
         if warnings:
-            meta = helmapp.get("metadata") or {}
             log.info("HelmApp %s/%s: %s", meta.get("namespace"), meta.get("name"), "; ".join(warnings))
         return errors
 
