@@ -43,12 +43,15 @@ cluster, workdir, helm_log, published = e2e.cluster, e2e.workdir, e2e.helm_log, 
 DEPTHS = (9_990, 9_000, 5_000, 2_500)
 #: Python's recursion limit is 1000: anything deeper broke the controller before helmops.kubeio.
 MIN_DEPTH = 2_000
+#: The API server's limit on the total size of an object's annotations (keys and values).
+ANNOTATIONS_LIMIT = 256 * 1024
 
 
 @dataclass
 class Env:
     ns: str
     good_ns: str
+    crowd_ns: str
     ctl: Controller
     pid: int
     depths: dict[str, int]
@@ -74,6 +77,18 @@ def _create_raw(c: Cluster, path: str, head: str, tail: str, workdir: Path, name
     raise AssertionError(f"the API server refused {name} at every depth: {errors}")
 
 
+def _filler(total: int) -> dict[str, str]:
+    """Annotations of exactly ``total`` bytes (keys plus values)."""
+    out, left, i = {}, total, 0
+    while left > 0:
+        key = f"tenant.example.com/filler-{i}"
+        out[key] = "x" * max(0, min(60_000, left - len(key)))
+        left -= len(key) + len(out[key])
+        i += 1
+    assert sum(len(k) + len(v) for k, v in out.items()) == total
+    return out
+
+
 def _jsonpath(c: Cluster, kind: str, name: str, ns: str, path: str) -> Any:
     out = c.cp.kubectl("get", kind, name, "-n", ns, "-o", f"jsonpath={path}", check=False)
     return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else None
@@ -97,8 +112,8 @@ def env(
     for crd in sorted((REPO_ROOT / "crds").glob("*.yaml")):  # Cluster and ClusterGroup too
         cluster.kubectl("apply", "-f", str(crd))
     cluster.kubectl("wait", "--for=condition=Established", "crd/clusters.fleet.cattle.io", "--timeout=60s")
-    ns, good_ns = make_ns(cluster, "sp-evil"), make_ns(cluster, "sp-good")
-    for target in (f"{ns}-t", f"{ns}-target", f"{good_ns}-target"):
+    ns, good_ns, crowd_ns = make_ns(cluster, "sp-evil"), make_ns(cluster, "sp-good"), make_ns(cluster, "sp-crowd")
+    for target in (f"{ns}-t", f"{ns}-target", f"{good_ns}-target", f"{crowd_ns}-target"):
         cluster.ensure_namespace(target)
     api = f"/apis/fleet.cattle.io/v1alpha1/namespaces/{ns}"
     meta = '"apiVersion":"fleet.cattle.io/v1alpha1","kind":"{kind}","metadata":{{"name":"{name}","namespace":"{ns}"}}'
@@ -118,7 +133,7 @@ def env(
     )  # fmt: skip
     ctl = Controller(management_cluster, helm_log[0], workdir, namespaces=("sp-*",)).start()
     assert ctl.proc is not None
-    env = Env(ns, good_ns, ctl, ctl.proc.pid, depths)
+    env = Env(ns, good_ns, crowd_ns, ctl, ctl.proc.pid, depths)
     try:
         targeting = helmapp("on-deep-cluster", ns, repo=chart_repo.url, chart="hello", version="0.1.0")
         targeting["spec"]["targets"] = [{"clusterName": "local"}]
@@ -129,8 +144,11 @@ def env(
         long_ns = helmapp("long-target-namespace", ns, repo=chart_repo.url, chart="hello", version="0.1.0")
         long_ns["spec"]["targets"] = [{"clusterName": "local", "namespace": "n" * 64}]
         cluster.apply(long_ns)
-        crowded = helmapp("crowded-annotations", ns, repo=chart_repo.url, chart="hello", version="0.1.0")
-        crowded["metadata"]["annotations"] = {f"tenant.example.com/filler-{i}": "x" * 60_000 for i in range(4)}
+        # annotations 40 bytes short of the API server's limit, on a HelmApp with targets (so the controller
+        # records its deployed clusters in an annotation): in a namespace without a Cluster object
+        crowded = helmapp("crowded-annotations", crowd_ns, repo=chart_repo.url, chart="hello", version="0.1.0")
+        crowded["spec"]["targets"] = [{"clusterName": "local"}]
+        crowded["metadata"]["annotations"] = _filler(ANNOTATIONS_LIMIT - 40)
         cluster.kubectl("create", "-f", "-", input=json.dumps(crowded))  # apply would copy it to last-applied
         cluster.apply(helmapp("healthy", good_ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
         yield env
@@ -148,16 +166,20 @@ def test_healthy_helmapp_is_ready_while_hostile_objects_exist(cluster: Cluster, 
     _alive(env)
 
 
-def _refused(cluster: Cluster, env: Env, name: str, needles: tuple[str, ...], reasons: set[str]) -> str:
+def _refused(
+    cluster: Cluster, env: Env, name: str, needles: tuple[str, ...], reasons: set[str], ns: str = ""
+) -> str:
+    ns = ns or env.ns
+
     def failed() -> str | None:
-        cond = _condition(cluster, name, env.ns, "Accepted")
+        cond = _condition(cluster, name, ns, "Accepted")
         msg = str(cond.get("message") or "")
         return msg if cond.get("status") == "False" and all(n in msg for n in needles) else None
 
     message = str(wait_for(f"Accepted=False on {name} naming {needles}", failed, 120))
     warnings = wait_for(
         f"Warning Event on {name}",
-        lambda: [e for e in cluster.events(name, env.ns) if e.get("type") == "Warning" and e["reason"] in reasons],
+        lambda: [e for e in cluster.events(name, ns) if e.get("type") == "Warning" and e["reason"] in reasons],
     )
     assert any(needles[0] in e["message"] for e in warnings), warnings
     _alive(env)
@@ -189,7 +211,10 @@ def test_invalid_release_namespace_gets_a_condition(cluster: Cluster, env: Env, 
 
 
 def test_oversized_annotations_get_a_condition(cluster: Cluster, env: Env) -> None:
-    _refused(cluster, env, "crowded-annotations", ("metadata.annotations", "no room"), {"InvalidSpec"})
+    _refused(
+        cluster, env, "crowded-annotations", ("metadata.annotations", "no room"), {"InvalidSpec"}, env.crowd_ns
+    )
+    assert cluster.release_status("crowded-annotations", f"{env.crowd_ns}-target") is None
 
 
 def test_refusals_are_retried_with_backoff_not_in_a_hot_loop(cluster: Cluster, env: Env) -> None:
