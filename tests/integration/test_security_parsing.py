@@ -226,6 +226,19 @@ def test_refusals_are_retried_with_backoff_not_in_a_hot_loop(cluster: Cluster, e
     assert after - before <= 12, env.ctl.text()[-3000:]
 
 
+def test_deep_objects_can_be_deleted(cluster: Cluster, env: Env) -> None:
+    """The finalizer path reads the (cut) object too: deletion must finish, not loop on an error."""
+    cluster.kubectl("delete", "clusters.fleet.cattle.io", "local", "-n", env.ns, "--wait=false")
+    cluster.kubectl("delete", "helmapps.fleet.cattle.io", "deep-values", "-n", env.ns, "--wait=false")
+
+    def gone() -> bool:
+        out = cluster.cp.kubectl("get", "helmapps.fleet.cattle.io", "deep-values", "-n", env.ns, check=False)
+        return out.returncode != 0 and "NotFound" in out.stderr
+
+    wait_for("the deep HelmApp deleted (finalizer removed by the controller)", gone, 90)
+    _alive(env)
+
+
 def test_controller_never_restarted_and_logged_no_traceback(cluster: Cluster, env: Env) -> None:
     wait_ready(cluster, "healthy", env.good_ns, timeout=60)
     _alive(env)

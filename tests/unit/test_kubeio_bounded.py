@@ -215,3 +215,13 @@ def test_api_clients_parse_deep_responses(factory: Any) -> None:
     assert api.deserialize("plain", "str", "text/plain") == "plain"
     if factory is aio_client:
         asyncio.run(api.close())
+
+
+def test_deployed_clusters_annotation_of_any_depth_counts_as_none() -> None:
+    from helmops.clusters.resolve import DEPLOYED_ANNOTATION, deployed_clusters
+
+    deep = "[" * 50_000 + "]" * 50_000  # a tenant may write any annotation value
+    obj = {"metadata": {"annotations": {DEPLOYED_ANNOTATION: deep}}}
+    assert deployed_clusters(obj) == []
+    obj = {"metadata": {"annotations": {DEPLOYED_ANNOTATION: '["local","c1"]'}}}
+    assert deployed_clusters(obj) == ["c1", "local"]
