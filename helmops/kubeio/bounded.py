@@ -46,15 +46,17 @@ def cut(doc: Any, max_depth: int = MAX_DEPTH) -> Any:
     if max_depth < 1:
         return TRUNCATED
     stack: list[tuple[Any, int]] = [(doc, 1)]
+    push = stack.append
     while stack:
         node, depth = stack.pop()
-        items = node.items() if isinstance(node, dict) else enumerate(node)
-        for key, child in list(items):
-            if isinstance(child, dict | list):
-                if depth >= max_depth:
-                    node[key] = TRUNCATED
-                elif child:
-                    stack.append((child, depth + 1))
+        if depth >= max_depth:  # the last kept level: its container children go
+            pairs = node.items() if isinstance(node, dict) else enumerate(node)
+            for key in [k for k, v in pairs if isinstance(v, dict | list)]:
+                node[key] = TRUNCATED
+            continue
+        for child in node.values() if isinstance(node, dict) else node:
+            if child and isinstance(child, dict | list):
+                push((child, depth + 1))
     return doc
 
 
