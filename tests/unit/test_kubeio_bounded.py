@@ -225,3 +225,15 @@ def test_deployed_clusters_annotation_of_any_depth_counts_as_none() -> None:
     assert deployed_clusters(obj) == []
     obj = {"metadata": {"annotations": {DEPLOYED_ANNOTATION: '["local","c1"]'}}}
     assert deployed_clusters(obj) == ["c1", "local"]
+
+
+def test_kopf_patch_refuses_a_kopf_whose_api_module_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    import kopf._cogs.clients as clients
+
+    fake = types.ModuleType("kopf._cogs.clients.api")
+    fake.json = types.SimpleNamespace(loads=json.loads)  # type: ignore[attr-defined]  # not the json module
+    monkeypatch.setattr(clients, "api", fake)
+    with pytest.raises(RuntimeError, match="changed shape"):
+        kopfpatch.apply()
