@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from helmops.controller import metrics
+from helmops.kubeio.bounded import loads as bounded_loads
 
 log = logging.getLogger("helmops.controller")
 
@@ -56,7 +57,7 @@ def decode_release(secret_value_b64: str) -> dict[str, Any]:
     raw = base64.b64decode(base64.b64decode(secret_value_b64))
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
-    data: dict[str, Any] = json.loads(raw)
+    data: dict[str, Any] = bounded_loads(raw)  # chart values of any depth (helmops.kubeio)
     return data
 
 
@@ -69,7 +70,11 @@ def encode_release(record: Mapping[str, Any]) -> str:
 def manifest_objects(manifest: str) -> list[dict[str, Any]]:
     """The objects of a rendered manifest (``List`` kinds flattened; empty documents skipped)."""
     out: list[dict[str, Any]] = []
-    for doc in yaml.safe_load_all(manifest or ""):
+    try:
+        docs = list(yaml.safe_load_all(manifest or ""))
+    except RecursionError:  # PyYAML recurses: a tenant's chart can render any depth; nothing to compare
+        return out
+    for doc in docs:
         if not isinstance(doc, dict) or not doc.get("kind"):
             continue
         if doc["kind"].endswith("List") and isinstance(doc.get("items"), list):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import gzip
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
+from helmops.kubeio.bounded import loads as bounded_loads
 
 READY, NOT_READY, MISSING, UNKNOWN = "Ready", "NotReady", "Missing", "Unknown"
 
@@ -33,7 +34,7 @@ def decode_release(data: str) -> dict[str, Any]:
     raw = base64.b64decode(base64.b64decode(data))
     if raw[:3] == b"\x1f\x8b\x08":
         raw = gzip.decompress(raw)
-    out: dict[str, Any] = json.loads(raw)
+    out: dict[str, Any] = bounded_loads(raw)  # chart values of any depth (helmops.kubeio)
     return out
 
 
@@ -60,7 +61,7 @@ def manifest_objects(manifest: str, default_namespace: str, namespaced: Any = No
 def _documents(manifest: str) -> Iterator[Mapping[str, Any]]:
     try:
         docs = list(yaml.safe_load_all(manifest))
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # PyYAML recurses: a chart can render any depth
         return
     for doc in docs:
         if isinstance(doc, Mapping):

@@ -237,3 +237,28 @@ def test_kopf_patch_refuses_a_kopf_whose_api_module_changed(monkeypatch: pytest.
     monkeypatch.setattr(clients, "api", fake)
     with pytest.raises(RuntimeError, match="changed shape"):
         kopfpatch.apply()
+
+
+@pytest.mark.parametrize("module", ["helmops.status.readiness", "helmops.controller.drift"])
+def test_release_records_with_deep_chart_values_decode(module: str) -> None:
+    """A tenant's chart may ship values.yaml nested thousands of levels deep; helm stores them in the release."""
+    import base64
+    import gzip
+    import importlib
+
+    release = '{"name":"r","manifest":"---\\n","chart":{"values":{"deep":' + "[" * 9_000 + "]" * 9_000 + "}}}"
+    stored = base64.b64encode(base64.b64encode(gzip.compress(release.encode()))).decode()
+    decoded = importlib.import_module(module).decode_release(stored)
+    assert decoded["name"] == "r" and decoded["manifest"] == "---\n"
+
+
+def test_deep_rendered_manifests_do_not_break_readiness_or_drift() -> None:
+    from helmops.controller import drift
+    from helmops.status import readiness
+
+    manifest = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n---\n"
+        "apiVersion: example.com/v1\nkind: Deep\nmetadata: {name: deep}\nspec: " + "[" * 5_000 + "]" * 5_000 + "\n"
+    )
+    assert readiness.manifest_objects(manifest, "ns") == []  # unparseable: nothing to wait for, no exception
+    assert drift.manifest_objects(manifest) == []
