@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -26,16 +26,23 @@ from helmops.api.models import (
     HelmOptions,
 )
 from helmops.api.selector import LabelSelector
+from helmops.kubeio.bounded import TRUNCATED
 
 __all__ = [
+    "ANNOTATIONS_MAX_BYTES",
+    "ANNOTATIONS_RESERVED_BYTES",
     "IGNORED_FIELDS",
+    "MAX_NESTING",
     "ChartRef",
     "Problem",
     "chart_ref",
+    "cluster_problems",
     "derive_release_name",
     "effective_chart_source",
     "errors",
+    "helmapp_problems",
     "is_polling_interval",
+    "nesting_problem",
     "parse_duration",
     "parse_duration_ns",
     "problems_from_validation_error",
@@ -107,6 +114,81 @@ _RELEASE_NAME_RE = re.compile(RELEASE_NAME_PATTERN)
 _DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _NOT_NAME_CHARS_RE = re.compile(r"[^a-zA-Z0-9-]+")
 _DASHES_RE = re.compile(r"-+")
+
+
+# --------------------------------------------------------------------------------------------------
+# limits on the raw object, checked before anything recursive (pydantic, merging, templating, YAML) runs
+
+MAX_NESTING = 64
+"""Levels of maps and lists allowed in a HelmApp's ``spec`` (values included) and in the Cluster fields
+helmops reads, counted from that field. The API server accepts 10000; helm values never need many."""
+
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+"""The API server's limit on the total size of an object's annotations (keys plus values)."""
+
+ANNOTATIONS_RESERVED_BYTES = 16 * 1024
+"""Room the controller keeps for its own annotations (deployed clusters, last poll): a HelmApp whose other
+annotations leave less cannot be tracked, because those writes would be refused with 422."""
+
+
+def nesting_problem(value: Any, path: str, limit: int = MAX_NESTING) -> Problem | None:
+    """A problem if ``value`` holds more than ``limit`` levels of maps/lists (``value`` itself is level 1)
+    or a subtree the bounded JSON loader cut (helmops.kubeio.bounded). Iterative: safe at any depth. The
+    problem names the path down to the third level, where the excess lies."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, path)]
+    while stack:
+        node, depth, where = stack.pop()
+        if isinstance(node, str):
+            if node == TRUNCATED:
+                return Problem(where, f"nested deeper than {limit} levels of maps and lists")
+            continue
+        if not isinstance(node, Mapping | list):
+            continue
+        if depth > limit:
+            return Problem(where, f"nested deeper than {limit} levels of maps and lists")
+        items = node.items() if isinstance(node, Mapping) else enumerate(node)
+        for key, child in items:
+            if isinstance(child, Mapping | list | str):
+                named = depth < 3 + path.count(".")
+                child_path = (f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}") if named else where
+                stack.append((child, depth + 1, child_path))
+    return None
+
+
+def _annotation_problem(meta: Mapping[str, Any]) -> Problem | None:
+    annotations = meta.get("annotations") or {}
+    if not isinstance(annotations, Mapping):
+        return None
+    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+    if size > ANNOTATIONS_MAX_BYTES - ANNOTATIONS_RESERVED_BYTES:
+        return Problem(
+            "metadata.annotations",
+            f"{size} bytes in total leave no room for the controller's own annotations (the API server allows "
+            f"{ANNOTATIONS_MAX_BYTES}; helmops needs {ANNOTATIONS_RESERVED_BYTES}): remove some annotations",
+        )
+    return None
+
+
+def helmapp_problems(helmapp: Mapping[str, Any]) -> list[Problem]:
+    """Limits on a raw HelmApp object, to check before parsing its spec: nesting depth of ``spec`` and the
+    annotation room the controller needs. Errors only."""
+    found = [
+        nesting_problem(helmapp.get("spec"), "spec"),
+        _annotation_problem(helmapp.get("metadata") or {}),
+    ]
+    return [p for p in found if p is not None]
+
+
+def cluster_problems(cluster: Mapping[str, Any]) -> list[Problem]:
+    """Limits on a raw Fleet Cluster object, on the fields helmops reads (its spec, with templateValues, and
+    its labels and annotations), before any of them is used for targeting or templating."""
+    meta = cluster.get("metadata") or {}
+    found = [
+        nesting_problem(cluster.get("spec"), "spec"),
+        nesting_problem(meta.get("labels"), "metadata.labels"),
+        nesting_problem(meta.get("annotations"), "metadata.annotations"),
+    ]
+    return [p for p in found if p is not None]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -299,8 +381,21 @@ def _check_chart(helm: HelmOptions, path: str) -> Iterable[Problem]:
         yield Problem(f"{path}.{field}", str(exc))
 
 
+def _check_namespaces(options: BundleDeploymentOptions, path: str) -> Iterable[Problem]:
+    """``namespace`` and ``defaultNamespace`` name the release namespace (created when missing): the API
+    server takes only a DNS-1123 label, so anything else can never deploy."""
+    for field, value in (("namespace", options.namespace), ("defaultNamespace", options.default_namespace)):
+        if value and (len(value) > 63 or not _DNS_LABEL_RE.match(value)):
+            yield Problem(
+                f"{path}.{field}",
+                f"{value[:80]!r} is not a valid namespace name (lower-case letters, digits and '-', starting "
+                "and ending with a letter or digit, at most 63 characters)",
+            )
+
+
 def _check_target(spec: HelmAppSpec, target: BundleTarget, index: int) -> Iterable[Problem]:
     path = f"spec.targets[{index}]"
+    yield from _check_namespaces(target, path)
     has_selector = any(
         value is not None and value != ""
         for value in (
@@ -360,10 +455,11 @@ def validate(spec: HelmAppSpec) -> list[Problem]:
 
     Checks: the chart reference (one of HTTP repo + chart name, an ``oci://`` reference in chart or
     repo, a full ``.tgz``/URL with empty repo and version) for the spec and for targets that set
-    their own; label selectors that cannot be evaluated; targets that can match nothing;
+    their own; release namespaces (``namespace``, ``defaultNamespace``, also per target) that are no valid
+    namespace name; label selectors that cannot be evaluated; targets that can match nothing;
     ``pollingInterval``; and fields Fleet accepts that helmops ignores (warnings).
     """
-    found: list[Problem] = []
+    found: list[Problem] = list(_check_namespaces(spec, "spec"))
     if "helm" not in spec.model_fields_set:
         found.append(Problem("spec.helm", "helm options are missing: no chart to deploy"))
     else:

@@ -33,6 +33,7 @@ from typing import Any
 
 from helmops.clusters.kubeconfig import Kubeconfig, KubeconfigRefused, parse, sanitize
 from helmops.helm.driver import HelmDriver
+from helmops.kubeio.client import aio_client
 from helmops.reconcile.release import KubeReleaseReader
 
 log = logging.getLogger("helmops.clusters")
@@ -256,7 +257,6 @@ class Connections:
             ) from None
 
     async def _connect(self, name: str, namespace: str, secret: Any, ref: str, where: str) -> Connection:
-        from kubernetes.aio import client as kclient
 
         raw = (secret.data or {}).get("value")
         if not raw:
@@ -270,7 +270,7 @@ class Connections:
             path = await asyncio.to_thread(_write_private, tmpdir, "kubeconfig", kc.yaml().encode())
             await asyncio.to_thread((tmpdir / "helm").mkdir, 0o700)
             cfg = await client_configuration(kc, tmpdir)
-            api: Any = kclient.ApiClient(configuration=cfg)
+            api: Any = aio_client(cfg)  # bounded JSON parsing (helmops.kubeio)
             try:
                 driver = await HelmDriver.create(
                     executable=self._helm,

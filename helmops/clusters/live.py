@@ -4,11 +4,11 @@ process), then one GET per listed object, judged by :func:`helmops.status.readin
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import OrderedDict
 from typing import Any
 
+from helmops.kubeio.bounded import loads as bounded_loads
 from helmops.status import ResourceState
 from helmops.status.readiness import MISSING, UNKNOWN, ObjectRef, decode_release, manifest_objects, readiness
 
@@ -58,7 +58,7 @@ async def get_json(api: Any, path: str) -> tuple[int, Any]:
     data = await resp.read()
     if resp.status >= 300:
         return int(resp.status), None
-    return int(resp.status), json.loads(data)
+    return int(resp.status), bounded_loads(data)  # release objects are tenant-made: any depth (helmops.kubeio)
 
 
 class LiveResources:

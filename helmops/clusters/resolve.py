@@ -21,6 +21,7 @@ from typing import Any
 
 from helmops.api.models import BundleTarget, Cluster, ClusterGroup
 from helmops.clusters.targeting import match_targets
+from helmops.kubeio.bounded import loads as bounded_loads
 from helmops.values.merge import merge_deployment_options
 
 log = logging.getLogger("helmops.clusters")
@@ -120,7 +121,7 @@ def deployed_clusters(helmapp: Mapping[str, Any]) -> list[str]:
     if not raw:
         return []
     try:
-        names = json.loads(raw)
+        names = bounded_loads(raw)  # tenant-editable: any depth must parse (helmops.kubeio)
     except ValueError:
         return []
     return sorted({str(n) for n in names if isinstance(n, str) and n}) if isinstance(names, list) else []

@@ -119,6 +119,11 @@ async def run_disabled(settings: Settings) -> int:
 async def run_enabled(settings: Settings) -> int:
     import kopf
 
+    from helmops.kubeio import kopfpatch
+
+    # before kopf's first request: a deeply nested object must not end the watcher (helmops.kubeio)
+    kopfpatch.apply()
+
     early_signal: list[int] = []
     early_stop = asyncio.Event()
 

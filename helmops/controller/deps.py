@@ -208,6 +208,12 @@ class AssembleRenderer:
                 reader = found[1](found[0](self._api), str(helmapp["metadata"]["namespace"]))
         spec = helmapp.get("spec") or {}
         if cluster is not None:
+            from helmops.api.validate import cluster_problems
+
+            if limits := cluster_problems(cluster):
+                meta = cluster.get("metadata") or {}
+                where = f"Cluster {meta.get('name')} in namespace {meta.get('namespace')}"
+                raise DesiredError(f"{where}: " + "; ".join(str(p) for p in limits), retryable=False)
             try:
                 ctx = ClusterContext.from_cluster(cluster)
             except TypeError as exc:
@@ -275,6 +281,13 @@ class ApiSpec(BasicSpec):
         return self._api.HelmAppSpec.model_validate(helmapp.get("spec") or {})
 
     def problems(self, helmapp: Mapping[str, Any]) -> list[str]:
+        from helmops.api.validate import helmapp_problems
+
+        meta = helmapp.get("metadata") or {}
+        # limits on the raw object first: nothing recursive may touch a too-deep spec (helmops.kubeio)
+        if limits := helmapp_problems(helmapp):
+            log.warning("HelmApp %s/%s not accepted: %s", meta.get("namespace"), meta.get("name"), limits[0])
+            return [str(p) for p in limits]
         try:
             spec = self._spec(helmapp)
         except Exception as exc:  # pydantic.ValidationError
@@ -286,8 +299,10 @@ class ApiSpec(BasicSpec):
             found = list(self._api.validate(spec))
         errors = [str(p) for p in found if getattr(p, "severity", "error") == "error"]
         warnings = [str(p) for p in found if getattr(p, "severity", "error") != "error"]
+        if errors:
+            log.warning("HelmApp %s/%s not accepted: invalid spec: %s", meta.get("namespace"), meta.get("name"),
+                        "; ".join(errors))
         if warnings:
-            meta = helmapp.get("metadata") or {}
             log.info("HelmApp %s/%s: %s", meta.get("namespace"), meta.get("name"), "; ".join(warnings))
         return errors
 

@@ -69,7 +69,11 @@ def encode_release(record: Mapping[str, Any]) -> str:
 def manifest_objects(manifest: str) -> list[dict[str, Any]]:
     """The objects of a rendered manifest (``List`` kinds flattened; empty documents skipped)."""
     out: list[dict[str, Any]] = []
-    for doc in yaml.safe_load_all(manifest or ""):
+    try:
+        docs = list(yaml.safe_load_all(manifest or ""))
+    except RecursionError:  # PyYAML recurses: a tenant's chart can render any depth; nothing to compare
+        return out
+    for doc in docs:
         if not isinstance(doc, dict) or not doc.get("kind"):
             continue
         if doc["kind"].endswith("List") and isinstance(doc.get("items"), list):

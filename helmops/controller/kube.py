@@ -13,6 +13,7 @@ from kubernetes.aio import client as kclient
 from kubernetes.aio import config as _kconfig
 from kubernetes.aio.client.exceptions import ApiException
 
+from helmops.kubeio.client import aio_client
 from helmops.reconcile.release import KubeReleaseReader
 
 log = logging.getLogger("helmops.controller")
@@ -29,7 +30,8 @@ class Conflict(Exception):
 
 
 async def api_client(kubeconfig: Path | None) -> Any:
-    """--kubeconfig, else KUBECONFIG/~/.kube/config when present, else in-cluster."""
+    """--kubeconfig, else KUBECONFIG/~/.kube/config when present, else in-cluster. Responses are parsed by
+    the bounded JSON loader (``helmops.kubeio``): a deeply nested object cannot break a read."""
     cfg = kclient.Configuration()
     if kubeconfig is not None:
         await kconfig.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
@@ -38,7 +40,7 @@ async def api_client(kubeconfig: Path | None) -> Any:
             kconfig.load_incluster_config(client_configuration=cfg)
         except kconfig.ConfigException:
             await kconfig.load_kube_config(client_configuration=cfg)
-    return kclient.ApiClient(configuration=cfg)
+    return aio_client(cfg)
 
 
 def _now() -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import os
 import threading
 import zlib
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
+from helmops.kubeio.bounded import loads as bounded_loads
 
 __all__ = ["BadRelease", "ReleaseLimits", "ReleaseTooLarge", "decode_release", "release_limits"]
 
@@ -183,10 +184,8 @@ def _decode(value: str | bytes, api_encoded: bool, lim: ReleaseLimits) -> dict[s
         raw = _gunzip(raw, lim.max_decoded)
     elif len(raw) > lim.max_decoded:
         raise ReleaseTooLarge(f"release record exceeds {lim.max_decoded / MIB:g} MiB")
-    try:  # json's C scanner bounds its own recursion (RecursionError): deep nesting costs no memory
-        data = json.loads(raw)
-    except RecursionError:
-        raise ReleaseTooLarge("release record is nested too deeply") from None
+    try:  # chart values of any depth: subtrees past the loader's depth are cut, never recursed into
+        data = bounded_loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRelease("release record is not JSON") from None
     if not isinstance(data, dict):

@@ -56,7 +56,7 @@ def manifest_objects(manifest: str, default_namespace: str, namespaced: Any = No
 def _documents(manifest: str) -> Iterator[Mapping[str, Any]]:
     try:
         docs = list(yaml.safe_load_all(manifest))
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # PyYAML recurses: a chart can render any depth
         return
     for doc in docs:
         if isinstance(doc, Mapping):
