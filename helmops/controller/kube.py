@@ -147,6 +147,17 @@ class Kube:
         except (ApiException, ValueError) as exc:
             log.warning("could not post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
 
+    async def namespace_exists(self, name: str) -> bool:
+        """Whether a namespace exists, read with the controller's identity: it only decides whether helm is
+        asked to create it (a tenant's serviceAccount usually may not read cluster-scoped namespaces)."""
+        try:
+            await self.core.read_namespace(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     async def delete_namespace(self, name: str) -> bool:
         """True if a delete was issued (False when it is already gone)."""
         try:

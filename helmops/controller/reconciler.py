@@ -4,6 +4,7 @@ once; write one status (Fleet-shaped, per cluster) and Events."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -663,6 +664,11 @@ class Reconciler:
                 await self.ledger.record(uid, _helmapp(key), entry)
             except LedgerFull as exc:
                 return await self._refused(key, obj, t, conn, str(exc), chart.version, "TooManyReleases")
+        # helm's --create-namespace needs cluster-wide `create namespaces` even when the namespace exists; a
+        # serviceAccount confined to its own namespace could then never deploy there.
+        confined = d.action in (Action.INSTALL, Action.UPGRADE) and rel.service_account and rel.create_namespace
+        if confined and await conn.kube.namespace_exists(rel.namespace):
+            desired = dataclasses.replace(desired, release=dataclasses.replace(rel, create_namespace=False))
         res = await self._act(d.action, desired, c, conn.driver)
         if d.action is Action.INSTALL and not res.ok and await conn.releases.read(rel.namespace, rel.name) is None:
             await self.ledger.forget(uid, _helmapp(key), entry)  # nothing was created

@@ -51,6 +51,9 @@ class FakeKube:
         self.ns_meta = (name, dict(labels), dict(annotations))
         return True
 
+    async def namespace_exists(self, name: str) -> bool:
+        return True
+
     async def delete_namespace(self, name: str) -> bool:
         self.deleted_namespaces.append(name)
         return True
@@ -316,3 +319,24 @@ async def test_timeout_above_the_cap_is_clamped_and_said_once() -> None:
     clamped = [m for reason, m in kube.events if reason == "TimeoutClamped"]
     assert len(clamped) == 1 and "7200" in clamped[0] and "600s" in clamped[0]
     assert _cond(kube, "Ready")["status"] == "True"
+
+
+async def test_existing_namespace_is_not_created_again_for_a_service_account() -> None:
+    """helm's --create-namespace needs cluster-wide rights even when the namespace exists: a serviceAccount
+    confined to its own namespace could never deploy. Only a missing namespace is left for helm to create."""
+    seen: list[bool] = []
+    for exists in (True, False):
+        r, kube, driver, _, _ = _setup(_obj(serviceAccount="deployer"))
+        original = driver.install_or_upgrade
+
+        async def spy(spec: ReleaseSpec, original: Any = original) -> ReleaseOutcome:
+            seen.append(spec.create_namespace)
+            return await original(spec)
+
+        async def namespace_exists(name: str, exists: bool = exists) -> bool:
+            return exists
+
+        driver.install_or_upgrade = spy  # type: ignore[method-assign]
+        kube.namespace_exists = namespace_exists  # type: ignore[method-assign]
+        await r.reconcile(KEY)
+    assert seen == [False, True]
