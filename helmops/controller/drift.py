@@ -277,6 +277,20 @@ def compare_release(
 
 
 # --- I/O -------------------------------------------------------------------------------------------
+def release_namespaces(spec: Mapping[str, Any]) -> frozenset[str]:
+    """Where a HelmApp's releases may live: its own namespace fields and its targets' (else ``default``).
+
+    Release Secrets carry a tenant-writable owner label; one found elsewhere was planted by someone who may
+    write Secrets in a namespace this HelmApp never deploys to, and is not attributed to it."""
+    found: set[str] = set()
+    for part in [spec, *[t for t in spec.get("targets") or () if isinstance(t, Mapping)]]:
+        for field_name in ("namespace", "defaultNamespace"):
+            value = part.get(field_name)
+            if isinstance(value, str) and value:
+                found.add(value)
+    return frozenset(found or {"default"})
+
+
 @dataclass
 class _Tracked:
     spec: Mapping[str, Any]
@@ -441,7 +455,9 @@ class DriftMonitor:
         for item in listing.items or []:
             meta = item.metadata
             labels = dict(meta.labels or {})
-            if labels.get(OWNER_LABEL) not in self._owners:
+            owner = self._owners.get(str(labels.get(OWNER_LABEL) or ""))
+            tracked = self._tracked.get(owner) if owner is not None else None
+            if tracked is None or meta.namespace not in release_namespaces(tracked.spec):
                 continue
             cache_key = f"{meta.namespace}/{meta.name}@{meta.resource_version}"
             m = self._manifests.get(cache_key)

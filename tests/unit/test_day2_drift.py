@@ -16,6 +16,7 @@ from helmops.controller.drift import (
     differences,
     ignored_pointers,
     manifest_objects,
+    release_namespaces,
     remove_pointer,
 )
 
@@ -223,7 +224,7 @@ class FakeMonitor:
 
 
 def _helmapp(name: str, **spec: Any) -> dict[str, Any]:
-    return {"metadata": {"namespace": "apps", "name": name}, "spec": spec}
+    return {"metadata": {"namespace": "apps", "name": name}, "spec": {"defaultNamespace": "t", **spec}}
 
 
 def test_monitor_check_costs_one_list_per_kind_and_enqueues_once() -> None:
@@ -291,3 +292,23 @@ def test_encode_release_round_trips() -> None:
 
     record = {"name": "web", "version": 4, "info": {"status": "deployed"}, "manifest": "a: b\n"}
     assert decode_release(encode_release(record)) == record
+
+
+def test_monitor_ignores_a_release_planted_outside_the_helmapps_namespaces() -> None:
+    """The owner label is tenant-writable: a release Secret claiming HelmApp h0 in a namespace h0 never deploys
+    to (another tenant's) is neither compared nor reported as h0's drift."""
+    import asyncio
+
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  message: hi\n"
+    secrets = [_release_secret("tenant-b", "planted", "apps.h0", 9, manifest)]
+    live = {"ConfigMap": [live_cm(message="edited") | {"metadata": {"name": "cm", "namespace": "tenant-b"}}]}
+
+    async def go() -> None:
+        m = FakeMonitor(secrets, live)
+        m.update(_helmapp("h0", correctDrift={"enabled": True}))
+        found = await m.check()
+        assert not any(found.values()) and not m.should_correct(("apps", "h0"))
+        assert release_namespaces({"namespace": "a", "targets": [{"namespace": "b"}, "x"]}) == {"a", "b"}
+        assert release_namespaces({}) == {"default"}
+
+    asyncio.run(go())
