@@ -67,6 +67,8 @@ duplicate entry. Values are strings, as Kubernetes requires.
   (dict "name" "HELMOPS_BACKOFF_CAP_SECONDS" "value" (toString $v.controller.backoffCapSeconds))
   (dict "name" "HELMOPS_HELM_TERM_GRACE_SECONDS" "value" (toString $v.controller.helmTermGraceSeconds))
   (dict "name" "HELMOPS_REQUIRE_SERVICE_ACCOUNT" "value" (toString $v.controller.requireServiceAccount))
+  (dict "name" "HELMOPS_MAX_TIMEOUT" "value" (toString $v.controller.maxTimeout))
+  (dict "name" "HELMOPS_KUBECONFIG_SECRET_NAMESPACES" "value" (join "," $v.controller.kubeconfigSecretNamespaces))
   (dict "name" "HELMOPS_METRICS_BIND_ADDRESS" "value" (printf ":%v" $v.metrics.port))
   (dict "name" "HELMOPS_HEALTH_PORT" "value" (toString $v.health.port))
   (dict "name" "HOME" "value" "/home/helmops")
