@@ -15,6 +15,7 @@ import contextvars
 import json
 import logging
 import os
+import resource
 import signal
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,32 @@ class CallOptions:
     term_grace: float = 20.0
     #: literal strings that must never leave the process (passwords, tokens).
     secrets: Sequence[str] = ()
+
+
+#: default cap on a helm process's data segment (its Go heap), MiB; HELMOPS_HELM_MAX_MEMORY_MIB overrides, 0 = none.
+DEFAULT_HELM_MAX_MEMORY_MIB = 2048
+_OOM = "fatal error: out of memory"
+
+
+def helm_memory_limit(env: Mapping[str, str]) -> int | None:
+    """Bytes a helm process may allocate (RLIMIT_DATA), or None for no cap.
+
+    helm decodes every revision of a release it touches, and a tenant who may write Secrets in the release
+    namespace writes those records: without a cap one gzip-bomb revision grows helm to gigabytes."""
+    raw = env.get("HELMOPS_HELM_MAX_MEMORY_MIB", "").strip()
+    try:
+        mib = int(raw) if raw else DEFAULT_HELM_MAX_MEMORY_MIB
+    except ValueError:
+        mib = DEFAULT_HELM_MAX_MEMORY_MIB
+    return mib * 1024 * 1024 if mib > 0 else None
+
+
+def _cap_memory(pid: int, limit: int | None) -> None:
+    """Applied from the parent right after the spawn (no preexec_fn in a threaded process): helm reads the
+    cluster before it allocates anything large, so the limit is in force when it could matter."""
+    if limit is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError, ValueError, OSError):
+            resource.prlimit(pid, resource.RLIMIT_DATA, (limit, limit))
 
 
 _CALL: contextvars.ContextVar[CallOptions | None] = contextvars.ContextVar("helmops_helm_call", default=None)
@@ -137,6 +164,7 @@ class HelmCommand(pyhelm3.Command):  # type: ignore[misc]
     def __init__(self, *, base_env: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._base_env = dict(base_env if base_env is not None else os.environ)
+        self._max_memory = helm_memory_limit(self._base_env)
 
     def _cluster_args(self) -> list[str]:
         args: list[str] = []
@@ -169,6 +197,7 @@ class HelmCommand(pyhelm3.Command):  # type: ignore[misc]
             env=env,
             start_new_session=True,  # helm leads its own process group: we signal the group
         )
+        _cap_memory(proc.pid, self._max_memory)
         communicate = asyncio.ensure_future(proc.communicate(input))
         timed_out = False
         try:
@@ -194,6 +223,12 @@ class HelmCommand(pyhelm3.Command):  # type: ignore[misc]
             log.debug("helm ok: %s", shown)
             return stdout
         stderr = redact(stderr_b.decode(errors="replace"), secrets).strip()
+        if _OOM in stderr and self._max_memory is not None:
+            # Go's runtime dump says nothing to a user; the cap does.
+            stderr = (
+                f"helm exceeded its memory limit ({self._max_memory // (1024 * 1024)} MiB, "
+                "HELMOPS_HELM_MAX_MEMORY_MIB): a chart or a release record in the namespace is too large"
+            )
         log.warning("helm failed (exit %s): %s: %s", proc.returncode, shown, stderr)
         raise error_class(stderr)(proc.returncode or -1, b"", stderr.encode())
 

@@ -105,3 +105,22 @@ def test_error_classes() -> None:
     assert error_class("Error: Kubernetes cluster unreachable: x") is helm_errors.ConnectionError
     assert error_class("execution error at (x): mustSet is required") is helm_errors.FailedToRenderChartError
     assert error_class("something else") is helm_errors.Error
+
+
+async def test_helm_data_segment_is_capped_and_oom_is_named(tmp_path: Path) -> None:
+    """A tenant-written release record can make helm allocate gigabytes: every helm child gets RLIMIT_DATA,
+    and Go's out-of-memory dump becomes a message that names the limit."""
+    from helmops.helm.command import helm_memory_limit
+
+    assert helm_memory_limit({}) == 2048 * 1024 * 1024
+    assert helm_memory_limit({"HELMOPS_HELM_MAX_MEMORY_MIB": "0"}) is None
+    assert helm_memory_limit({"HELMOPS_HELM_MAX_MEMORY_MIB": "junk"}) == 2048 * 1024 * 1024
+    exe = _script(tmp_path, 'sleep 0.3; grep "Max data size" /proc/$$/limits\n')
+    cmd = HelmCommand(base_env={"PATH": os.environ["PATH"], "HELMOPS_HELM_MAX_MEMORY_MIB": "300"}, executable=exe)
+    out = (await cmd.run(["status", "rel"])).decode().split()
+    assert out[3:5] == [str(300 * 1024 * 1024)] * 2  # soft and hard limit
+    exe = _script(tmp_path, 'echo "fatal error: out of memory allocating heap arena metadata" >&2; exit 2\n')
+    cmd = HelmCommand(base_env={"HELMOPS_HELM_MAX_MEMORY_MIB": "300"}, executable=exe)
+    with pytest.raises(helm_errors.Error) as ei:
+        await cmd.run(["status", "rel"])
+    assert "memory limit (300 MiB" in str(ei.value) and "heap arena" not in str(ei.value)
