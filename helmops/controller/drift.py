@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from helmops.controller import metrics
+from helmops.kubeio.bounded import loads as bounded_loads
 
 log = logging.getLogger("helmops.controller")
 
@@ -500,7 +501,10 @@ class DriftMonitor:
             if res is None or dyn is None:
                 continue
             try:
-                out = await dyn.get(res, label_selector=HELM_MANAGED_SELECTOR)
+                # Raw bytes through the bounded loader, off the loop: the dynamic client's own parsing recurses,
+                # so one tenant's deeply nested object would stop this kind's comparison for every tenant.
+                resp = await dyn.get(res, label_selector=HELM_MANAGED_SELECTOR, serialize=False)
+                listing = await asyncio.to_thread(bounded_loads, await resp.read())
             except Exception as exc:
                 failed.add((api_version, kind))
                 reason = getattr(exc, "reason", None) or exc
@@ -511,7 +515,9 @@ class DriftMonitor:
                     log.debug("drift: cannot list %s %s: %s", api_version, kind, reason)
                 continue
             self._list_failed.discard((api_version, kind))
-            for item in (out.to_dict() or {}).get("items") or []:
+            for item in (listing if isinstance(listing, dict) else {}).get("items") or []:
+                if not isinstance(item, dict):
+                    continue
                 item.setdefault("apiVersion", api_version)
                 item.setdefault("kind", kind)
                 live[object_ref(item, "", bool(res.namespaced))] = item

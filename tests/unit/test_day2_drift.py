@@ -172,12 +172,14 @@ def _release_secret(ns: str, release: str, owner: str, revision: int, manifest: 
     return _Obj(metadata=meta, data={"release": value})
 
 
-class _Listing:
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
+class _Raw:
+    """The aiohttp response the dynamic client returns with ``serialize=False``."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"items": [json.loads(json.dumps(i)) for i in self.items]}
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def read(self) -> bytes:
+        return self.body
 
 
 class FakeMonitor:
@@ -207,9 +209,10 @@ class FakeMonitor:
         class Dyn:
             resources = Resources()
 
-            async def get(self, res: Any, label_selector: str) -> Any:
+            async def get(self, res: Any, label_selector: str, serialize: bool = True) -> Any:
                 calls.append(f"list {res.kind} {label_selector}")
-                return _Listing(live.get(res.kind, []))
+                assert not serialize  # parsed by the bounded loader, never by the dynamic client
+                return _Raw(json.dumps({"items": live.get(res.kind, [])}).encode())
 
         class M(DriftMonitor):
             def _core(self) -> Any:
@@ -310,5 +313,37 @@ def test_monitor_ignores_a_release_planted_outside_the_helmapps_namespaces() -> 
         assert not any(found.values()) and not m.should_correct(("apps", "h0"))
         assert release_namespaces({"namespace": "a", "targets": [{"namespace": "b"}, "x"]}) == {"a", "b"}
         assert release_namespaces({}) == {"default"}
+
+    asyncio.run(go())
+
+
+def test_monitor_lists_live_objects_through_the_bounded_loader() -> None:
+    """A tenant's object nested past what the dynamic client can parse still leaves the kind comparable for
+    everyone: the list is parsed bounded, and the other objects are compared as usual."""
+    import asyncio
+
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm0\ndata:\n  message: hi\n"
+    secrets = [_release_secret("t", "r0", "apps.h0", 1, manifest)]
+    edited = live_cm(message="edited") | {"metadata": {"name": "cm0", "namespace": "t"}}
+    body = json.dumps({"items": [edited, {"metadata": {"name": "deep", "namespace": "x"}, "data": "@@"}]})
+    body = body.replace('"@@"', '{"a":' * 5000 + "1" + "}" * 5000)
+
+    async def go() -> None:
+        m = FakeMonitor(secrets, {})
+        served = (await m._dynamic()).resources
+
+        class Dyn:
+            resources = served
+
+            async def get(self, res: Any, label_selector: str, serialize: bool = True) -> Any:
+                return _Raw(body.encode())
+
+        async def dynamic() -> Any:
+            return Dyn()
+
+        m._dynamic = dynamic
+        m.update(_helmapp("h0"))
+        found = await m.check()
+        assert [d.describe() for d in found[("apps", "h0")]] == ["configmap.v1 t/cm0 modified /data/message"]
 
     asyncio.run(go())
