@@ -91,15 +91,6 @@ class Connection:
             await asyncio.to_thread(shutil.rmtree, self.tmpdir, True)
 
 
-def check_kubeconfig(config: Any, *, allow_exec: bool, allow_insecure: bool) -> str | None:
-    """Why a kubeconfig is refused (None when acceptable). Only structure is inspected, never echoed."""
-    try:
-        sanitize(config, allow_exec=allow_exec, allow_insecure=allow_insecure)
-    except KubeconfigRefused as exc:
-        return exc.message
-    return None
-
-
 #: environment variables through which helm (client-go) would reach a cluster other than the one given:
 #: in-cluster service discovery (with the pod's service-account token) and helm's own ``--kube-*`` defaults.
 _CLUSTER_ENV = ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
@@ -314,7 +305,6 @@ __all__ = [
     "ClusterUnreachable",
     "Connection",
     "Connections",
-    "check_kubeconfig",
     "client_configuration",
     "downstream_helm_env",
     "secret_namespace_allowed",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from helmops.clusters.connections import check_kubeconfig
+from helmops.clusters.kubeconfig import KubeconfigRefused, sanitize
 from helmops.clusters.resolve import DEPLOYED_ANNOTATION, deployed_clusters, deployed_value, resolve_targets
 from helmops.clusters.watch import ClusterIndex
 
@@ -94,7 +94,11 @@ _INSECURE = {"server": "https://x", "insecure-skip-tls-verify": True}
     ],
 )
 def test_kubeconfig_checks(config: Any, exec_ok: bool, insecure_ok: bool, refused: str | None) -> None:
-    problem = check_kubeconfig(config, allow_exec=exec_ok, allow_insecure=insecure_ok)
+    problem: str | None = None
+    try:
+        sanitize(config, allow_exec=exec_ok, allow_insecure=insecure_ok)
+    except KubeconfigRefused as exc:
+        problem = exc.message
     if refused is None:
         assert problem is None
     else:
