@@ -53,7 +53,6 @@ from helmops.cli.render import add_source_flags, helm_secret_auth, inventory, po
 from helmops.clusters.connections import secret_namespace_allowed
 from helmops.clusters.kubeconfig import KubeconfigRefused, parse, sanitize
 from helmops.clusters.targeting import LOCAL_CLUSTER
-from helmops.controller.settings import name_list
 from helmops.reconcile.release import (
     HELM_STORAGE_SELECTOR,
     OWNER_LABEL,
@@ -61,6 +60,7 @@ from helmops.reconcile.release import (
     foreign_owner,
     release_from_secrets,
 )
+from helmops.runtime.settings import name_list
 from helmops.values import ValuesFromReader
 
 COMMAND = "diff"

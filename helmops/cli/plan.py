@@ -1,7 +1,7 @@
 """The desired release per target cluster, computed as the controller computes it (render and diff share it).
 
 Targets are matched with ``helmops.clusters.targeting``; release name/namespace come from the controller's
-spec checker, the fingerprint from ``helmops.controller.desired.build_release``, charts from
+spec checker, the fingerprint from ``helmops.desired.release.build_release``, charts from
 ``helmops.sources.ChartSources`` and values from ``helmops.values`` — so ``helmops render``/``diff`` and the
 controller cannot disagree about what a HelmApp means.
 """
@@ -48,7 +48,7 @@ from helmops.values import (
 )
 
 if TYPE_CHECKING:  # the controller modules pull in pyhelm3 and kubernetes.aio: imported when used
-    from helmops.controller.desired import Desired, FetchedChart
+    from helmops.desired.release import Desired, FetchedChart
 
 UNRESOLVED = "unresolved"
 _ANY_CLUSTER = BundleTarget(name="default", cluster_selector=LabelSelector())
@@ -225,7 +225,7 @@ def plan(helmapp: Mapping[str, Any], inventory: Inventory) -> list[ClusterPlan]:
             matches = match_targets([], namespace, [], [])
     except ValueError as exc:
         raise CliError(f"cannot match targets: {exc}") from None
-    from helmops.controller.deps import spec_checker
+    from helmops.desired.adapters import spec_checker
 
     checker = spec_checker()
     plans = []
@@ -351,8 +351,8 @@ async def resolve(
     progress: Any = None,
 ) -> list[ClusterResult]:
     """Values (and, with ``fetch_charts``, the chart and fingerprint) for every plan; errors per cluster."""
-    from helmops.controller.deps import secret_strings
-    from helmops.controller.desired import FetchedChart, Values, build_release
+    from helmops.desired.adapters import secret_strings
+    from helmops.desired.release import FetchedChart, Values, build_release
 
     results = [ClusterResult(p, version=offline_version(p.request)) for p in plans]
     sources = ChartSources(cache_dir=chart_cache_dir()) if fetch_charts else None

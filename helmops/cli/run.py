@@ -132,8 +132,8 @@ _ENV_FLAGS = {
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from helmops.controller import logs
-    from helmops.controller.settings import from_env
+    from helmops.runtime import logs
+    from helmops.runtime.settings import from_env
 
     logs.configure(args.log_format)
     env = dict(os.environ)
@@ -156,9 +156,9 @@ def run_command(args: argparse.Namespace) -> int:
         kubeconfig_secret_namespaces=args.kubeconfig_secret_namespaces,
         require_service_account=args.require_service_account,
     )
-    from helmops.controller.settings import export_source_timeouts
+    from helmops.runtime.settings import export_source_timeouts
 
     export_source_timeouts(settings, os.environ)
-    from helmops.controller.app import run
+    from helmops.runtime.app import run
 
     return asyncio.run(run(settings))

@@ -1,1 +1,2 @@
-"""kopf wiring, the work queue, the feature flag and the ``helmops run`` process."""
+"""The HelmApp controller proper: one reconcile of one HelmApp (targets, chart and values → one action per
+cluster → status) and the ownership ledger. Process wiring lives in :mod:`helmops.runtime`."""

@@ -53,7 +53,7 @@ class LedgerConflict(Exception):
 
 
 class LedgerStore(Protocol):
-    """The ConfigMap I/O (helmops.controller.kube.Kube implements it)."""
+    """The ConfigMap I/O (helmops.kubeio.kube.Kube implements it)."""
 
     async def read_ledger(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None:
         """(data, resourceVersion), or None when there is none."""

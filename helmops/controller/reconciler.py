@@ -26,8 +26,8 @@ from helmops.clusters.resolve import (
     has_targets,
     resolve_targets,
 )
-from helmops.controller import metrics
-from helmops.controller.desired import (
+from helmops.controller.ledger import Entry, Ledger, LedgerFull, MemoryLedgerStore, helmapp_uid
+from helmops.desired.release import (
     ChartFetcher,
     Desired,
     DesiredError,
@@ -39,9 +39,8 @@ from helmops.controller.desired import (
     clamp_timeout,
     helm_options,
 )
-from helmops.controller.kube import FINALIZER, Conflict, Kube
-from helmops.controller.ledger import Entry, Ledger, LedgerFull, MemoryLedgerStore, helmapp_uid
 from helmops.helm.driver import HelmDriver
+from helmops.kubeio.kube import FINALIZER, Conflict, Kube
 from helmops.policy import PolicyResult, Violation, aggregate, evaluate
 from helmops.policy.source import PolicyUnreadable, RestrictionSource
 from helmops.reconcile import (
@@ -58,6 +57,7 @@ from helmops.reconcile import (
     upgrade,
 )
 from helmops.reconcile.release import OWNER_LABEL, ReleaseInfo, ReleaseReader, labelled_ours, ownership
+from helmops.runtime import metrics
 from helmops.status import (
     ClusterOutcome,
     Outcome,

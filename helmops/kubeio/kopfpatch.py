@@ -6,7 +6,7 @@ responses with aiohttp's ``response.json()`` (``json.loads`` again), all in ``ko
 kills the controller each time it restarts. The patch swaps the module's ``json`` for a namespace whose
 ``loads`` is bounded, and its four request helpers for versions that read the body and parse it the same
 way; every other module calls them through the module attribute (``api.get(...)``), so this one place is
-enough. It is applied once, at controller start (``helmops.controller.app``), and checks the shape of what
+enough. It is applied once, at controller start (``helmops.runtime.app``), and checks the shape of what
 it replaces so that a kopf upgrade that moves things fails loudly instead of silently unpatching.
 """
 

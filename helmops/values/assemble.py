@@ -231,7 +231,7 @@ async def _read_doc(
         # The controller reads with its own identity: a HelmApp must not copy another namespace's Secret
         # into a release its author can read. Fleet allows it; we refuse before any API call — unless the
         # reader confines namespaces itself (it acts as the HelmApp's serviceAccount, so RBAC decides, or it
-        # reads only the HelmApp's own namespace; see helmops.controller.deps).
+        # reads only the HelmApp's own namespace; see helmops.desired.adapters).
         raise _fail(
             ctx,
             f"valuesFrom secret {namespace}/{name}: cross-namespace Secret references are refused "

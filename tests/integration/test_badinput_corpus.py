@@ -75,7 +75,7 @@ CANARIES = {
 DEBUG_LOGGING = """\
 import logging
 
-from helmops.controller import logs
+from helmops.runtime import logs
 
 _configure = logs.configure
 

@@ -175,8 +175,8 @@ def test_render_oci_chart(capsys: pytest.CaptureFixture[str], tmp_path: Path, ch
 
 async def _controller_fingerprint(helmapp_obj: dict[str, Any], cache: Path) -> tuple[str, str, str]:
     """What the controller's own adapters (deps.py) compute for this HelmApp on the local cluster."""
-    from helmops.controller.deps import AssembleRenderer, SourcesFetcher, spec_checker
-    from helmops.controller.desired import build_release
+    from helmops.desired.adapters import AssembleRenderer, SourcesFetcher, spec_checker
+    from helmops.desired.release import build_release
     from helmops.sources import ChartRequest, ChartSources, SourceError, auth_from_secret
 
     checker = spec_checker()

@@ -33,7 +33,10 @@ from controller_helpers import (
     wait_ready,
 )
 
-from helmops.controller.drift import decode_release, encode_release
+from helmops.drift.compare import (
+    decode_release,
+    encode_release,
+)
 from helmops.testing.tools import reference_dir
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from helmops.cli.main import build_parser
-from helmops.controller.settings import from_env
+from helmops.runtime.settings import from_env
 from helmops.testing.charts import helm_env
 from helmops.testing.tools import REPO_ROOT, Tools
 

@@ -20,7 +20,7 @@ from helmops.clusters.connections import (
     secret_namespace_allowed,
 )
 from helmops.clusters.kubeconfig import MAX_KUBECONFIG_BYTES, KubeconfigRefused, parse, sanitize
-from helmops.controller.settings import from_env
+from helmops.runtime.settings import from_env
 
 SECRET = "s3cr3t-canary-value"
 CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()

@@ -12,10 +12,10 @@ from typing import Any
 
 from helmops.clusters.connections import ClusterUnreachable
 from helmops.clusters.resolve import DEPLOYED_ANNOTATION
-from helmops.controller.desired import BasicSpec, FetchedChart, Values
-from helmops.controller.kube import FINALIZER
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
+from helmops.desired.release import BasicSpec, FetchedChart, Values
 from helmops.helm.driver import ReleaseOutcome, ReleaseSpec
+from helmops.kubeio.kube import FINALIZER
 from helmops.reconcile.release import FINGERPRINT_LABEL, ReleaseInfo
 
 KEY = ("ns", "app")

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from pyhelm3 import errors as helm_errors
 
-from helmops.controller.desired import BasicSpec, DesiredError, FetchedChart, Values, build_release
-from helmops.controller.kube import FINALIZER
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
+from helmops.desired.release import BasicSpec, DesiredError, FetchedChart, Values, build_release
 from helmops.helm.driver import ReleaseOutcome, ReleaseSpec
+from helmops.kubeio.kube import FINALIZER
 from helmops.reconcile.release import FINGERPRINT_LABEL, OWNER_LABEL, ReleaseInfo
 
 KEY = ("team", "app")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helmops.controller.deps import secret_strings
+from helmops.desired.adapters import secret_strings
 
 
 def test_secret_map_keys_below_the_top_level_are_masked_too() -> None:

@@ -7,11 +7,11 @@ import asyncio
 import pytest
 
 from helmops.cli.main import build_parser
-from helmops.controller.app import _trigger
-from helmops.controller.desired import derived_release_name, helm_options
-from helmops.controller.queue import WorkQueue
 from helmops.controller.reconciler import namespace_deletable
-from helmops.controller.settings import from_env, parse_bind_address, parse_bool
+from helmops.desired.release import derived_release_name, helm_options
+from helmops.runtime.app import _trigger
+from helmops.runtime.queue import WorkQueue
+from helmops.runtime.settings import from_env, parse_bind_address, parse_bool
 
 
 @pytest.mark.parametrize("v", ["1", "t", "T", "TRUE", "true", "True"])
@@ -130,7 +130,7 @@ def test_json_log_lines() -> None:
     import json
     import logging
 
-    from helmops.controller.logs import JsonFormatter
+    from helmops.runtime.logs import JsonFormatter
 
     rec = logging.makeLogRecord(
         {"name": "helmops.x", "levelname": "INFO", "msg": "hello %s", "args": ("w",), "release": "r1"}
@@ -159,7 +159,7 @@ def test_ca_bundle_refs() -> None:
 
 
 def test_leader_election_settings() -> None:
-    from helmops.controller.leader import LeaseTimes, lease_name, lease_times
+    from helmops.runtime.leader import LeaseTimes, lease_name, lease_times
 
     assert lease_times({}) == LeaseTimes(45, 30, 2)
     t = lease_times(

@@ -7,7 +7,7 @@ import gzip
 import json
 from typing import Any
 
-from helmops.controller.drift import (
+from helmops.drift.compare import (
     Modified,
     ObjectRef,
     compare_object,
@@ -16,8 +16,10 @@ from helmops.controller.drift import (
     differences,
     ignored_pointers,
     manifest_objects,
-    release_namespaces,
     remove_pointer,
+)
+from helmops.drift.monitor import (
+    release_namespaces,
 )
 
 CM = ObjectRef("v1", "ConfigMap", "ns", "web")
@@ -186,7 +188,9 @@ class FakeMonitor:
     """DriftMonitor with a fake core API and dynamic client; counts API calls."""
 
     def __new__(cls, secrets: list[Any], live: dict[str, list[dict[str, Any]]]) -> Any:
-        from helmops.controller.drift import DriftMonitor
+        from helmops.drift.monitor import (
+            DriftMonitor,
+        )
 
         calls: list[str] = []
         enqueued: list[tuple[Any, float]] = []
@@ -291,7 +295,9 @@ def test_monitor_ignores_untracked_releases_and_unknown_kinds() -> None:
 
 
 def test_encode_release_round_trips() -> None:
-    from helmops.controller.drift import encode_release
+    from helmops.drift.compare import (
+        encode_release,
+    )
 
     record = {"name": "web", "version": 4, "info": {"status": "deployed"}, "manifest": "a: b\n"}
     assert decode_release(encode_release(record)) == record

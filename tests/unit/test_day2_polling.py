@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
-from helmops.controller import polling
-from helmops.controller.polling import (
-    JITTER,
-    LAST_POLL_ANNOTATION,
+from helmops.polling import poller as polling
+from helmops.polling.poller import (
     Poller,
     PollError,
+)
+from helmops.polling.schedule import (
+    JITTER,
+    LAST_POLL_ANNOTATION,
     jittered,
     last_polled,
     next_poll_delay,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from helmops.controller import metrics
-from helmops.controller.day2 import resource_counts
-from helmops.controller.settings import from_env, resync_period
+from helmops.runtime import metrics
+from helmops.runtime.day2 import resource_counts
+from helmops.runtime.settings import from_env, resync_period
 
 
 def test_resync_period_go_duration_seconds_and_alias() -> None:
@@ -75,9 +75,9 @@ def test_resync_requeue_gets_jitter_and_other_delays_do_not() -> None:
     import random
     from types import SimpleNamespace
 
-    from helmops.controller.day2 import Day2
-    from helmops.controller.queue import WorkQueue
-    from helmops.controller.settings import Settings
+    from helmops.runtime.day2 import Day2
+    from helmops.runtime.queue import WorkQueue
+    from helmops.runtime.settings import Settings
 
     async def go() -> None:
         settings = Settings(resync_seconds=100.0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from helmops.cli.run import _ENV_FLAGS
-from helmops.controller.desired import (
+from helmops.desired.release import (
     DEFAULT_MAX_TIMEOUT_SECONDS,
     FetchedChart,
     Values,
@@ -18,9 +18,9 @@ from helmops.controller.desired import (
     clamp_notice,
     clamp_timeout,
 )
-from helmops.controller.queue import WorkQueue
-from helmops.controller.settings import Settings, from_env, max_timeout
 from helmops.helm.slots import HelmSlots, default_per_tenant
+from helmops.runtime.queue import WorkQueue
+from helmops.runtime.settings import Settings, from_env, max_timeout
 from helmops.values import FORBIDDEN_FUNCTIONS, ClusterContext, TemplateError, ValuesError, render_inline
 from helmops.values.template import MAX_COST_UNITS, call_cost, render_budget, render_template
 

@@ -207,7 +207,7 @@ async def test_secret_values_are_redacted_per_call(tmp_path: Path) -> None:
 
 
 def test_secret_strings_from_values() -> None:
-    from helmops.controller.deps import secret_strings
+    from helmops.desired.adapters import secret_strings
 
     values = {"db": {"password": "hunter22", "port": 5432, "tls": True}, "public": "visible", "list": ["abcd"]}
     # Keys below a Secret-derived subtree are masked too: the API server may quote them back in errors.

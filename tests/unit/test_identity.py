@@ -12,10 +12,13 @@ from kubernetes.aio import client as kclient
 
 from helmops.clusters.identity import IMPERSONATE_USER, Identity, ImpersonatingClients, service_account_user
 from helmops.clusters.live import ACCESS_DENIED, LiveResources
-from helmops.controller.desired import BasicSpec, Values
-from helmops.controller.drift import DriftMonitor, _Manifest
-from helmops.controller.kube import FINALIZER
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
+from helmops.desired.release import BasicSpec, Values
+from helmops.drift.monitor import (
+    DriftMonitor,
+    _Manifest,
+)
+from helmops.kubeio.kube import FINALIZER
 from helmops.policy.source import PolicyUnreadable
 from helmops.status import ResourceState
 from helmops.values.errors import ValuesError

@@ -147,7 +147,7 @@ def test_cluster_problems_on_template_values() -> None:
 
 
 def test_spec_checker_reports_depth_before_pydantic_sees_the_spec() -> None:
-    from helmops.controller.deps import spec_checker
+    from helmops.desired.adapters import spec_checker
 
     obj = {"metadata": {"name": "d", "namespace": "t"}, "spec": {"helm": {"chart": "c", "values": _nested(5000)}}}
     problems = spec_checker().problems(obj)
@@ -239,7 +239,7 @@ def test_kopf_patch_refuses_a_kopf_whose_api_module_changed(monkeypatch: pytest.
         kopfpatch.apply()
 
 
-@pytest.mark.parametrize("module", ["helmops.status.readiness", "helmops.controller.drift"])
+@pytest.mark.parametrize("module", ["helmops.status.readiness", "helmops.drift.monitor"])
 def test_release_records_with_deep_chart_values_decode(module: str) -> None:
     """A tenant's chart may ship values.yaml nested thousands of levels deep; helm stores them in the release."""
     import base64
@@ -253,7 +253,7 @@ def test_release_records_with_deep_chart_values_decode(module: str) -> None:
 
 
 def test_deep_rendered_manifests_do_not_break_readiness_or_drift() -> None:
-    from helmops.controller import drift
+    from helmops.drift import monitor as drift
     from helmops.status import readiness
 
     manifest = (

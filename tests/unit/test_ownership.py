@@ -15,8 +15,6 @@ from typing import Any
 
 import pytest
 
-from helmops.controller.desired import BasicSpec, FetchedChart, Values
-from helmops.controller.kube import FINALIZER
 from helmops.controller.ledger import (
     MAX_PER_CLUSTER,
     Entry,
@@ -29,7 +27,9 @@ from helmops.controller.ledger import (
     render,
 )
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
+from helmops.desired.release import BasicSpec, FetchedChart, Values
 from helmops.helm.driver import ReleaseOutcome, ReleaseSpec
+from helmops.kubeio.kube import FINALIZER
 from helmops.reconcile.release import FINGERPRINT_LABEL, OWNER_LABEL, ReleaseInfo, ownership
 
 KEY = ("team", "app")
@@ -413,7 +413,7 @@ class FakeCore:
 
 
 def _kube_with(core: FakeCore) -> Any:
-    from helmops.controller.kube import Kube
+    from helmops.kubeio.kube import Kube
 
     kube = Kube.__new__(Kube)
     kube.core = core
@@ -441,9 +441,9 @@ async def test_drift_correction_never_rolls_back_a_release_that_is_not_this_helm
     import random
     from types import SimpleNamespace
 
-    from helmops.controller.day2 import Day2
-    from helmops.controller.queue import WorkQueue
-    from helmops.controller.settings import Settings
+    from helmops.runtime.day2 import Day2
+    from helmops.runtime.queue import WorkQueue
+    from helmops.runtime.settings import Settings
 
     obj = _obj()
     obj["spec"]["correctDrift"] = {"enabled": True}

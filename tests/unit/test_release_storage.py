@@ -10,8 +10,12 @@ import zlib
 
 import pytest
 
-from helmops.controller.drift import decode_release as drift_decode
-from helmops.controller.drift import encode_release
+from helmops.drift.compare import (
+    decode_release as drift_decode,
+)
+from helmops.drift.compare import (
+    encode_release,
+)
 from helmops.reconcile.storage import BadRelease, ReleaseLimits, ReleaseTooLarge, decode_release, release_limits
 from helmops.status.readiness import decode_release as readiness_decode
 

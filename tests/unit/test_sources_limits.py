@@ -99,7 +99,7 @@ def test_limits_from_env_reads_mib_seconds_and_counts_and_ignores_garbage() -> N
 
 
 def test_controller_settings_export_source_timeouts() -> None:
-    from helmops.controller.settings import export_source_timeouts, from_env
+    from helmops.runtime.settings import export_source_timeouts, from_env
 
     settings = from_env({"HELMOPS_SOURCE_READ_TIMEOUT": "3s", "HELMOPS_SOURCE_CONNECT_TIMEOUT": "2"})
     assert (settings.source_read_timeout, settings.source_connect_timeout, settings.source_timeout) == (3, 2, 60)

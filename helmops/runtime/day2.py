@@ -13,15 +13,24 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from helmops.controller import metrics
-from helmops.controller.desired import clamp_timeout
-from helmops.controller.drift import MAX_NAMED, DriftMonitor, decode_release, encode_release
-from helmops.controller.polling import JITTER, Poller, SourcesResolver
-from helmops.controller.queue import WorkQueue
-from helmops.controller.settings import Settings
+from helmops.desired.release import clamp_timeout
+from helmops.drift.compare import MAX_NAMED, decode_release, encode_release
+from helmops.drift.monitor import (
+    DriftMonitor,
+)
+from helmops.polling.poller import (
+    Poller,
+    SourcesResolver,
+)
+from helmops.polling.schedule import (
+    JITTER,
+)
 from helmops.reconcile import backoff
 from helmops.reconcile.release import labelled_ours
 from helmops.reconcile.rollback import rollback_current
+from helmops.runtime import metrics
+from helmops.runtime.queue import WorkQueue
+from helmops.runtime.settings import Settings
 
 log = logging.getLogger("helmops.controller")
 

@@ -32,16 +32,17 @@ from helmops.clusters.live import LiveResources
 from helmops.clusters.resolve import DEPLOYED_ANNOTATION
 from helmops.clusters.watch import ClusterIndex
 from helmops.clusters.watch import register as watch_clusters
-from helmops.controller import deps, metrics
-from helmops.controller.day2 import Day2
-from helmops.controller.kube import GROUP, PLURAL, VERSION, Kube, api_client
-from helmops.controller.leader import Leadership, lease_name
-from helmops.controller.polling import LAST_POLL_ANNOTATION
-from helmops.controller.queue import WorkQueue, run_worker
 from helmops.controller.reconciler import Key, Reconciler, ReconcilerConfig, in_shard
-from helmops.controller.settings import ENABLE_HINT, FLAG_ENV, Settings
+from helmops.desired import adapters as deps
 from helmops.helm.driver import HelmDriver
+from helmops.kubeio.kube import GROUP, PLURAL, VERSION, Kube, api_client
 from helmops.policy.source import RestrictionSource
+from helmops.polling.poller import LAST_POLL_ANNOTATION
+from helmops.runtime import metrics
+from helmops.runtime.day2 import Day2
+from helmops.runtime.leader import Leadership, lease_name
+from helmops.runtime.queue import WorkQueue, run_worker
+from helmops.runtime.settings import ENABLE_HINT, FLAG_ENV, Settings
 
 log = logging.getLogger("helmops.controller")
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helmops.controller.leader import LeaseTimes, lease_times
+from helmops.runtime.leader import LeaseTimes, lease_times
 
 FLAG_ENV = "EXPERIMENTAL_HELM_OPS"
 ENABLE_HINT = (

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from helmops.controller.desired import BasicSpec, ChartFetcher, DesiredError, FetchedChart, SpecChecker, Values
-from helmops.controller.kube import Kube
+from helmops.desired.release import BasicSpec, ChartFetcher, DesiredError, FetchedChart, SpecChecker, Values
 from helmops.helm.driver import HelmDriver
+from helmops.kubeio.kube import Kube
 
 log = logging.getLogger("helmops.controller")
 
@@ -300,8 +300,12 @@ class ApiSpec(BasicSpec):
         errors = [str(p) for p in found if getattr(p, "severity", "error") == "error"]
         warnings = [str(p) for p in found if getattr(p, "severity", "error") != "error"]
         if errors:
-            log.warning("HelmApp %s/%s not accepted: invalid spec: %s", meta.get("namespace"), meta.get("name"),
-                        "; ".join(errors))
+            log.warning(
+                "HelmApp %s/%s not accepted: invalid spec: %s",
+                meta.get("namespace"),
+                meta.get("name"),
+                "; ".join(errors),
+            )
         if warnings:
             log.info("HelmApp %s/%s: %s", meta.get("namespace"), meta.get("name"), "; ".join(warnings))
         return errors

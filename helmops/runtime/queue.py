@@ -30,9 +30,7 @@ class WorkQueue(Generic[K]):
     slot still occupies its worker, so without it one tenant's slow releases could take every worker).
     """
 
-    def __init__(
-        self, tenant_of: Callable[[K], Hashable] = namespace_of, *, max_per_tenant: int | None = None
-    ) -> None:
+    def __init__(self, tenant_of: Callable[[K], Hashable] = namespace_of, *, max_per_tenant: int | None = None) -> None:
         self._tenant_of = tenant_of
         self._max_per_tenant = max_per_tenant if max_per_tenant and max_per_tenant > 0 else None
         self._busy: dict[Hashable, int] = {}

@@ -22,259 +22,37 @@ edits is handled once. Its reconcile reports it as ``Modified`` naming the resou
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import copy
-import gzip
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from helmops.controller import metrics
+from helmops.drift.compare import (
+    HELM_MANAGED_SELECTOR,
+    MAX_NAMED,
+    OWNER_LABEL,
+    RELEASE_SELECTOR,
+    Key,
+    Modified,
+    ObjectRef,
+    comparable,
+    compare_object,
+    compare_release,
+    decode_release,
+    differences,
+    encode_release,
+    ignored_pointers,
+    manifest_objects,
+    object_ref,
+    remove_pointer,
+)
 from helmops.kubeio.bounded import loads as bounded_loads
+from helmops.runtime import metrics
 
 log = logging.getLogger("helmops.controller")
-
-Key = tuple[str, str]
-
-HELM_MANAGED_SELECTOR = "app.kubernetes.io/managed-by=Helm"
-RELEASE_SELECTOR = "owner=helm,status=deployed,helmops.cattle.io/managed-by=helmops"
-OWNER_LABEL = "helmops.cattle.io/helmapp"
-#: at most this many drifted resources are named in status (Fleet: 10 non-ready resources).
-MAX_NAMED = 10
-
-
-# --- pure: the manifest ----------------------------------------------------------------------------
-def decode_release(secret_value_b64: str) -> dict[str, Any]:
-    """A Helm storage Secret's ``release`` value (base64 as the API returns it) → the release JSON.
-
-    Helm stores base64(gzip(JSON)) in the Secret, which the API base64-encodes once more.  A tenant can
-    write such a Secret, so decoding is bounded (:mod:`helmops.reconcile.storage`): an oversized or
-    malformed record raises ``BadRelease`` (a ``ValueError``) instead of allocating gigabytes."""
-    from helmops.reconcile.storage import decode_release as bounded_decode_release  # no import cycle at load
-
-    return bounded_decode_release(secret_value_b64)
-
-
-def encode_release(record: Mapping[str, Any]) -> str:
-    """The inverse of :func:`decode_release`: a value for a Helm storage Secret's ``release`` key."""
-    raw = gzip.compress(json.dumps(record, separators=(",", ":")).encode())
-    return base64.b64encode(base64.b64encode(raw)).decode()
-
-
-def manifest_objects(manifest: str) -> list[dict[str, Any]]:
-    """The objects of a rendered manifest (``List`` kinds flattened; empty documents skipped)."""
-    out: list[dict[str, Any]] = []
-    try:
-        docs = list(yaml.safe_load_all(manifest or ""))
-    except RecursionError:  # PyYAML recurses: a tenant's chart can render any depth; nothing to compare
-        return out
-    for doc in docs:
-        if not isinstance(doc, dict) or not doc.get("kind"):
-            continue
-        if doc["kind"].endswith("List") and isinstance(doc.get("items"), list):
-            out.extend(i for i in doc["items"] if isinstance(i, dict) and i.get("kind"))
-        else:
-            out.append(doc)
-    return out
-
-
-@dataclass(frozen=True, order=True)
-class ObjectRef:
-    api_version: str
-    kind: str
-    namespace: str  # "" for cluster-scoped objects
-    name: str
-
-    def display(self) -> str:
-        """Fleet's resource naming: ``configmap.v1 ns/name`` (kind lower-cased, then the apiVersion)."""
-        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
-        return f"{self.kind.lower()}.{self.api_version.replace('/', '.')} {where}"
-
-
-@dataclass(frozen=True)
-class Modified:
-    """One drifted resource: ``missing`` (deleted behind Helm's back) or the JSON pointers that differ."""
-
-    ref: ObjectRef
-    missing: bool = False
-    paths: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        if self.missing:
-            return f"{self.ref.display()} missing"
-        return f"{self.ref.display()} modified {', '.join(self.paths[:5])}{' …' if len(self.paths) > 5 else ''}"
-
-    def status_entry(self) -> dict[str, Any]:
-        """Fleet's ``modifiedStatus`` entry shape."""
-        entry: dict[str, Any] = {
-            "kind": self.ref.kind,
-            "apiVersion": self.ref.api_version,
-            "namespace": self.ref.namespace,
-            "name": self.ref.name,
-        }
-        if self.missing:
-            entry["missing"] = True
-        else:
-            entry["patch"] = json.dumps({"changed": list(self.paths)}, separators=(",", ":"))
-        return entry
-
-
-# --- pure: comparePatches --------------------------------------------------------------------------
-def _matches(value: Any, want: Any) -> bool:
-    return not want or str(value) == str(want)
-
-
-def ignored_pointers(ref: ObjectRef, compare_patches: Iterable[Mapping[str, Any]] | None) -> list[str]:
-    """The JSON pointers ``diff.comparePatches`` hides for this object."""
-    found: list[str] = []
-    for p in compare_patches or ():
-        if not isinstance(p, Mapping):
-            continue
-        if not (
-            _matches(ref.kind, p.get("kind"))
-            and _matches(ref.api_version, p.get("apiVersion"))
-            and _matches(ref.namespace, p.get("namespace"))
-            and _matches(ref.name, p.get("name"))
-        ):
-            continue
-        for op in p.get("operations") or ():
-            if isinstance(op, Mapping) and str(op.get("op") or "").lower() in ("remove", "ignore") and op.get("path"):
-                found.append(str(op["path"]))
-        found.extend(str(ptr) for ptr in p.get("jsonPointers") or () if ptr)
-    return found
-
-
-def _unescape(token: str) -> str:
-    return token.replace("~1", "/").replace("~0", "~")
-
-
-def remove_pointer(obj: Any, pointer: str) -> None:
-    """Deletes the field at a JSON pointer (RFC 6901) in place; absent paths are fine."""
-    if not pointer.startswith("/"):
-        return
-    parts = [_unescape(t) for t in pointer[1:].split("/")]
-    node = obj
-    for part in parts[:-1]:
-        if isinstance(node, Mapping):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return
-    last = parts[-1]
-    if isinstance(node, dict):
-        node.pop(last, None)
-    elif isinstance(node, list) and last.isdigit() and int(last) < len(node):
-        del node[int(last)]
-
-
-# --- pure: comparison ------------------------------------------------------------------------------
-def _escape(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")
-
-
-def _empty(v: Any) -> bool:
-    return v is None or v == {} or v == [] or v == ""
-
-
-def _scalar_equal(a: Any, b: Any) -> bool:
-    if a == b:
-        return True
-    if isinstance(a, bool) or isinstance(b, bool):
-        return False
-    # YAML numbers vs. the API's strings for int-or-string fields (ports, quantities written as ints).
-    return isinstance(a, int | float | str) and isinstance(b, int | float | str) and str(a) == str(b)
-
-
-def differences(desired: Any, live: Any, path: str = "") -> list[str]:
-    """JSON pointers where ``live`` does not hold what ``desired`` sets. Keys only ``live`` has (server
-    defaults, other controllers' fields) are not differences; lists are compared element by element and
-    must have the same length."""
-    if isinstance(desired, Mapping):
-        if not isinstance(live, Mapping):
-            return [] if _empty(desired) and _empty(live) else [path or "/"]
-        out: list[str] = []
-        for k, v in desired.items():
-            sub = f"{path}/{_escape(str(k))}"
-            if k not in live:
-                if not _empty(v):
-                    out.append(sub)
-                continue
-            out.extend(differences(v, live[k], sub))
-        return out
-    if isinstance(desired, list):
-        if not isinstance(live, list) or len(live) != len(desired):
-            return [] if _empty(desired) and _empty(live) else [path or "/"]
-        out = []
-        for i, (d, lv) in enumerate(zip(desired, live, strict=True)):
-            out.extend(differences(d, lv, f"{path}/{i}"))
-        return out
-    if desired is None:
-        return []
-    return [] if _scalar_equal(desired, live) else [path or "/"]
-
-
-def comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """What is compared of an object: everything but ``status`` and ``metadata`` other than labels and
-    annotations (names, namespaces and server bookkeeping are not drift)."""
-    out = {k: copy.deepcopy(v) for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
-    meta = obj.get("metadata") or {}
-    kept = {k: copy.deepcopy(meta[k]) for k in ("labels", "annotations") if meta.get(k)}
-    if kept:
-        out["metadata"] = kept
-    return out
-
-
-def compare_object(
-    ref: ObjectRef,
-    desired: Mapping[str, Any],
-    live: Mapping[str, Any] | None,
-    compare_patches: Iterable[Mapping[str, Any]] | None = None,
-) -> Modified | None:
-    """None when ``live`` holds every field ``desired`` sets (after comparePatches); else what drifted."""
-    if live is None:
-        return Modified(ref, missing=True)
-    d, lv = comparable(desired), comparable(live)
-    pointers = ignored_pointers(ref, compare_patches)
-    for ptr in pointers:
-        remove_pointer(d, ptr)
-        remove_pointer(lv, ptr)
-    paths = differences(d, lv)
-    return Modified(ref, paths=tuple(paths)) if paths else None
-
-
-def object_ref(obj: Mapping[str, Any], release_namespace: str, namespaced: bool = True) -> ObjectRef:
-    meta = obj.get("metadata") or {}
-    ns = str(meta.get("namespace") or release_namespace) if namespaced else ""
-    return ObjectRef(str(obj.get("apiVersion") or ""), str(obj.get("kind") or ""), ns, str(meta.get("name") or ""))
-
-
-def compare_release(
-    objects: Sequence[Mapping[str, Any]],
-    live: Mapping[ObjectRef, Mapping[str, Any]],
-    release_namespace: str,
-    compare_patches: Iterable[Mapping[str, Any]] | None = None,
-    namespaced: Callable[[str, str], bool | None] = lambda _a, _k: True,
-) -> list[Modified]:
-    """Every drifted object of a release. ``namespaced(apiVersion, kind)`` is None for kinds the server
-    does not know (skipped: nothing to compare with)."""
-    found: list[Modified] = []
-    patches = list(compare_patches or ())
-    for obj in objects:
-        scoped = namespaced(str(obj.get("apiVersion") or ""), str(obj.get("kind") or ""))
-        if scoped is None:
-            continue
-        ref = object_ref(obj, release_namespace, scoped)
-        m = compare_object(ref, obj, live.get(ref), patches)
-        if m is not None:
-            found.append(m)
-    return sorted(found, key=lambda m: m.ref)
 
 
 # --- I/O -------------------------------------------------------------------------------------------
@@ -546,9 +324,7 @@ class DriftMonitor:
         self._refresh_gauge()
         return result
 
-    async def _readable(
-        self, owner: Key, m: _Manifest, kinds: Mapping[tuple[str, str], Any]
-    ) -> list[dict[str, Any]]:
+    async def _readable(self, owner: Key, m: _Manifest, kinds: Mapping[tuple[str, str], Any]) -> list[dict[str, Any]]:
         """The objects of ``m`` that ``owner``'s identity may get (all of them without ``can_read``)."""
         if self.can_read is None:
             return m.objects
