@@ -16,7 +16,7 @@ entries matching an object (kind/apiVersion/namespace/name, empty = any) remove 
 A newly drifted HelmApp is enqueued after ``HELMOPS_DRIFT_DELAY`` (5s, as Fleet's agent), so a burst of
 edits is handled once. Its reconcile reports it as ``Modified`` naming the resources, and with
 ``correctDrift.enabled`` the worker then rolls the release back to its current revision
-(``reconcile/rollback.py``).
+(``reconcile/rollback.py``, run by the executor).
 """
 
 from __future__ import annotations
@@ -159,18 +159,6 @@ class DriftMonitor:
     def resources(self, key: Key) -> int:
         t = self._tracked.get(key)
         return t.resources if t is not None else 0
-
-    def should_correct(self, key: Key) -> bool:
-        t = self._tracked.get(key)
-        if t is None or not t.modified or t.spec.get("paused"):
-            return False
-        return bool((t.spec.get("correctDrift") or {}).get("enabled"))
-
-    def correct_options(self, key: Key) -> tuple[bool, bool]:
-        """(force, keepFailHistory) of correctDrift."""
-        t = self._tracked.get(key)
-        cd = (t.spec.get("correctDrift") or {}) if t is not None else {}
-        return bool(cd.get("force")), bool(cd.get("keepFailHistory"))
 
     def cleared(self, key: Key) -> None:
         """After a successful correction: nothing drifted until the next check says otherwise."""

@@ -267,6 +267,34 @@ class HelmDriver:
             return None
         return ReleaseOutcome(revision=int(rev.revision), status=str(rev.status.value))
 
+    async def rollback(
+        self,
+        name: str,
+        namespace: str,
+        revision: int,
+        *,
+        force: bool,
+        timeout_seconds: int,
+        service_account: str | None,
+        history_max: int,
+        service_account_namespace: str | None = None,
+        tenant: str | None = None,
+    ) -> None:
+        """``helm rollback <release> <revision>``: re-applies what helm recorded for ``revision`` as a new
+        revision (Fleet's correctDrift rolls back to the current one)."""
+        async with self._call(
+            namespace,
+            name,
+            timeout_seconds=timeout_seconds,
+            flags=[],
+            cluster_flags=impersonation_flags(service_account_namespace or namespace, service_account),
+            history_max=history_max,
+            tenant=tenant or service_account_namespace,
+        ):
+            await self.command.rollback(
+                name, revision, force=force, namespace=namespace, timeout=f"{helm_timeout(timeout_seconds)}s"
+            )
+
     async def uninstall(
         self,
         name: str,

@@ -1,10 +1,14 @@
-"""Classify a live release (pure), choose one action, run it (one module per action)."""
+"""Classify a live release (pure), decide one action, run it through the one executor.
+
+``classify`` names the state of a release (drift included), ``decide`` picks exactly one action for a
+reconcile, a finalize or a clean-up, and :class:`~helmops.reconcile.executor.Executor` runs it: one module
+per action (``install``, ``upgrade``, ``recover``, ``rollback``, ``uninstall``), all with the signature
+``run(tools, step)``, called by nothing but the executor.
+"""
 
 from helmops.reconcile.backoff import backoff
-from helmops.reconcile.classify import Action, Classification, Decision, Phase, classify, decide
+from helmops.reconcile.classify import MUTATING, Action, Classification, Decision, Phase, classify, decide
 from helmops.reconcile.fingerprint import fingerprint
-from helmops.reconcile.install import install
-from helmops.reconcile.recover import recover
 from helmops.reconcile.release import (
     FINGERPRINT_LABEL,
     KubeReleaseReader,
@@ -13,11 +17,10 @@ from helmops.reconcile.release import (
     release_from_secrets,
 )
 from helmops.reconcile.result import ActionResult
-from helmops.reconcile.uninstall import uninstall
-from helmops.reconcile.upgrade import upgrade
 
 __all__ = [
     "FINGERPRINT_LABEL",
+    "MUTATING",
     "Action",
     "ActionResult",
     "Classification",
@@ -30,9 +33,5 @@ __all__ = [
     "classify",
     "decide",
     "fingerprint",
-    "install",
-    "recover",
     "release_from_secrets",
-    "uninstall",
-    "upgrade",
 ]

@@ -16,6 +16,8 @@ class Phase(enum.StrEnum):
     PENDING_ROLLBACK = "pending-rollback"
     FAILED = "failed"
     IN_SYNC = "deployed-in-sync"
+    #: deployed and in sync with the spec, but live objects differ from the release's manifest.
+    DRIFTED = "deployed-drifted"
     OUT_OF_SYNC = "deployed-out-of-sync"
     UNINSTALLING = "uninstalling"
 
@@ -33,6 +35,8 @@ class Classification:
     stale: bool = False
     #: when a pending release becomes stale (None if unknown or not pending).
     stale_at: datetime | None = None
+    #: for DRIFTED: what drifted, as status and Events name it.
+    drift: str = ""
 
 
 def classify(
@@ -43,7 +47,9 @@ def classify(
     now: datetime,
     timeout_seconds: float,
     grace_seconds: float,
+    drift: str = "",
 ) -> Classification:
+    """``drift``: what the drift monitor found changed on the live objects of this release ("" = nothing)."""
     if release is None:
         return Classification(Phase.ABSENT, held=held)
     status = release.status
@@ -56,6 +62,8 @@ def classify(
     if status == "failed":
         phase = Phase.FAILED
     elif status == "deployed" and release.fingerprint == desired_fingerprint:
+        if drift:
+            return Classification(Phase.DRIFTED, release, held=held, drift=drift)
         phase = Phase.IN_SYNC
     else:  # deployed with another fingerprint, superseded/unknown as newest: converge by upgrading
         phase = Phase.OUT_OF_SYNC
@@ -67,6 +75,8 @@ class Action(enum.StrEnum):
     INSTALL = "install"
     UPGRADE = "upgrade"
     RECOVER = "recover"
+    #: Fleet's correctDrift: roll the release back to its current revision.
+    CORRECT_DRIFT = "correct-drift"
     UNINSTALL = "uninstall"
     WAIT = "wait"
 
@@ -86,8 +96,15 @@ def _wait(c: Classification, now: datetime, what: str) -> Decision:
     return Decision(Action.WAIT, f"{what}: another helm operation may still be running", secs)
 
 
-def decide(c: Classification, *, deleting: bool, keep_resources: bool, now: datetime) -> Decision:
-    """The one action for this reconcile. Never uninstalls a wanted release, whatever its state."""
+#: the actions that change a release (everything the executor runs).
+MUTATING = frozenset({Action.INSTALL, Action.UPGRADE, Action.RECOVER, Action.CORRECT_DRIFT, Action.UNINSTALL})
+
+
+def decide(
+    c: Classification, *, deleting: bool, keep_resources: bool, now: datetime, correct_drift: bool = False
+) -> Decision:
+    """The one action for this reconcile, finalize or cleanup. Never uninstalls a wanted release, whatever
+    its state. ``correct_drift``: correctDrift is enabled (and the HelmApp not paused)."""
     if deleting:
         if keep_resources:
             return Decision(Action.NONE, "keepResources: the release is left in place")
@@ -100,6 +117,10 @@ def decide(c: Classification, *, deleting: bool, keep_resources: bool, now: date
         return Decision(Action.INSTALL, "release not installed")
     if c.phase is Phase.IN_SYNC:
         return Decision(Action.NONE, "release in sync")
+    if c.phase is Phase.DRIFTED:
+        if correct_drift:
+            return Decision(Action.CORRECT_DRIFT, "live objects drifted: correctDrift")
+        return Decision(Action.NONE, "live objects drifted: reported (correctDrift off)")
     if c.phase in (Phase.OUT_OF_SYNC, Phase.FAILED):
         return Decision(Action.UPGRADE, f"release is {c.phase}")
     # pending-* or uninstalling

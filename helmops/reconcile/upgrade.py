@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from pyhelm3 import errors as helm_errors
 
-from helmops.helm.driver import HelmDriver, ReleaseSpec
 from helmops.reconcile.result import ActionResult, helm_error_text
+from helmops.reconcile.step import ClusterTools, Step
 
 
-async def upgrade(driver: HelmDriver, spec: ReleaseSpec) -> ActionResult:
+async def run(tools: ClusterTools, step: Step) -> ActionResult:
     """``--take-ownership`` only when the HelmApp sets takeOwnership (Fleet's upgrade path always sets it,
     which would let any upgrade take objects another release owns); ``--atomic`` rolls a failed upgrade
     back."""
+    spec = step.spec
+    assert spec is not None, "upgrade needs the release spec"
     what = f"chart version {spec.chart_version}"
     try:
-        out = await driver.install_or_upgrade(spec)
+        out = await tools.driver.install_or_upgrade(spec)
     except helm_errors.Error as exc:
         err = helm_error_text(exc)
         extra: tuple[tuple[str, str], ...] = ()

@@ -7,9 +7,10 @@ Lease): stop taking work, cancel the workers (helm gets SIGTERM and records its 
 process group is killed after a grace period), then stop kopf, release the Lease. A lost Lease closes the
 queue at once, so no new helm action starts.
 
-Day-2 parts hang off the same events: the poller (``polling.py``) re-resolves version constraints on
-``pollingInterval``, the drift monitor (``drift.py``) compares deployed objects with their release and
-corrects drift in the worker (``reconcile/rollback.py``), resyncs carry ±10% jitter, and the
+Day-2 parts hang off the same events: the poller (``helmops.polling``) re-resolves version constraints on
+``pollingInterval``, the drift monitor (``helmops.drift``) compares deployed objects with their release and
+queues drifted HelmApps (their reconcile classifies the drift and, with correctDrift, corrects it through the
+executor), resyncs carry ±10% jitter, and the
 ``fleet_helmapp_*`` gauges follow every HelmApp's status.
 """
 
@@ -192,6 +193,8 @@ async def run_enabled(settings: Settings) -> int:
         secret_namespaces=settings.kubeconfig_secret_namespaces,
     )
     identities = ImpersonatingClients()
+    queue: WorkQueue[Key] = WorkQueue(max_per_tenant=settings.tenant_workers or max(1, settings.workers - 1))
+    day2 = Day2(settings, api, kube, driver, charts, queue)
     reconciler = Reconciler(
         kube,
         driver,
@@ -214,10 +217,9 @@ async def run_enabled(settings: Settings) -> int:
         live=LiveResources(),
         identities=identities,
         restrictions=RestrictionSource(kube.custom),
+        drift=day2,
     )
-    queue: WorkQueue[Key] = WorkQueue(max_per_tenant=settings.tenant_workers or max(1, settings.workers - 1))
     busy = 0
-    day2 = Day2(settings, api, kube, driver, reconciler, charts, queue)
     reviews = AccessReviews(identities, api)
 
     async def can_read(key: Key, group: str, resource: str, namespace: str) -> bool:
@@ -234,7 +236,7 @@ async def run_enabled(settings: Settings) -> int:
         metrics.QUEUE_DEPTH.set(len(queue))
         try:
             delay = await reconciler.reconcile(key)
-            return await day2.after_reconcile(key, delay)
+            return day2.after_reconcile(delay)
         finally:
             busy -= 1
             metrics.WORKERS_ACTIVE.set(busy)

@@ -255,7 +255,7 @@ def test_monitor_check_costs_one_list_per_kind_and_enqueues_once() -> None:
         drifted = {k: v for k, v in found.items() if v}
         assert list(drifted) == [("apps", "h7")]
         assert drifted[("apps", "h7")][0].describe() == "configmap.v1 t/cm7 modified /data/message"
-        assert m.should_correct(("apps", "h7")) and not m.should_correct(("apps", "h8"))
+        assert m.modified(("apps", "h7")) and not m.modified(("apps", "h8"))
         await m.check()  # the same drift again within the delay: still one enqueue
         await asyncio.sleep(0.05)
         assert m.enqueued == [(("apps", "h7"), 0.0)]
@@ -316,7 +316,7 @@ def test_monitor_ignores_a_release_planted_outside_the_helmapps_namespaces() -> 
         m = FakeMonitor(secrets, live)
         m.update(_helmapp("h0", correctDrift={"enabled": True}))
         found = await m.check()
-        assert not any(found.values()) and not m.should_correct(("apps", "h0"))
+        assert not any(found.values()) and not m.modified(("apps", "h0"))
         assert release_namespaces({"namespace": "a", "targets": [{"namespace": "b"}, "x"]}) == {"a", "b"}
         assert release_namespaces({}) == {"default"}
 

@@ -81,16 +81,15 @@ def test_resync_requeue_gets_jitter_and_other_delays_do_not() -> None:
 
     async def go() -> None:
         settings = Settings(resync_seconds=100.0)
-        reconciler = SimpleNamespace(drift=None)
         driver = SimpleNamespace(holds=lambda ns, name: False)
-        d = Day2(settings, None, None, driver, reconciler, object(), WorkQueue(), rng=random.Random(3))
+        d = Day2(settings, None, None, driver, object(), WorkQueue(), rng=random.Random(3))
         assert d.poller is None  # no helmops.sources behind this fetcher: polling off, said in the log
-        assert reconciler.drift is not None and reconciler.drift(("ns", "x")) == ""
-        delays = [await d.after_reconcile(("ns", "x"), 100.0) for _ in range(200)]
+        assert d.drifted(("ns", "x")) == ""  # what the reconciler reads (controller.base.DriftFindings)
+        delays = [d.after_reconcile(100.0) for _ in range(200)]
         assert all(d is not None and 90.0 <= d <= 110.0 for d in delays)
         assert len(set(delays)) > 150
-        assert await d.after_reconcile(("ns", "x"), 2.0) == 2.0  # retries/waits keep their delay
-        assert await d.after_reconcile(("ns", "x"), None) is None
+        assert d.after_reconcile(2.0) == 2.0  # retries/waits keep their delay
+        assert d.after_reconcile(None) is None
         await d.stop()
 
     asyncio.run(go())

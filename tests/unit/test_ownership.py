@@ -438,33 +438,20 @@ async def test_kube_ledger_store_creates_its_namespace_and_detects_conflicts() -
 
 
 async def test_drift_correction_never_rolls_back_a_release_that_is_not_this_helmapps() -> None:
-    import random
-    from types import SimpleNamespace
+    class Drifted:
+        """The drift monitor reports drift on the release of this HelmApp's name."""
 
-    from helmops.runtime.day2 import Day2
-    from helmops.runtime.queue import WorkQueue
-    from helmops.runtime.settings import Settings
+        def drifted(self, key: tuple[str, str]) -> str:
+            return "configmap.v1 target/app modified /data/x"
+
+        def cleared(self, key: tuple[str, str]) -> None:
+            raise AssertionError("nothing was corrected")
 
     obj = _obj()
     obj["spec"]["correctDrift"] = {"enabled": True}
-    rollbacks: list[str] = []
-    reads = {("target", "app"): _rel()}  # plain helm's release, same name: refused by the reconcile
-
-    async def read(ns: str, name: str) -> ReleaseInfo | None:
-        return reads.get((ns, name))
-
-    async def rollback(*args: Any, **kw: Any) -> None:
-        rollbacks.append("rollback")
-
-    kube = SimpleNamespace(
-        get_helmapp=FakeKube(obj).get_helmapp, releases=SimpleNamespace(read=read), event=FakeKube(obj).event
-    )
-    driver = SimpleNamespace(holds=lambda ns, name: False, rollback=rollback)
-    reconciler = SimpleNamespace(drift=None, spec=BasicSpec())
-    settings = Settings(resync_seconds=100.0)
-    d = Day2(settings, None, kube, driver, reconciler, object(), WorkQueue(), rng=random.Random(1))
-    try:
-        assert await d.correct(KEY) == 100.0
-        assert rollbacks == []
-    finally:
-        await d.stop()
+    r, kube, rels, _store = _setup(obj)
+    r.drift = Drifted()
+    rels.releases[("target", "app")] = _rel()  # plain helm's release, same name: refused by the reconcile
+    await r.reconcile(KEY)
+    assert rels.calls == []  # no rollback (nor anything else)
+    assert "ReleaseNotOwned" in [reason for reason, _ in kube.events]
