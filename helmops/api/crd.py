@@ -29,15 +29,9 @@ import yaml
 from pydantic import BaseModel
 
 from helmops import GROUP, KIND, PLURAL, VERSION
-from helmops.api.models import (
-    Cluster,
-    ClusterGroup,
-    ClusterGroupSpec,
-    ClusterSpec,
-    HelmApp,
-    HelmAppSpec,
-    HelmAppStatus,
-)
+from helmops.api.objects import Cluster, ClusterGroup, ClusterGroupSpec, ClusterSpec, HelmApp
+from helmops.api.spec import HelmAppSpec
+from helmops.api.status import HelmAppStatus
 
 __all__ = [
     "CRD_NAMES",
