@@ -10,34 +10,16 @@ from helmops.api.annotations import (
     polling_interval_seconds,
     validate_app,
 )
+from helmops.api.chart_source import ChartRef, chart_ref, effective_chart_source
 from helmops.api.duration import is_polling_interval, parse_duration, parse_duration_ns
-from helmops.api.models import (
-    BundleDeploymentOptions,
-    BundleTarget,
-    Cluster,
-    ClusterGroup,
-    Condition,
-    HelmApp,
-    HelmAppSpec,
-    HelmAppStatus,
-    HelmOptions,
-    ObjectMeta,
-    ValuesFrom,
-)
+from helmops.api.naming import derive_release_name, release_name, release_namespace, target_name
+from helmops.api.objects import Cluster, ClusterGroup, HelmApp, ObjectMeta
+from helmops.api.options import BundleDeploymentOptions, BundleTarget, HelmOptions, ValuesFrom
+from helmops.api.problems import Problem, problems_from_validation_error
 from helmops.api.selector import LabelSelector, LabelSelectorRequirement
-from helmops.api.validate import (
-    IGNORED_FIELDS,
-    ChartRef,
-    Problem,
-    chart_ref,
-    derive_release_name,
-    effective_chart_source,
-    problems_from_validation_error,
-    release_name,
-    release_namespace,
-    target_name,
-    validate,
-)
+from helmops.api.spec import HelmAppSpec
+from helmops.api.status import Condition, HelmAppStatus
+from helmops.api.validate import IGNORED_FIELDS, validate
 
 __all__ = [
     "IGNORED_FIELDS",

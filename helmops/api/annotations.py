@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from helmops.api.duration import is_polling_interval, parse_duration
-from helmops.api.models import HelmApp
-from helmops.api.validate import Problem, validate
+from helmops.api.objects import HelmApp
+from helmops.api.problems import Problem
+from helmops.api.validate import validate
 
 __all__ = [
     "KNOWN_ANNOTATIONS",

@@ -3,6 +3,11 @@
 The models mirror objects that the Kubernetes API server stores as JSON, so they parse strictly (an
 API server never turns ``"30"`` into ``30`` for an integer field, and neither do we) and speak
 camelCase on the wire while Python code uses snake_case names.
+
+Every model module (options, spec, status, objects) follows Fleet's CRD for nullability: a field Fleet
+marks nullable is ``X | None = None``; a field Fleet does not is a plain type with its zero value as
+default (the generated CRD carries no defaults, so nothing is added to stored objects). The schema hints
+below mark the fields whose Kubernetes schema pydantic cannot infer.
 """
 
 from __future__ import annotations
@@ -12,6 +17,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
+
+#: ``json_schema_extra`` of an ``int`` field Kubernetes stores as int64.
+INT64: dict[str, Any] = {"format": "int64"}
+#: ``json_schema_extra`` of an ``int | str`` field (a count or a percentage such as ``25%``).
+INT_OR_STRING: dict[str, Any] = {"x-kubernetes-int-or-string": True}
+#: ``json_schema_extra`` of a free-form ``dict[str, Any]`` field (Helm values, template values).
+FREE_FORM: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
 
 
 def plain(data: Any) -> Any:

@@ -1,31 +1,26 @@
-"""Semantic checks of a HelmApp spec, and the pure rules derived from it.
+"""Checks of a HelmApp (and of the Cluster fields helmops reads): limits on the raw object, then the
+semantics of the parsed spec.
 
 The CRD (admission) accepts everything Fleet's CRD accepts; what is wrong or pointless beyond that
-is found here and reported as :class:`Problem` s, which the controller turns into a condition and
-Events. ``error`` problems stop the HelmApp from being deployed; ``warning`` ones do not.
+is found here and reported as :class:`~helmops.api.problems.Problem` s, which the controller turns into a
+condition and Events. ``error`` problems stop the HelmApp from being deployed; ``warning`` ones do not.
+The pure rules the checks share with the rest of helmops live in their own modules: release and target
+names in :mod:`helmops.api.naming`, chart references in :mod:`helmops.api.chart_source`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from pydantic import ValidationError
-
-from helmops.api.duration import is_polling_interval, parse_duration, parse_duration_ns
-from helmops.api.models import (
-    RELEASE_NAME_MAX_LENGTH,
-    RELEASE_NAME_PATTERN,
-    BundleDeploymentOptions,
-    BundleTarget,
-    HelmAppSpec,
-    HelmOptions,
-)
+from helmops.api.chart_source import chart_ref, effective_chart_source, is_oci
+from helmops.api.duration import is_polling_interval
+from helmops.api.naming import DNS_LABEL_RE, target_name
+from helmops.api.options import BundleDeploymentOptions, BundleTarget, HelmOptions
+from helmops.api.problems import Problem, errors, warnings
 from helmops.api.selector import LabelSelector
+from helmops.api.spec import HelmAppSpec
 from helmops.kubeio.bounded import TRUNCATED
 
 __all__ = [
@@ -33,64 +28,11 @@ __all__ = [
     "ANNOTATIONS_RESERVED_BYTES",
     "IGNORED_FIELDS",
     "MAX_NESTING",
-    "ChartRef",
-    "Problem",
-    "chart_ref",
     "cluster_problems",
-    "derive_release_name",
-    "effective_chart_source",
-    "errors",
     "helmapp_problems",
-    "is_polling_interval",
     "nesting_problem",
-    "parse_duration",
-    "parse_duration_ns",
-    "problems_from_validation_error",
-    "release_name",
-    "release_namespace",
-    "target_name",
     "validate",
-    "warnings",
 ]
-
-Severity = Literal["error", "warning"]
-ChartKind = Literal["http", "oci", "tarball"]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something wrong with a HelmApp, located by the path of the offending field."""
-
-    path: str
-    """Field path from the object root, e.g. ``spec.helm.chart`` or ``spec.targets[1].clusterSelector``."""
-    message: str
-    """What is wrong, worded for the user."""
-    severity: Severity = "error"
-    """``error`` blocks deployment; ``warning`` is reported and the HelmApp is still deployed."""
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-@dataclass(frozen=True)
-class ChartRef:
-    """Where a chart comes from, in one normal form whatever way the spec wrote it.
-
-    ``ref`` is what to hand ``helm pull``/``helm install`` as the chart argument: the chart name
-    (with ``--repo repo``) for ``http``, the ``oci://host/path/name`` reference for ``oci``, the URL
-    for ``tarball``.
-    """
-
-    kind: ChartKind
-    repo: str
-    """http: repository base URL as written. oci: the reference without its last segment
-    (``oci://host/path``). tarball: empty."""
-    chart: str
-    """http: chart name. oci: the last path segment (the chart name). tarball: the URL."""
-    version: str
-    """Version or constraint as written (stripped); empty for tarballs and for "latest"."""
-    ref: str
-
 
 #: Fields Fleet accepts that mean nothing to helmops (yet). Setting one yields a warning.
 #: Keys are spec paths relative to ``spec`` (or to a target), values say why.
@@ -109,11 +51,6 @@ IGNORED_FIELDS: dict[str, str] = {
 }
 #: Of :data:`IGNORED_FIELDS`, those that can also appear inside a target.
 _TARGET_IGNORED = ("kustomize", "yaml", "helm.valuesFiles")
-
-_RELEASE_NAME_RE = re.compile(RELEASE_NAME_PATTERN)
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_NOT_NAME_CHARS_RE = re.compile(r"[^a-zA-Z0-9-]+")
-_DASHES_RE = re.compile(r"-+")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,155 +129,6 @@ def cluster_problems(cluster: Mapping[str, Any]) -> list[Problem]:
 
 
 # --------------------------------------------------------------------------------------------------
-# release name and namespace
-
-
-def _short_hash(text: str, length: int) -> str:
-    # md5 only as a stable, short fingerprint; it is what Fleet uses, so names come out the same.
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()[:length]
-
-
-def _limit(text: str, count: int) -> str:
-    """Cut ``text`` to ``count`` characters, ending in ``-`` + 5 hex digits of its hash when cut."""
-    if len(text) <= count:
-        return text
-    if count <= 6:
-        return text[:count]
-    keep = count - 6
-    separator = "" if text[keep - 1] == "-" else "-"
-    return f"{text[:keep]}{separator}{_short_hash(text, 5)}"
-
-
-def derive_release_name(name: str) -> str:
-    """A valid Helm release name (≤ 53 chars) derived from ``name`` the way Fleet derives it.
-
-    A name that is already lower-case and made of ``[a-z0-9-]`` keeps its characters; otherwise 8
-    hex digits of a hash of the original are appended before it is lower-cased and every run of
-    other characters becomes one ``-``. A result longer than 53 characters is cut and suffixed with
-    ``-`` + 5 hex digits of its hash. Names that cannot be cleaned up become a 24-digit hash.
-    """
-    original = name
-    text = name.replace("/", "-")
-    if text != text.lower() or _NOT_NAME_CHARS_RE.search(text):
-        text = f"{text}-{_short_hash(text, 8)}"
-    text = _NOT_NAME_CHARS_RE.sub("-", text.lower())
-    text = _DASHES_RE.sub("-", text).strip("-")
-    if _RELEASE_NAME_RE.match(text) and _DNS_LABEL_RE.match(text):
-        return _limit(text, RELEASE_NAME_MAX_LENGTH)
-    return _short_hash(original, 24)
-
-
-def release_name(helmapp_name: str, spec: HelmAppSpec, target: BundleTarget | None = None) -> str:
-    """The Helm release name: ``helm.releaseName`` (a target's overrides the spec's), else derived
-    from the HelmApp name (see :func:`derive_release_name`)."""
-    for options in (target, spec):
-        if options is not None and options.helm.release_name:
-            return options.helm.release_name
-    return derive_release_name(helmapp_name)
-
-
-def release_namespace(spec: BundleDeploymentOptions, target: BundleTarget | None = None) -> str:
-    """Namespace of the Helm release: ``namespace``, else ``defaultNamespace``, else ``default``.
-
-    With a target, its non-empty ``namespace``/``defaultNamespace`` override the spec's first.
-    """
-    namespace = (target.namespace if target else None) or spec.namespace
-    default_namespace = (target.default_namespace if target else None) or spec.default_namespace
-    return namespace or default_namespace or "default"
-
-
-def target_name(target: BundleTarget, index: int) -> str:
-    """The target's name, or Fleet's positional default ``target000``, ``target001``, ..."""
-    return target.name or f"target{index:03d}"
-
-
-# --------------------------------------------------------------------------------------------------
-# chart references
-
-
-def _is_oci(text: str) -> bool:
-    return text[:6].lower() == "oci://"
-
-
-def _is_http_url(text: str) -> bool:
-    parts = urlsplit(text)
-    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
-
-
-def _is_tarball(chart: str) -> bool:
-    return chart.lower().endswith(".tgz")
-
-
-def _oci_split(reference: str) -> tuple[str, str]:
-    body = reference[6:].rstrip("/")
-    host, _, path = body.partition("/")
-    if not host or not path or "" in path.split("/"):
-        raise ValueError(
-            f"OCI reference {reference!r} must look like oci://host/path/chart (a registry host and "
-            "at least the chart name)"
-        )
-    parent, _, name = body.rpartition("/")
-    return f"oci://{parent}", name
-
-
-def chart_ref(helm: HelmOptions) -> ChartRef:
-    """Classify the chart reference of ``helm`` into http, oci or tarball, normalised.
-
-    ``oci://`` may be in ``chart`` (as Fleet v0.12 wrote it, ``repo`` empty) or in ``repo`` (as later
-    Fleet writes it, ``chart`` empty); both give the same :class:`ChartRef`. Raises ValueError with
-    a user-worded reason when the combination is not usable (see :func:`validate` for the rules).
-    """
-    chart = (helm.chart or "").strip()
-    repo = (helm.repo or "").strip()
-    version = (helm.version or "").strip()
-
-    if _is_oci(chart) and _is_oci(repo):
-        raise ValueError("an oci:// reference is given in both chart and repo; give it in one of them")
-    if _is_oci(repo):
-        if chart:
-            raise ValueError(
-                "with an oci:// repo, chart must be empty: put the whole reference, chart name "
-                "included, in repo (e.g. oci://host/path/chart)"
-            )
-        parent, name = _oci_split(repo)
-        return ChartRef("oci", parent, name, version, f"{parent}/{name}")
-    if _is_oci(chart):
-        if repo:
-            raise ValueError("with an oci:// chart reference, repo must be empty")
-        parent, name = _oci_split(chart)
-        return ChartRef("oci", parent, name, version, f"{parent}/{name}")
-    if not chart:
-        raise ValueError("no chart given: set chart (and repo), or an oci:// reference in repo")
-    if not repo:
-        if _is_http_url(chart):
-            if version:
-                raise ValueError("a chart given as a URL (tarball) is exactly one version: leave version empty")
-            return ChartRef("tarball", "", chart, "", chart)
-        if _is_tarball(chart):
-            raise ValueError(f"chart {chart!r} looks like a tarball but is not an http(s) URL")
-        raise ValueError(f"chart {chart!r} needs repo, the URL of the chart repository it is in")
-    if _is_tarball(chart):
-        raise ValueError("a tarball chart (.tgz) is a full URL on its own: leave repo and version empty")
-    if not _is_http_url(repo):
-        raise ValueError(f"repo {repo!r} must be an http(s):// chart repository URL or an oci:// reference")
-    if "://" in chart or "/" in chart:
-        raise ValueError(f"chart {chart!r} must be a chart name in the repository, not a path or URL")
-    return ChartRef("http", repo, chart, version, chart)
-
-
-def effective_chart_source(spec: HelmAppSpec, target: BundleTarget | None) -> HelmOptions:
-    """The repo/chart/version a target deploys: its own non-empty ones, else the spec's (as Fleet
-    merges them). Only these three fields are filled in the result."""
-    root = spec.helm
-    own = target.helm if target is not None else HelmOptions()
-    return HelmOptions(
-        repo=own.repo or root.repo,
-        chart=own.chart or root.chart,
-        version=own.version or root.version,
-    )
-
-
-# --------------------------------------------------------------------------------------------------
 # validation
 
 
@@ -377,7 +165,7 @@ def _check_chart(helm: HelmOptions, path: str) -> Iterable[Problem]:
     try:
         chart_ref(helm)
     except ValueError as exc:
-        field = "repo" if _is_oci((helm.repo or "").strip()) else "chart"
+        field = "repo" if is_oci((helm.repo or "").strip()) else "chart"
         yield Problem(f"{path}.{field}", str(exc))
 
 
@@ -385,7 +173,7 @@ def _check_namespaces(options: BundleDeploymentOptions, path: str) -> Iterable[P
     """``namespace`` and ``defaultNamespace`` name the release namespace (created when missing): the API
     server takes only a DNS-1123 label, so anything else can never deploy."""
     for field, value in (("namespace", options.namespace), ("defaultNamespace", options.default_namespace)):
-        if value and (len(value) > 63 or not _DNS_LABEL_RE.match(value)):
+        if value and (len(value) > 63 or not DNS_LABEL_RE.match(value)):
             yield Problem(
                 f"{path}.{field}",
                 f"{value[:80]!r} is not a valid namespace name (lower-case letters, digits and '-', starting "
@@ -494,39 +282,3 @@ def validate(spec: HelmAppSpec) -> list[Problem]:
             found.append(Problem(f"spec.{field}", f"ignored: {why}", "warning"))
 
     return errors(found) + warnings(found)
-
-
-def errors(problems: Sequence[Problem]) -> list[Problem]:
-    """The problems of severity ``error``."""
-    return [p for p in problems if p.severity == "error"]
-
-
-def warnings(problems: Sequence[Problem]) -> list[Problem]:
-    """The problems of severity ``warning``."""
-    return [p for p in problems if p.severity == "warning"]
-
-
-_UNION_TAGS = ("int", "str")
-
-
-def problems_from_validation_error(exc: ValidationError, root: str = "") -> list[Problem]:
-    """Turn a pydantic ValidationError (from ``HelmApp.model_validate``) into Problems whose paths
-    use the manifest's camelCase field names, e.g. ``spec.targets[0].helm.timeoutSeconds``.
-
-    The two failed branches of an int-or-string field become one problem.
-    """
-    found: dict[str, str] = {}
-    for error in exc.errors():
-        loc = list(error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if len(loc) >= 2 and loc[-1] in _UNION_TAGS and isinstance(loc[-2], str):
-            loc = loc[:-1]
-            message = "Input should be an integer or a string such as 25%"
-        path = root
-        for part in loc:
-            if isinstance(part, int):
-                path += f"[{part}]"
-            else:
-                path = f"{path}.{part}" if path else str(part)
-        found.setdefault(path or "(object)", message)
-    return [Problem(path, message) for path, message in found.items()]

@@ -32,7 +32,7 @@ from helmops.api import (
     problems_from_validation_error,
 )
 from helmops.api import validate as validate_spec
-from helmops.api.models import ClusterSpec
+from helmops.api.objects import ClusterSpec
 from helmops.cli.common import CliError, ManifestError, load_objects
 from helmops.clusters.targeting import TargetMatch, match_targets
 from helmops.sources import ChartRequest, ChartSources, RepoAuth, SourceError, auth_from_secret

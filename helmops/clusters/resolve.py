@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from helmops.api.models import BundleTarget, Cluster, ClusterGroup
+from helmops.api.objects import Cluster, ClusterGroup
+from helmops.api.options import BundleTarget
 from helmops.clusters.targeting import match_targets
 from helmops.kubeio.bounded import loads as bounded_loads
 from helmops.values.merge import merge_deployment_options

@@ -25,8 +25,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from helmops.api.models import BundleTarget, Cluster, ClusterGroup, ObjectMeta
-from helmops.api.validate import target_name
+from helmops.api.naming import target_name
+from helmops.api.objects import Cluster, ClusterGroup, ObjectMeta
+from helmops.api.options import BundleTarget
 
 __all__ = [
     "DEFAULT_GROUP",

@@ -39,7 +39,8 @@ from .errors import (
 )
 from .limits import SourceLimits
 from .net import HttpClient, display_url
-from .oci import OciRef, OciRegistries, parse_oci_ref
+from .oci import OciRegistries
+from .oci_ref import OciRef, parse_oci_ref
 from .repo import HttpRepos, chart_meta, chart_meta_from_tgz, chart_url
 from .versions import parse_constraint
 

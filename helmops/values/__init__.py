@@ -17,7 +17,8 @@ from .context import ClusterContext, filter_annotations, filter_labels
 from .errors import TemplateError, ValuesError
 from .merge import deep_merge, merge_deployment_options, merge_helm_options, merge_target_options
 from .provenance import RenderedValues, ValueSource
-from .template import ALLOWED_FUNCTIONS, FORBIDDEN_FUNCTIONS, render_template
+from .template import render_template
+from .template_functions import ALLOWED_FUNCTIONS, FORBIDDEN_FUNCTIONS
 
 __all__ = [
     "ALLOWED_FUNCTIONS",

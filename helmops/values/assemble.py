@@ -32,7 +32,8 @@ from .context import ClusterContext
 from .errors import TemplateError, ValuesError
 from .merge import deep_merge, merge_target_options
 from .provenance import Path, RenderedValues, ValueSource, secret_label, update_secret_paths
-from .template import render_budget, render_template
+from .template import render_template
+from .template_budget import render_budget
 
 CLUSTER_LABEL_PREFIX = "global.fleet.clusterLabels."
 MAX_LABEL_RECURSION = 50

@@ -16,7 +16,7 @@ from helmops.api import (
     problems_from_validation_error,
     validate_app,
 )
-from helmops.api.models import HelmAppSpec
+from helmops.api.spec import HelmAppSpec
 
 VALID = corpus.load("valid")
 INVALID = corpus.load("invalid")
@@ -136,7 +136,7 @@ def test_status_round_trips() -> None:
 
 
 def test_status_written_by_python_always_carries_what_fleets_schema_requires() -> None:
-    from helmops.api.models import ResourceSummaryEntry
+    from helmops.api.status import ResourceSummaryEntry
 
     entry = ResourceSummaryEntry(kind="ConfigMap", name="c")
     dumped = HelmAppStatus(resources=[entry]).model_dump(by_alias=True, mode="json", exclude_none=True)

@@ -28,7 +28,7 @@ from helmops.api import (
     validate,
     validate_app,
 )
-from helmops.api.validate import errors, warnings
+from helmops.api.problems import errors, warnings
 
 
 def spec(**fields: Any) -> HelmAppSpec:

@@ -22,7 +22,8 @@ from helmops.helm.slots import HelmSlots, default_per_tenant
 from helmops.runtime.queue import WorkQueue
 from helmops.runtime.settings import Settings, from_env, max_timeout
 from helmops.values import FORBIDDEN_FUNCTIONS, ClusterContext, TemplateError, ValuesError, render_inline
-from helmops.values.template import MAX_COST_UNITS, call_cost, render_budget, render_template
+from helmops.values.template import render_template
+from helmops.values.template_budget import MAX_COST_UNITS, call_cost, render_budget
 
 
 async def _settle() -> None:

@@ -32,7 +32,8 @@ from helmops.sources.cache import ChartStore
 from helmops.sources.errors import InvalidChart, LimitExceeded, SourceUnavailable
 from helmops.sources.limits import MIB, SourceLimits
 from helmops.sources.net import HttpClient
-from helmops.sources.oci import OciRegistries, parse_oci_ref
+from helmops.sources.oci import OciRegistries
+from helmops.sources.oci_ref import parse_oci_ref
 from helmops.sources.repo import HttpRepos, parse_index
 
 CHART_YAML = b"apiVersion: v2\nname: hello\nversion: 1.0.0\n"

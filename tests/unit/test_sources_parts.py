@@ -24,7 +24,7 @@ from helmops.sources.errors import (
     VersionNotFound,
 )
 from helmops.sources.net import display_url, network_error, status_error, x509_message
-from helmops.sources.oci import OciRef, parse_oci_ref
+from helmops.sources.oci_ref import OciRef, parse_oci_ref
 from helmops.sources.repo import chart_meta_from_tgz, chart_url, index_url, parse_index
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"

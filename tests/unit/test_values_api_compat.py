@@ -7,7 +7,7 @@ import pytest
 
 from helmops.values import ClusterContext, assemble, render_inline
 
-models = pytest.importorskip("helmops.api.models")
+models = pytest.importorskip("helmops.api.objects")
 
 MANIFEST = {
     "apiVersion": "fleet.cattle.io/v1alpha1",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from helmops.values import FORBIDDEN_FUNCTIONS, TemplateError, render_template
-from helmops.values.template import ALLOWED_FUNCTIONS
+from helmops.values.template_functions import ALLOWED_FUNCTIONS
 
 _spec = importlib.util.spec_from_file_location(
     "values_corpus", Path(__file__).parents[1] / "templates" / "values_corpus.py"
