@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helmops.bench import report
-from helmops.bench.options import Options
-from helmops.bench.stack import (
+from support.tools import REPO_ROOT, Tools
+
+from . import report
+from .options import Options
+from .stack import (
     Stack,
     controller_env,
     is_ready,
@@ -24,8 +26,7 @@ from helmops.bench.stack import (
     wait_ready,
     wait_until,
 )
-from helmops.bench.throughput import ready_timeout
-from helmops.testing.tools import REPO_ROOT, Tools
+from .throughput import ready_timeout
 
 COLUMNS = ("n", "interval_s", "seconds_to_first_upgraded", "seconds_to_new_version", "registry_requests", "tag_lists",
            "manifests",

@@ -34,7 +34,7 @@ from controller_helpers import (
 )
 
 from helmops.controller.drift import decode_release, encode_release
-from helmops.testing.tools import reference_dir
+from support.tools import reference_dir
 
 pytestmark = pytest.mark.integration
 
