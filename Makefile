@@ -22,7 +22,7 @@ tools: venv
 
 lint: venv
 	$(VENV)/bin/ruff check helmops tests hack
-	$(VENV)/bin/mypy helmops
+	$(VENV)/bin/mypy helmops tests/support hack/bench hack/demo.py
 
 crds: venv
 	hack/gen-crds

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from helmops.testing.chartrepo import ChartRepo
-from helmops.testing.charts import ChartFactory
-from helmops.testing.charts import helm_env as _helm_env
-from helmops.testing.controlplane import ControlPlane
-from helmops.testing.registry import Registry
-from helmops.testing.tools import Tools, ensure_all
+from support.chartrepo import ChartRepo
+from support.charts import ChartFactory
+from support.charts import helm_env as _helm_env
+from support.controlplane import ControlPlane
+from support.registry import Registry
+from support.tools import Tools, ensure_all
 
 #: pids of every server a fixture started, checked by the cleanup test.
 STARTED_PIDS: list[int] = []

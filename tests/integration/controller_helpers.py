@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from helmops.testing.controlplane import ControlPlane
-from helmops.testing.proc import die_with_parent
-from helmops.testing.tools import reference_dir
+from support.controlplane import ControlPlane
+from support.proc import die_with_parent
+from support.tools import reference_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FLEET_CRD = reference_dir() / "fleet-v0.12.0-helmapp-crd.yaml"

@@ -17,8 +17,8 @@ from manifests import corpus  # tests/manifests/corpus.py (tests/ is on sys.path
 
 from helmops.api import Cluster, ClusterGroup, HelmApp
 from helmops.api.crd import CRD_NAMES
-from helmops.testing.controlplane import ControlPlane
-from helmops.testing.tools import reference_dir
+from support.controlplane import ControlPlane
+from support.tools import reference_dir
 
 pytestmark = pytest.mark.integration
 

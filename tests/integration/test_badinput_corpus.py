@@ -47,7 +47,7 @@ from controller_helpers import (
     wait_ready,
 )
 
-from helmops.testing.chartrepo import ChartRepo
+from support.chartrepo import ChartRepo
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from helmops.testing.charts import helm_env
-from helmops.testing.controlplane import ControlPlane
-from helmops.testing.tools import REPO_ROOT, Tools
+from support.charts import helm_env
+from support.controlplane import ControlPlane
+from support.tools import REPO_ROOT, Tools
 
 pytestmark = pytest.mark.integration
 

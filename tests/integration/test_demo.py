@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
-from helmops.testing.tools import REPO_ROOT, Tools
+from support.tools import REPO_ROOT, Tools
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +15,7 @@ pytestmark = pytest.mark.integration
 def test_demo_turns_every_example_ready(tools: Tools) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "EXPERIMENTAL_HELM_OPS")}
     out = subprocess.run(
-        [sys.executable, "-m", "helmops.demo", "--exit-when-ready", "--timeout", "240"],
+        [str(REPO_ROOT / "hack" / "demo"), "--exit-when-ready", "--timeout", "240"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400, check=False,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

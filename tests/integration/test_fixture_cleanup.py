@@ -16,14 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from support import proc
+
 pytestmark = pytest.mark.integration
 
 OWNER = r"""
 import json, sys, time
-from helmops.testing.tools import ensure_all
-from helmops.testing.controlplane import ControlPlane
-from helmops.testing.registry import Registry
-from helmops.testing.chartrepo import ChartRepo
+from support.tools import ensure_all
+from support.controlplane import ControlPlane
+from support.registry import Registry
+from support.chartrepo import ChartRepo
 mode = sys.argv[1]
 t = ensure_all()
 things = [ControlPlane(t, name="cleanup").start(), Registry(t, tls=True).start(), ChartRepo(t).start()]
@@ -48,7 +50,9 @@ def _alive(pid: int) -> bool:
 def _run_owner(mode: str, tmp_path: Path) -> list[int]:
     script = tmp_path / "owner.py"
     script.write_text(OWNER)
-    owner = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, text=True)
+    owner = subprocess.Popen(
+        [sys.executable, str(script), mode], stdout=subprocess.PIPE, text=True, env=proc.module_env(os.environ)
+    )
     assert owner.stdout is not None
     pids: list[int] = json.loads(owner.stdout.readline())
     assert len(pids) == 5 and all(_alive(p) for p in pids)  # etcd, apiserver, registry + sibling, repo

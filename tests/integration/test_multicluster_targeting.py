@@ -18,7 +18,7 @@ import controller_helpers as e2e
 import pytest
 import yaml
 
-from helmops.testing.controlplane import ControlPlane
+from support.controlplane import ControlPlane
 
 pytestmark = pytest.mark.integration
 

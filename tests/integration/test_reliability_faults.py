@@ -33,10 +33,10 @@ from controller_helpers import (
     wait_ready,
 )
 
-from helmops.testing.chartrepo import ChartRepo
-from helmops.testing.controlplane import ControlPlane
-from helmops.testing.proc import free_port
-from helmops.testing.registry import Registry
+from support.chartrepo import ChartRepo
+from support.controlplane import ControlPlane
+from support.proc import free_port
+from support.registry import Registry
 
 pytestmark = pytest.mark.integration
 

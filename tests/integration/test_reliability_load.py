@@ -35,7 +35,7 @@ from controller_helpers import (
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 
-from helmops.testing.controlplane import ControlPlane
+from support.controlplane import ControlPlane
 
 pytestmark = [
     pytest.mark.integration,

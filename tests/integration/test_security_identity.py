@@ -33,11 +33,8 @@ from controller_helpers import (
     wait_ready,
 )
 
-from helmops.drift.compare import (
-    decode_release,
-    encode_release,
-)
-from helmops.testing.tools import reference_dir
+from helmops.drift.compare import decode_release, encode_release
+from support.tools import reference_dir
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from helmops.testing.chartrepo import ChartRepo
-from helmops.testing.charts import ChartFactory
-from helmops.testing.controlplane import ControlPlane
-from helmops.testing.registry import Registry
-from helmops.testing.tools import Tools
+from support.chartrepo import ChartRepo
+from support.charts import ChartFactory
+from support.controlplane import ControlPlane
+from support.registry import Registry
+from support.tools import Tools
 
 pytestmark = pytest.mark.integration
 

@@ -24,9 +24,9 @@ from helmops.sources import (
     VersionNotFound,
     auth_from_secret,
 )
-from helmops.testing.chartrepo import ChartRepo
-from helmops.testing.charts import ChartFactory
-from helmops.testing.tools import Tools
+from support.chartrepo import ChartRepo
+from support.charts import ChartFactory
+from support.tools import Tools
 
 pytestmark = pytest.mark.integration
 

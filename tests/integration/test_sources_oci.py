@@ -24,8 +24,8 @@ from helmops.sources import (
     VersionNotFound,
     auth_from_secret,
 )
-from helmops.testing.charts import ChartFactory
-from helmops.testing.registry import Registry
+from support.charts import ChartFactory
+from support.registry import Registry
 
 pytestmark = pytest.mark.integration
 

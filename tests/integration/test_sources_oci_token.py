@@ -26,9 +26,9 @@ import pytest
 import yaml
 
 from helmops.sources import AuthError, ChartRequest, ChartSources, RepoAuth
-from helmops.testing import proc
-from helmops.testing.charts import ChartFactory
-from helmops.testing.tools import Tools
+from support import proc
+from support.charts import ChartFactory
+from support.tools import Tools
 
 pytestmark = pytest.mark.integration
 

@@ -237,7 +237,7 @@ class Tenant:
 @pytest.fixture(scope="module")
 def cluster(management_cluster: Any) -> Cluster:
     """The repo's CRDs (HelmApp, Cluster, ClusterGroup) plus Fleet's GitRepoRestriction."""
-    from helmops.testing.tools import reference_dir
+    from support.tools import reference_dir
 
     c = Cluster(management_cluster)
     for crd in sorted((REPO_ROOT / "crds").glob("*.yaml")):

@@ -54,7 +54,7 @@ def _build_chart(root: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def helm_outputs(tools, tmp_path_factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    from helmops.testing.charts import helm_env
+    from support.charts import helm_env
 
     root = tmp_path_factory.mktemp("values-differential")
     chart, values_file = _build_chart(root)

@@ -14,7 +14,7 @@ from helmops.api import HelmAppSpec
 from helmops.api.crd import CRD_NAMES, generate, generate_all, render, stale, structural_schema
 from helmops.api.schema_check import crd_schema, structural_problems, superset_problems, walk
 from helmops.api.spec import POLLING_INTERVAL_PATTERN
-from helmops.testing.tools import reference_dir
+from support.tools import reference_dir
 
 REPO = Path(__file__).parents[2]
 REFERENCE = reference_dir()

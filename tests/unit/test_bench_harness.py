@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helmops.bench import cli, report
-from helmops.bench.options import DEFAULT_SIZES, RESULTS_DIR, SCENARIOS
-from helmops.bench.stack import multi_doc, oci_helmapps, write_helm_wrapper
+from bench import cli, report
+from bench.options import DEFAULT_SIZES, RESULTS_DIR, SCENARIOS
+from bench.stack import multi_doc, oci_helmapps, write_helm_wrapper
 
 VERSIONS = {"helm": "v3.17.2", "kube-apiserver": "v1.32.13", "python": "3.11.7", "helmops": "0.1.0"}
 
@@ -201,7 +201,7 @@ def test_helm_wrapper_logs_argv_then_execs(tmp_path: Path) -> None:
 
 # --- feature probes for fanout and poll -------------------------------------------------------------------
 def test_fanout_and_poll_skip_until_the_controller_has_the_feature(tmp_path: Path) -> None:
-    from helmops.bench import fanout, poll
+    from bench import fanout, poll
 
     (tmp_path / "reconciler.py").write_text("async def reconcile(): ...\n")
     assert "local cluster only" in (fanout.unsupported(tmp_path) or "")
@@ -215,7 +215,7 @@ def test_fanout_and_poll_skip_until_the_controller_has_the_feature(tmp_path: Pat
 
 
 def test_repeated_throughput_runs_fold_into_medians() -> None:
-    from helmops.bench.throughput import median_run
+    from bench.throughput import median_run
 
     samples = [
         {"n": 50, "helm_seconds": 10.0, "helmops_seconds": 12.0, "peak_rss_mb": 1},
@@ -240,7 +240,7 @@ def test_controller_env_is_parsed_and_checked(capsys: pytest.CaptureFixture[str]
 
 
 def test_reconciles_are_counted_from_the_log_incrementally(tmp_path: Path) -> None:
-    from helmops.bench.stack import Controller
+    from bench.stack import Controller
 
     ctl = Controller(tmp_path / "kubeconfig", tmp_path / "helm", tmp_path, ["ns"], name="c")
     line = "2026-01-01 00:00:00,000 INFO helmops.controller: reconcile ns/app-{i}: release ns/app-{i} ... -> none\n"

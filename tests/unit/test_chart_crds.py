@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helmops.testing.charts import helm_env
-from helmops.testing.tools import REPO_ROOT, Tools
+from support.charts import helm_env
+from support.tools import REPO_ROOT, Tools
 
 GENERATED = REPO_ROOT / "crds"
 CHART_CRDS = REPO_ROOT / "charts" / "helmops" / "crds"

@@ -17,8 +17,8 @@ import yaml
 
 from helmops.cli.main import build_parser
 from helmops.runtime.settings import from_env
-from helmops.testing.charts import helm_env
-from helmops.testing.tools import REPO_ROOT, Tools
+from support.charts import helm_env
+from support.tools import REPO_ROOT, Tools
 
 CHART = REPO_ROOT / "charts" / "helmops"
 NS = "cattle-fleet-system"

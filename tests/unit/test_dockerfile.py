@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from helmops.testing.tools import HELM_VERSION, REPO_ROOT
+from support.tools import HELM_VERSION, REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"

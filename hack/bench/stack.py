@@ -1,6 +1,6 @@
 """The real components a benchmark runs against, and the controller under test as a measured subprocess.
 
-Everything listens on 127.0.0.1 and is started here (through :mod:`helmops.testing`); every wait has a
+Everything listens on 127.0.0.1 and is started here (through :mod:`support`, in tests/support); every wait has a
 deadline, so a benchmark always ends on its own.
 """
 
@@ -28,13 +28,14 @@ from typing import Any
 
 import yaml
 
-from helmops.bench import report
-from helmops.testing import proc
-from helmops.testing.chartrepo import ChartRepo
-from helmops.testing.charts import ChartFactory, helm_env
-from helmops.testing.controlplane import ControlPlane
-from helmops.testing.registry import Registry
-from helmops.testing.tools import REPO_ROOT, Tools
+from support import proc
+from support.chartrepo import ChartRepo
+from support.charts import ChartFactory, helm_env
+from support.controlplane import ControlPlane
+from support.registry import Registry
+from support.tools import REPO_ROOT, Tools
+
+from . import report
 
 API = "/apis/fleet.cattle.io/v1alpha1"
 #: the controller's per-reconcile log line (text format), counted instead of scraping /metrics.

@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from . import proc
 from .chartrepo import ChartRepo
 from .controlplane import ControlPlane
 from .registry import Registry
@@ -75,8 +76,8 @@ def up(timeout: float = 180) -> dict[str, str]:
     d.mkdir(parents=True)
     with open(d / "supervisor.log", "ab") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "helmops.testing.devenv", "serve"], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, env=os.environ.copy(),
+            [sys.executable, "-m", "support.devenv", "serve"], stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, env=proc.module_env(os.environ),
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -16,9 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helmops.bench import report
-from helmops.bench.options import Options
-from helmops.bench.stack import (
+from support.controlplane import ControlPlane
+from support.tools import REPO_ROOT, Tools
+
+from . import report
+from .options import Options
+from .stack import (
     Api,
     Stack,
     controller_env,
@@ -29,8 +32,6 @@ from helmops.bench.stack import (
     say,
     wait_until,
 )
-from helmops.testing.controlplane import ControlPlane
-from helmops.testing.tools import REPO_ROOT, Tools
 
 MAX_PLANES = 6
 COLUMNS = ("clusters", "planes", "seconds", "chart_downloads", "tag_lists", "manifests", "releases_found")

@@ -1,4 +1,4 @@
-"""What a scenario run is told: sizes, concurrency, where results go. Parsed by :mod:`helmops.bench.cli`."""
+"""What a scenario run is told: sizes, concurrency, where results go. Parsed by :mod:`bench.cli`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from helmops.testing.tools import REPO_ROOT
+from support.tools import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "hack" / "bench" / "results"
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from .tools import TESTS_DIR
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -53,6 +55,15 @@ def start(
             cwd=cwd,
             preexec_fn=_die_with_parent if tie_to_parent else os.setsid,
         )
+
+
+def module_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for a child that runs ``python -m support.<module>``: ``tests/`` first on its ``PYTHONPATH``.
+
+    pytest's ``pythonpath`` setting changes only its own ``sys.path``, which a child does not inherit.
+    """
+    paths = [str(TESTS_DIR), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    return {**env, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def stop(proc: subprocess.Popen[bytes] | None, *, timeout: float = 10.0) -> None:

@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from helmops.bench import report
-from helmops.bench.options import Options
-from helmops.bench.stack import (
+from support.tools import Tools
+
+from . import report
+from .options import Options
+from .stack import (
     Stack,
     controller_env,
     cpus,
@@ -27,8 +29,7 @@ from helmops.bench.stack import (
     say,
     wait_ready,
 )
-from helmops.bench.throughput import ready_timeout
-from helmops.testing.tools import Tools
+from .throughput import ready_timeout
 
 COLUMNS = ("n", "seconds", "releases_per_s", "controller_cpu_s", "cpu_per_100", "peak_rss_mb")
 

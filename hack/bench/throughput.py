@@ -7,9 +7,11 @@ import statistics
 import time
 from typing import Any
 
-from helmops.bench import report
-from helmops.bench.options import Options
-from helmops.bench.stack import (
+from support.tools import Tools
+
+from . import report
+from .options import Options
+from .stack import (
     Stack,
     controller_env,
     helm_baseline,
@@ -20,7 +22,6 @@ from helmops.bench.stack import (
     say,
     wait_ready,
 )
-from helmops.testing.tools import Tools
 
 COLUMNS = ("n", "helm_seconds", "helmops_seconds", "ratio_vs_helm", "helm_releases_per_s",
            "helmops_releases_per_s", "apply_seconds", "controller_cpu_s", "helm_cpu_s", "peak_rss_mb")

@@ -4,6 +4,9 @@ Starts a local control plane (unless ``KUBECONFIG`` names a cluster you chose), 
 chart repository; installs the CRDs; runs ``helmops run --enable-helmops`` against the cluster; publishes
 the example chart to both sources; applies ``examples/*.yaml``; and shows the HelmApps turning Ready in a
 live table. It then keeps running until Ctrl-C and cleans up everything it started.
+
+Not part of the helmops package: ``hack/demo`` runs it as ``demo`` with ``hack/`` and ``tests/`` (for the local
+stack in ``tests/support``) on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from helmops.testing import proc
-from helmops.testing.chartrepo import ChartRepo
-from helmops.testing.charts import helm_env
-from helmops.testing.controlplane import ControlPlane
-from helmops.testing.registry import Registry
-from helmops.testing.tools import REPO_ROOT, Tools, ensure_all
+from support import proc
+from support.chartrepo import ChartRepo
+from support.charts import helm_env
+from support.controlplane import ControlPlane
+from support.registry import Registry
+from support.tools import REPO_ROOT, Tools, ensure_all
 
 EXAMPLES = REPO_ROOT / "examples"
 

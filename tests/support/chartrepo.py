@@ -1,6 +1,6 @@
 """An HTTP chart repository on loopback: ``helm repo index`` output served by a small static server.
 
-The server runs as its own process (``python -m helmops.testing.chartrepo``) so tests and benchmarks see
+The server runs as its own process (``python -m support.chartrepo``) so tests and benchmarks see
 real network behaviour, and it logs one line per request so tests can count index fetches. Variants: basic
 auth (credentials passed through the environment, never argv) and TLS with a throwaway CA. It honours
 ``If-None-Match``/``If-Modified-Since`` the way a real static host does.
@@ -50,9 +50,9 @@ class ChartRepo(LoopbackServer):
     def start(self) -> ChartRepo:
         workdir = self._prepare()
         self.dir.mkdir(parents=True, exist_ok=True)
-        argv: list[str | os.PathLike[str]] = [sys.executable, "-m", "helmops.testing.chartrepo",
+        argv: list[str | os.PathLike[str]] = [sys.executable, "-m", "support.chartrepo",
                                               "--dir", self.dir, "--port", str(self.port), "--log", self._log]
-        env = dict(os.environ)
+        env = proc.module_env(os.environ)
         if self.tls:
             cert = self._serving_cert()
             argv += ["--tls-cert", cert.cert_file, "--tls-key", cert.key_file]

@@ -21,9 +21,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from helmops.bench import report
-from helmops.bench.options import Options
-from helmops.bench.stack import (
+from support.tools import Tools
+
+from . import report
+from .options import Options
+from .stack import (
     Controller,
     Stack,
     controller_env,
@@ -36,8 +38,7 @@ from helmops.bench.stack import (
     wait_until,
     write_helm_wrapper,
 )
-from helmops.bench.throughput import ready_timeout
-from helmops.testing.tools import Tools
+from .throughput import ready_timeout
 
 COLUMNS = ("pass", "n", "wall_seconds", "cpu_seconds", "cpu_per_100", "helm_calls", "reconciles", "peak_rss_mb")
 

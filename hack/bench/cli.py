@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from helmops.bench import report
-from helmops.bench.options import RESULTS_DIR, SCENARIOS, Options, sizes_for
+from . import report
+from .options import RESULTS_DIR, SCENARIOS, Options, sizes_for
 
 Runner = Callable[[Any, Any, Options], tuple[dict[str, Any], list[dict[str, Any]]]]
 
@@ -89,19 +89,19 @@ def options(argv: Sequence[str] | None = None) -> list[Options]:
 def runner(name: str) -> tuple[Runner, bool]:
     """The scenario's entry point, and whether its stack needs an HTTP chart repo too."""
     if name == "throughput":
-        from helmops.bench import throughput
+        from . import throughput
         return throughput.run, False
     if name == "steady":
-        from helmops.bench import steady
+        from . import steady
         return steady.run, False
     if name == "fanout":
-        from helmops.bench import fanout
+        from . import fanout
         return fanout.run, False
     if name == "poll":
-        from helmops.bench import poll
+        from . import poll
         return poll.run, False
     if name == "curve":
-        from helmops.bench import curve
+        from . import curve
         return curve.run, False
     raise ValueError(f"unknown scenario {name!r}")
 
@@ -109,8 +109,9 @@ def runner(name: str) -> tuple[Runner, bool]:
 def run_scenario(opts: Options) -> int:
     import tempfile
 
-    from helmops.bench import stack
-    from helmops.testing.tools import ensure_all
+    from support.tools import ensure_all
+
+    from . import stack
 
     tools = ensure_all()
     with tempfile.TemporaryDirectory(prefix="helmops-bench-src-") as tmp:
@@ -150,10 +151,10 @@ def run_scenario(opts: Options) -> int:
 
 def _skip_reason(opts: Options, controller_dir: Path | None) -> str | None:
     if opts.scenario == "fanout":
-        from helmops.bench.fanout import unsupported
+        from .fanout import unsupported
         return unsupported(controller_dir)
     if opts.scenario == "poll":
-        from helmops.bench.poll import unsupported
+        from .poll import unsupported
         return unsupported(controller_dir)
     return None
 
@@ -163,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
     import subprocess
 
-    from helmops.testing.tools import REPO_ROOT
+    from support.tools import REPO_ROOT
 
     def stop(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)  # unwinds through the stacks' cleanup, unlike the default SIGTERM

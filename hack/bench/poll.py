@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helmops.bench import report
-from helmops.bench.options import Options
-from helmops.bench.stack import (
+from support.tools import REPO_ROOT, Tools
+
+from . import report
+from .options import Options
+from .stack import (
     Stack,
     controller_env,
     is_ready,
@@ -24,8 +26,7 @@ from helmops.bench.stack import (
     wait_ready,
     wait_until,
 )
-from helmops.bench.throughput import ready_timeout
-from helmops.testing.tools import REPO_ROOT, Tools
+from .throughput import ready_timeout
 
 COLUMNS = ("n", "interval_s", "seconds_to_first_upgraded", "seconds_to_new_version", "registry_requests", "tag_lists",
            "manifests",
@@ -35,7 +36,9 @@ COLUMNS = ("n", "interval_s", "seconds_to_first_upgraded", "seconds_to_new_versi
 def unsupported(controller_dir: Path | None = None) -> str | None:
     """Why the controller cannot poll chart sources yet (None when it reads ``pollingInterval``)."""
     d = controller_dir or REPO_ROOT / "helmops" / "controller"
-    text = "\n".join(p.read_text(errors="replace") for p in sorted(d.glob("*.py")))
+    # polling moved out of helmops/controller into its own package (helmops/polling) in issue 16
+    files = [*sorted(d.glob("*.py")), *sorted((d.parent / "polling").glob("*.py"))]
+    text = "\n".join(p.read_text(errors="replace") for p in files)
     if "pollingInterval" in text or "polling_interval" in text:
         return None
     return ("the controller does not poll chart sources: helmops/controller never reads spec.pollingInterval "
