@@ -18,10 +18,9 @@ from helmops.clusters.live import LiveResources
 from helmops.clusters.resolve import ClusterTarget, deployed_clusters, has_targets, resolve_targets
 from helmops.controller.connect import Conn, Connector, Key
 from helmops.controller.events import EventRecorder
-from helmops.controller.ledger import Ledger, MemoryLedgerStore
+from helmops.controller.ledger import Ledger
 from helmops.desired.release import ChartFetcher, SpecChecker, ValuesRenderer
 from helmops.helm.driver import HelmDriver
-from helmops.kubeio.kube import Kube
 from helmops.policy import PolicyResult, Violation, aggregate, evaluate
 from helmops.policy.source import PolicyUnreadable, RestrictionSource
 from helmops.reconcile import ActionResult, backoff
@@ -42,6 +41,51 @@ def namespace_deletable(name: str, *, own: str, extra: Sequence[str] = ()) -> bo
     if not name or name in PROTECTED_NAMESPACES or name == own or name in extra:
         return False
     return not name.startswith("kube-")
+
+
+class KubeAccess(Protocol):
+    """What the reconciler reads and writes through the Kubernetes API (:class:`helmops.kubeio.kube.Kube`),
+    and the store of the ownership ledger."""
+
+    api: Any
+    core: Any
+
+    async def get_helmapp(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    async def add_finalizer(self, obj: Mapping[str, Any]) -> None: ...
+
+    async def remove_finalizer(self, obj: Mapping[str, Any]) -> None: ...
+
+    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any] | None: ...
+
+    async def patch_annotations(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None: ...
+
+    async def event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None: ...
+
+    async def list_clusters(self, namespace: str) -> list[dict[str, Any]]: ...
+
+    async def list_cluster_groups(self, namespace: str) -> list[dict[str, Any]]: ...
+
+    async def namespace_exists(self, name: str) -> bool: ...
+
+    async def delete_namespace(self, name: str) -> bool: ...
+
+    async def ensure_namespace_metadata(
+        self, name: str, labels: Mapping[str, str], annotations: Mapping[str, str]
+    ) -> bool: ...
+
+    async def read_ledger(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None: ...
+
+    async def write_ledger(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        annotations: Mapping[str, str],
+        resource_version: str | None,
+    ) -> str: ...
+
+    async def delete_ledger(self, namespace: str, name: str) -> None: ...
 
 
 class DriftFindings(Protocol):
@@ -74,7 +118,7 @@ class ReconcilerConfig:
 class ReconcilerBase:
     def __init__(
         self,
-        kube: Kube,
+        kube: KubeAccess,
         driver: HelmDriver,
         releases: ReleaseReader,
         spec: SpecChecker,
@@ -92,9 +136,7 @@ class ReconcilerBase:
     ) -> None:
         self.kube, self.driver, self.releases = kube, driver, releases
         #: which releases each HelmApp deployed (helmops.controller.ledger), in the controller's own namespace.
-        self.ledger = ledger or Ledger(
-            kube if hasattr(kube, "read_ledger") else MemoryLedgerStore(), config.own_namespace
-        )
+        self.ledger = ledger or Ledger(kube, config.own_namespace)
         self.spec, self.charts, self.values, self.config = spec, charts, values, config
         self.connect = Connector(
             kube, driver, releases, clusters, identities if identities is not None else ImpersonatingClients()
@@ -186,10 +228,7 @@ class ReconcilerBase:
 
     # --- targets and policy ------------------------------------------------------------------------
     async def _cluster_objects(self, namespace: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        lister = getattr(self.kube, "list_clusters", None)
-        if lister is None:
-            return [], []
-        return await lister(namespace), await self.kube.list_cluster_groups(namespace)
+        return await self.kube.list_clusters(namespace), await self.kube.list_cluster_groups(namespace)
 
     async def _targets(self, obj: Mapping[str, Any]) -> tuple[list[ClusterTarget], dict[str, dict[str, Any]]]:
         """The clusters the HelmApp deploys to, and the Cluster objects of its namespace by name."""
@@ -215,6 +254,7 @@ class ReconcilerBase:
 __all__ = [
     "PROTECTED_NAMESPACES",
     "DriftFindings",
+    "KubeAccess",
     "ReconcilerBase",
     "ReconcilerConfig",
     "namespace_deletable",

@@ -33,7 +33,8 @@ class Conn:
 
     @property
     def core(self) -> Any:
-        return getattr(self.releases, "_core", None) or getattr(self.kube, "core", None)
+        """The cluster's CoreV1Api (None in unit tests that fake it away)."""
+        return self.kube.core
 
     @property
     def where(self) -> str:
@@ -67,7 +68,7 @@ class Connector:
 
     def __init__(
         self,
-        kube: Kube,
+        kube: Any,
         driver: Any,
         releases: ReleaseReader,
         clusters: Connections | None,
@@ -82,8 +83,7 @@ class Connector:
         self.kube_for: Callable[[Any], Any] = Kube
 
     def local(self, namespace: str) -> Conn:
-        api = getattr(self.kube, "api", None)
-        return Conn(LOCAL, namespace, self.driver, self.releases, api, self.kube, local=True)
+        return Conn(LOCAL, namespace, self.driver, self.releases, self.kube.api, self.kube, local=True)
 
     async def to(self, t: ClusterTarget) -> Conn:
         """How to reach ``t``; raises ClusterUnreachable."""

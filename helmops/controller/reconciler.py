@@ -60,9 +60,7 @@ class Reconciler(Apply):
     # --- the deployed-clusters annotation ----------------------------------------------------------
     async def _remember(self, key: Key, names: set[str]) -> None:
         """Writes the deployed-clusters annotation (see helmops.clusters.resolve)."""
-        patch = getattr(self.kube, "patch_annotations", None)
-        if patch is not None:
-            await patch(*key, {DEPLOYED_ANNOTATION: deployed_value(names)})
+        await self.kube.patch_annotations(*key, {DEPLOYED_ANNOTATION: deployed_value(names)})
 
     @staticmethod
     def _remembered(obj: Mapping[str, Any]) -> set[str]:

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kube_fake import KubeFake
+
 from helmops.clusters.connections import ClusterUnreachable
 from helmops.clusters.resolve import DEPLOYED_ANNOTATION
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
@@ -51,7 +53,7 @@ class Store:
         self.releases.pop((namespace, name), None)
 
 
-class NsKube:
+class NsKube(KubeFake):
     async def ensure_namespace_metadata(self, *_: Any) -> bool:
         return False
 
@@ -80,7 +82,7 @@ class FakeConnections:
         self.forgotten.append(name)
 
 
-class FakeKube:
+class FakeKube(KubeFake):
     def __init__(self, obj: dict[str, Any], clusters: list[dict[str, Any]]) -> None:
         self.obj: dict[str, Any] | None = obj
         self.clusters = clusters

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kube_fake import KubeFake
 from pyhelm3 import errors as helm_errors
 
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
@@ -20,7 +21,7 @@ from helmops.reconcile.release import FINGERPRINT_LABEL, OWNER_LABEL, ReleaseInf
 KEY = ("team", "app")
 
 
-class FakeKube:
+class FakeKube(KubeFake):
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj: dict[str, Any] | None = obj
         self.status_patches: list[dict[str, Any]] = []

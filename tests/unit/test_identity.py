@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from kube_fake import KubeFake
 from kubernetes.aio import client as kclient
 
 from helmops.clusters.identity import IMPERSONATE_USER, Identity, ImpersonatingClients, service_account_user
@@ -45,7 +46,7 @@ class CtlKube(FakeKube):
         self.ns_meta: Any = None
 
 
-class ActingKube:
+class ActingKube(KubeFake):
     """A Kube over an impersonating client; records what was done and as whom."""
 
     log: list[tuple[str, str, Any]] = []

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kube_fake import KubeFake
 
 from helmops.controller.ledger import (
     MAX_PER_CLUSTER,
@@ -126,7 +127,7 @@ async def test_memory_store_detects_conflicts() -> None:
 
 
 # --- the reconciler against fakes ------------------------------------------------------------------------
-class FakeKube:
+class FakeKube(KubeFake):
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj: dict[str, Any] | None = obj
         self.events: list[tuple[str, str]] = []
