@@ -20,6 +20,8 @@ from helmops.controller.settings import from_env
 from helmops.testing.charts import helm_env
 from helmops.testing.tools import REPO_ROOT, Tools
 
+pytestmark = pytest.mark.integration
+
 CHART = REPO_ROOT / "charts" / "helmops"
 NS = "cattle-fleet-system"
 #: kinds whose objects carry a pod spec (the chart must give every one the same scheduling).
