@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export HELMOPS_CACHE_DIR ?= $(HOME)/.cache/helmops
 PYTEST_ARGS ?=
+## Unit tests start no process (tests/unit/conftest.py) and run on two workers: under 60 s on 2 cores.
+UNIT_PYTEST_ARGS ?= -n 2
 
 .PHONY: venv tools test unit integration lint crds demo bench devenv-up devenv-down clean
 
@@ -32,7 +34,7 @@ test: venv tools lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 unit: venv
-	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests/unit $(UNIT_PYTEST_ARGS) $(PYTEST_ARGS)
 
 integration: venv tools
 	$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)

@@ -204,20 +204,3 @@ def test_superset_checker_accepts_preserved_subtrees() -> None:
     assert superset_problems(ours, fleet) == []
     ours["properties"]["spec"].pop("x-kubernetes-preserve-unknown-fields")
     assert superset_problems(ours, fleet) == [".spec.a: missing (Fleet's CRD has it)"]
-
-
-def test_generator_cli_writes_and_checks(tmp_path: Path) -> None:
-    import os
-    import subprocess
-
-    from helmops.api.crd import main
-
-    assert main([str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{name}.yaml" for name in CRD_NAMES)
-    assert main(["--check", str(tmp_path)]) == 0
-    (tmp_path / "clusters.fleet.cattle.io.yaml").write_text("edited\n")
-    assert main(["--check", str(tmp_path)]) == 1
-    script = REPO / "hack" / "gen-crds"
-    assert os.access(script, os.X_OK)
-    out = subprocess.run([str(script), "--check"], capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stderr

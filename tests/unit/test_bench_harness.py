@@ -10,7 +10,7 @@ import yaml
 
 from bench import cli, report
 from bench.options import DEFAULT_SIZES, RESULTS_DIR, SCENARIOS
-from bench.stack import multi_doc, oci_helmapps, write_helm_wrapper
+from bench.stack import multi_doc, oci_helmapps
 
 VERSIONS = {"helm": "v3.17.2", "kube-apiserver": "v1.32.13", "python": "3.11.7", "helmops": "0.1.0"}
 
@@ -184,19 +184,6 @@ def test_helmapps_are_one_multi_doc_file() -> None:
     assert spec["defaultNamespace"] == "bench-rel"
     assert spec["pollingInterval"] == "15s"
     assert spec["helmSecretName"] == "bench-registry"
-
-
-def test_helm_wrapper_logs_argv_then_execs(tmp_path: Path) -> None:
-    import subprocess
-
-    fake = tmp_path / "fake-helm"
-    fake.write_text('#!/bin/sh\necho "real $*"\n')
-    fake.chmod(0o755)
-    log = tmp_path / "calls.log"
-    wrapper = write_helm_wrapper(tmp_path / "helm", fake, log)
-    out = subprocess.run([str(wrapper), "upgrade", "rel", "--install"], capture_output=True, text=True, check=True)
-    assert out.stdout == "real upgrade rel --install\n"
-    assert report.helm_calls(log.read_text()) == {"upgrade": 1}
 
 
 # --- feature probes for fanout and poll -------------------------------------------------------------------

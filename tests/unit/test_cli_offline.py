@@ -370,22 +370,6 @@ def test_render_reads_the_helmapp_from_stdin(
     assert json.loads(out)["clusters"][0]["version"] == "1.2.3"
 
 
-def test_console_script_is_a_ci_gate(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    bin_dir = Path(sys.executable).parent
-    script = bin_dir / "helmops"
-    argv = [str(script)] if script.exists() else [sys.executable, "-m", "helmops.cli.main"]
-    ok = subprocess.run([*argv, "validate", "-f", str(MANIFESTS / "valid" / "01-http-repo.yaml")],
-                        capture_output=True, text=True, check=False)  # fmt: skip
-    bad = subprocess.run([*argv, "validate", "-f", str(MANIFESTS / "invalid" / "01-release-name-uppercase.yaml")],
-                         capture_output=True, text=True, check=False)  # fmt: skip
-    usage = subprocess.run([*argv, "validate"], capture_output=True, text=True, check=False)
-    assert (ok.returncode, bad.returncode, usage.returncode) == (0, 1, 2)
-    assert "spec.helm.releaseName" in bad.stdout
-
-
 def test_render_cluster_flags_without_targets_render_for_that_cluster(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import socket
+import struct
 import tarfile
 import threading
 import time
@@ -51,30 +52,35 @@ def tgz(files: dict[str, bytes], *, extra: list[tarfile.TarInfo] | None = None) 
     return buf.getvalue()
 
 
+def gzip_repeated(*parts: tuple[bytes, int]) -> bytes:
+    """One gzip member of each ``(data, times)`` part repeated ``times`` times.
+
+    Each part is compressed once into self-contained deflate blocks (a full flush) whose bytes are repeated:
+    a bomb of hundreds of MiB costs milliseconds, not the seconds zlib needs to compress it.
+    """
+    body, crc, size = bytearray(), 0, 0
+    for data, times in parts:
+        z = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        body += (z.compress(data) + z.flush(zlib.Z_FULL_FLUSH)) * times
+        for _ in range(times):
+            crc = zlib.crc32(data, crc)
+        size += len(data) * times
+    last = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS).flush()  # the final, empty block
+    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + body + last + struct.pack("<II", crc, size % 2**32)
+
+
 def zero_bomb(size: int, name: str = "hello/templates/bomb.yaml") -> bytes:
     """A .tgz holding one file of ``size`` zero bytes, built without ever holding ``size`` bytes."""
-    raw = io.BytesIO()
-    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     header = tarfile.TarInfo("hello/Chart.yaml")
     header.size = len(CHART_YAML)
-    raw.write(z.compress(header.tobuf() + CHART_YAML + b"\0" * (512 - len(CHART_YAML))))
     info = tarfile.TarInfo(name)
     info.size = size
-    raw.write(z.compress(info.tobuf()))
-    block = b"\0" * MIB
-    for _ in range(size // MIB):
-        raw.write(z.compress(block))
-    raw.write(z.compress(b"\0" * 1024))
-    raw.write(z.flush())
-    return raw.getvalue()
+    head = header.tobuf() + CHART_YAML + b"\0" * (512 - len(CHART_YAML)) + info.tobuf()
+    return gzip_repeated((head, 1), (b"\0" * MIB, size // MIB), (b"\0" * 1024, 1))
 
 
 def gzip_of_zeros(size: int) -> bytes:
-    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    out = bytearray()
-    for _ in range(size // MIB):
-        out += z.compress(b"\0" * MIB)
-    return bytes(out + z.flush())
+    return gzip_repeated((b"\0" * MIB, size // MIB))
 
 
 # "billion laughs" where the reader keeps data: each version's urls repeat the previous version's ten times.
@@ -269,7 +275,7 @@ def attacker() -> Iterator[tuple[str, dict[str, Any]]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     server.handle_error = lambda *_: None  # type: ignore[method-assign]  # clients hang up on bombs by design
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"127.0.0.1:{server.server_address[1]}", routes

@@ -1,4 +1,8 @@
-"""``HelmCommand.run`` against a fake helm script: exec (no shell), process groups, timeout, redaction."""
+"""``HelmCommand.run`` against a fake helm script: exec (no shell), process groups, timeout, redaction.
+
+Moved from tests/unit: every test here starts a process (the pure redaction and error-class tests stayed in
+tests/unit/test_helm_redact.py).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ import pytest
 from pyhelm3 import errors as helm_errors
 
 from helmops.helm import HelmCommand, call_options
-from helmops.helm.command import CallOptions, HelmTimeoutError, error_class
-from helmops.helm.redact import redact, redact_argv
+from helmops.helm.command import CallOptions, HelmTimeoutError
+
+pytestmark = pytest.mark.integration
 
 
 def _script(tmp_path: Path, body: str) -> str:
@@ -91,20 +96,6 @@ async def test_process_timeout(tmp_path: Path) -> None:
     cmd = HelmCommand(base_env={}, executable=exe)
     with call_options(CallOptions(process_timeout=0.3, term_grace=0.3)), pytest.raises(HelmTimeoutError):
         await cmd.run(["upgrade", "x"])
-
-
-def test_redaction() -> None:
-    argv = ["helm", "pull", "--password", "pw1", "--kube-token=tok", "https://u:p4ss@host/x", "-"]
-    shown = redact_argv(argv)
-    assert "pw1" not in shown and "--kube-token=***" in shown and "<stdin>" in shown
-    assert "p4ss" not in " ".join(shown)
-    assert redact("Authorization: Basic abcdef") == "Authorization: Basic ***"
-
-
-def test_error_classes() -> None:
-    assert error_class("Error: Kubernetes cluster unreachable: x") is helm_errors.ConnectionError
-    assert error_class("execution error at (x): mustSet is required") is helm_errors.FailedToRenderChartError
-    assert error_class("something else") is helm_errors.Error
 
 
 async def test_helm_data_segment_is_capped_and_oom_is_named(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ from helmops.runtime.settings import from_env
 from support.charts import helm_env
 from support.tools import REPO_ROOT, Tools
 
+pytestmark = pytest.mark.integration
+
 CHART = REPO_ROOT / "charts" / "helmops"
 NS = "cattle-fleet-system"
 #: kinds whose objects carry a pod spec (the chart must give every one the same scheduling).
