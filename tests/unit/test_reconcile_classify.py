@@ -8,7 +8,10 @@ import pytest
 
 from helmops.reconcile import (
     FINGERPRINT_LABEL,
+    MUTATING,
     Action,
+    Classification,
+    Decision,
     Phase,
     ReleaseInfo,
     backoff,
@@ -139,3 +142,85 @@ def test_release_owner() -> None:
     assert foreign_owner(unowned, "team", "app") is None
     assert foreign_owner(None, "team", "app") is None
     assert foreign_owner(theirs, "team", "app") == "other.app"
+
+
+# --- drift: Phase.DRIFTED and Action.CORRECT_DRIFT ---
+
+DRIFT = "Deployment ns/web modified"
+
+
+def _classify(release: ReleaseInfo | None, drift: str = DRIFT, held: bool = False) -> Classification:
+    return classify(release, "fp", held=held, now=NOW, timeout_seconds=300, grace_seconds=60, drift=drift)
+
+
+def test_deployed_in_sync_with_drift_is_drifted() -> None:
+    rel = _rel("deployed")
+    c = _classify(rel)
+    assert c.phase is Phase.DRIFTED and c.drift == DRIFT and c.release == rel
+    assert not c.stale and c.stale_at is None
+    assert _classify(rel, held=True).held
+
+
+def test_no_drift_text_is_in_sync() -> None:
+    c = _classify(_rel("deployed"), drift="")
+    assert c.phase is Phase.IN_SYNC and c.drift == ""
+
+
+@pytest.mark.parametrize(
+    ("release", "phase"),
+    [
+        (_rel("deployed", fp="other"), Phase.OUT_OF_SYNC),
+        (_rel("deployed", fp=None), Phase.OUT_OF_SYNC),
+        (_rel("superseded"), Phase.OUT_OF_SYNC),
+        (_rel("failed"), Phase.FAILED),
+        (_rel("pending-install", age=1000), Phase.PENDING_INSTALL),
+        (_rel("pending-upgrade", age=10), Phase.PENDING_UPGRADE),
+        (_rel("pending-rollback", age=1000), Phase.PENDING_ROLLBACK),
+        (_rel("uninstalling", age=1000), Phase.UNINSTALLING),
+        (None, Phase.ABSENT),
+    ],
+)
+def test_drift_is_ignored_unless_deployed_and_in_sync(release: ReleaseInfo | None, phase: Phase) -> None:
+    c = _classify(release)
+    assert c.phase is phase and c.drift == ""
+    assert c == _classify(release, drift="")  # drift changes nothing else either
+    for correct in (False, True):
+        assert decide(c, deleting=False, keep_resources=False, now=NOW, correct_drift=correct) == decide(
+            c, deleting=False, keep_resources=False, now=NOW
+        )
+
+
+def test_drifted_is_corrected_only_with_correct_drift() -> None:
+    c = _classify(_rel("deployed"))
+    assert decide(c, deleting=False, keep_resources=False, now=NOW, correct_drift=True) == Decision(
+        Action.CORRECT_DRIFT, "live objects drifted: correctDrift"
+    )
+    assert decide(c, deleting=False, keep_resources=False, now=NOW, correct_drift=False) == Decision(
+        Action.NONE, "live objects drifted: reported (correctDrift off)"
+    )
+    assert decide(c, deleting=False, keep_resources=False, now=NOW).action is Action.NONE  # off by default
+
+
+def test_in_sync_is_left_alone_with_correct_drift() -> None:
+    c = _classify(_rel("deployed"), drift="")
+    assert decide(c, deleting=False, keep_resources=False, now=NOW, correct_drift=True) == Decision(
+        Action.NONE, "release in sync"
+    )
+
+
+@pytest.mark.parametrize("correct", [False, True])
+@pytest.mark.parametrize(
+    ("keep", "held", "action"),
+    [(False, False, Action.UNINSTALL), (True, False, Action.NONE), (False, True, Action.WAIT)],
+)
+def test_deleting_ignores_drift(correct: bool, keep: bool, held: bool, action: Action) -> None:
+    c = _classify(_rel("deployed"), held=held)
+    assert c.phase is Phase.DRIFTED
+    d = decide(c, deleting=True, keep_resources=keep, now=NOW, correct_drift=correct)
+    assert d.action is action
+    assert d.action is not Action.CORRECT_DRIFT
+
+
+def test_correct_drift_is_a_mutating_action() -> None:
+    assert Action.CORRECT_DRIFT in MUTATING
+    assert Action.NONE not in MUTATING and Action.WAIT not in MUTATING
