@@ -189,7 +189,7 @@ class ClusterDiff:
         p = self.result.plan
         out: dict[str, Any] = {
             "cluster": self.cluster,
-            "target": p.match.target_name,
+            "target": p.target_name,
             "release": {"name": p.release_name, "namespace": p.release_namespace},
         }
         if self.error is not None:
@@ -237,7 +237,7 @@ def connections(
     out: dict[str, Connection | str] = {}
     try:
         for p in plans:
-            cluster = p.match.cluster
+            cluster = p.cluster_object
             secret_name = cluster.spec.kube_config_secret
             if not secret_name:
                 if cluster.metadata.name == LOCAL_CLUSTER:
@@ -350,7 +350,7 @@ def _show(value: Any) -> str:
 def print_text(diffs: Sequence[ClusterDiff], out: TextIO, paint: Painter) -> None:
     for d in diffs:
         p = d.result.plan
-        head = f"=== cluster {d.cluster} (target {p.match.target_name}): release {p.release_namespace}/{p.release_name}"
+        head = f"=== cluster {d.cluster} (target {p.target_name}): release {p.release_namespace}/{p.release_name}"
         if d.error is not None:
             out.write(paint(head, "bold") + "\n" + paint(f"error: {d.error}", "red") + "\n")
             continue

@@ -1,9 +1,10 @@
-"""The desired release per target cluster, computed as the controller computes it (render and diff share it).
+"""``helmops render``/``diff``: the controller's desired-state pipeline (``helmops.desired.pipeline``) run
+offline, so the CLI and the controller cannot disagree about what a HelmApp means.
 
-Targets are matched with ``helmops.clusters.targeting``; release name/namespace come from the controller's
-spec checker, the fingerprint from ``helmops.desired.release.build_release``, charts from
-``helmops.sources.ChartSources`` and values from ``helmops.values`` — so ``helmops render``/``diff`` and the
-controller cannot disagree about what a HelmApp means.
+What differs is only where the inputs come from: Fleet Clusters and ClusterGroups from a file or from flags
+(the inventory) instead of the management API, the chart through the same ChartFetcher Protocol with the
+auth given on the command line, and ``valuesFrom`` through a kubeconfig's reader — or left out, with a
+warning, when there is no cluster access (versions then show as written, or ``unresolved``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,9 @@ from pydantic import ValidationError
 
 from helmops import KIND
 from helmops.api import (
-    BundleTarget,
     Cluster,
     ClusterGroup,
     HelmApp,
-    LabelSelector,
     ObjectMeta,
     chart_ref,
     problems_from_validation_error,
@@ -34,24 +33,17 @@ from helmops.api import (
 from helmops.api import validate as validate_spec
 from helmops.api.objects import ClusterSpec
 from helmops.cli.common import CliError, ManifestError, load_objects
-from helmops.clusters.targeting import TargetMatch, match_targets
-from helmops.sources import ChartRequest, ChartSources, RepoAuth, SourceError, auth_from_secret
+from helmops.clusters.targeting import local_cluster
+from helmops.desired.targets import ClusterTarget, resolve_targets
+from helmops.sources import ChartRequest, RepoAuth, SourceError, auth_from_secret
 from helmops.sources.versions import is_exact
-from helmops.values import (
-    ClusterContext,
-    RenderedValues,
-    ValuesError,
-    ValuesFromReader,
-    assemble,
-    merge_deployment_options,
-    render_inline,
-)
+from helmops.values import RenderedValues, ValuesFromReader
 
 if TYPE_CHECKING:  # the controller modules pull in pyhelm3 and kubernetes.aio: imported when used
-    from helmops.desired.release import Desired, FetchedChart
+    from helmops.desired.pipeline import TargetPlan
+    from helmops.desired.release import ChartFetcher, Desired, FetchedChart
 
 UNRESOLVED = "unresolved"
-_ANY_CLUSTER = BundleTarget(name="default", cluster_selector=LabelSelector())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -178,79 +170,93 @@ def chart_cache_dir() -> Path:
 
 
 # --------------------------------------------------------------------------------------------------
-# planning (pure)
+# planning (pure): the controller's pipeline (helmops.desired), with the inventory as the Cluster source
 
 
 @dataclass(frozen=True)
 class ClusterPlan:
-    """What the HelmApp means for one cluster, before anything is fetched."""
+    """What the HelmApp means for one cluster, before anything is fetched: the pipeline's TargetPlan."""
 
-    match: TargetMatch
-    helmapp: dict[str, Any]
-    """The HelmApp with the target's options merged into its spec (what the controller would deploy)."""
-    root_helm: dict[str, Any]
-    """The spec's own ``helm`` block (values assembly merges the target's over it itself)."""
-    target: dict[str, Any] | None
-    """The raw ``targets[]`` entry (for values assembly), None without targets."""
-    ctx: ClusterContext
-    release_name: str
-    release_namespace: str
-    request: ChartRequest
+    step: TargetPlan
+
+    @property
+    def target(self) -> ClusterTarget:
+        return self.step.target
 
     @property
     def cluster(self) -> str:
-        return self.match.cluster_id
+        """``namespace/name``, the key Fleet uses for clusters in status."""
+        return self.step.target.id
+
+    @property
+    def target_name(self) -> str:
+        return self.step.target.target_name
+
+    @property
+    def helmapp(self) -> Mapping[str, Any]:
+        """The HelmApp with the target's options merged into its spec (what the controller would deploy)."""
+        return self.step.helmapp
+
+    @property
+    def release_name(self) -> str:
+        return self.step.release_name
+
+    @property
+    def release_namespace(self) -> str:
+        return self.step.release_namespace
+
+    @property
+    def request(self) -> ChartRequest:
+        return self.step.request
+
+    @property
+    def cluster_object(self) -> Cluster:
+        """The Fleet Cluster (the local cluster as Fleet's bootstrap Cluster when no object describes it)."""
+        t = self.step.target
+        return local_cluster(t.namespace) if t.cluster is None else Cluster.model_validate(dict(t.cluster))
 
     def describe(self) -> str:
-        return self.ctx.describe()
+        return self.step.target.describe()
+
+
+def _objects(items: Sequence[Cluster] | Sequence[ClusterGroup], namespace: str) -> list[dict[str, Any]]:
+    """API-shaped dicts of the inventory's objects; one written without a namespace is in ``namespace``."""
+    out = []
+    for item in items:
+        body = item.model_dump(by_alias=True, mode="json")
+        body["metadata"]["namespace"] = body["metadata"].get("namespace") or namespace
+        out.append(body)
+    return out
+
+
+def targets(helmapp: Mapping[str, Any], inventory: Inventory) -> list[ClusterTarget]:
+    """The clusters the HelmApp targets, by the controller's rules (``helmops.desired.targets``).
+
+    Without an inventory only the local cluster exists and targets are not consulted (the controller deploys
+    a HelmApp to the cluster it runs in); a cluster described by flags stands for the local cluster of a
+    HelmApp without targets."""
+    namespace = str((helmapp.get("metadata") or {}).get("namespace") or "")
+    spec: Mapping[str, Any] = helmapp.get("spec") or {}
+    try:
+        if not inventory.given:
+            return resolve_targets({**helmapp, "spec": {k: v for k, v in spec.items() if k != "targets"}})
+        clusters = _objects(inventory.clusters, namespace)
+        if inventory.described and not spec.get("targets"):
+            # the described cluster, when it is in the HelmApp's namespace (as any target would require)
+            mine = [c for c in clusters if c["metadata"]["namespace"] == namespace]
+            return resolve_targets(helmapp, local=mine[0]) if mine else []
+        return resolve_targets(helmapp, clusters, _objects(inventory.groups, namespace))
+    except ValueError as exc:
+        raise CliError(f"cannot match targets: {exc}") from None
 
 
 def plan(helmapp: Mapping[str, Any], inventory: Inventory) -> list[ClusterPlan]:
     """One ClusterPlan per cluster the HelmApp targets (the local cluster when no inventory is given)."""
-    app = HelmApp.model_validate(helmapp)
-    namespace = app.metadata.namespace
-    spec_raw: dict[str, Any] = dict(helmapp.get("spec") or {})
-    raw_targets: list[Any] = list(spec_raw.get("targets") or [])
-    try:
-        if inventory.described and not app.spec.targets:
-            matches = [
-                TargetMatch(m.cluster, None, None, m.target_name)
-                for m in match_targets([_ANY_CLUSTER], namespace, inventory.clusters, [])
-            ]
-        elif inventory.given:
-            matches = match_targets(app.spec.targets, namespace, inventory.clusters, inventory.groups)
-        else:
-            # Without an inventory only the local cluster exists; targets are not consulted (the controller
-            # deploys a HelmApp to the cluster it runs in).
-            matches = match_targets([], namespace, [], [])
-    except ValueError as exc:
-        raise CliError(f"cannot match targets: {exc}") from None
     from helmops.desired.adapters import spec_checker
+    from helmops.desired.pipeline import plan_target
 
     checker = spec_checker()
-    plans = []
-    for match in matches:
-        target = raw_targets[match.target_index] if match.target_index is not None else None
-        spec = merge_deployment_options(spec_raw, target) if isinstance(target, Mapping) else copy.deepcopy(spec_raw)
-        effective = {**dict(helmapp), "spec": spec}
-        helm = spec.get("helm") or {}
-        plans.append(
-            ClusterPlan(
-                match=match,
-                helmapp=effective,
-                root_helm=dict(spec_raw.get("helm") or {}),
-                target=dict(target) if isinstance(target, Mapping) else None,
-                ctx=ClusterContext.from_cluster(match.cluster.model_dump(by_alias=True, mode="json")),
-                release_name=checker.release_name(effective),
-                release_namespace=checker.release_namespace(effective),
-                request=ChartRequest(
-                    repo=str(helm.get("repo") or ""),
-                    chart=str(helm.get("chart") or ""),
-                    version=str(helm.get("version") or ""),
-                ),
-            )
-        )
-    return plans
+    return [ClusterPlan(plan_target(t, checker)) for t in targets(helmapp, inventory)]
 
 
 def offline_version(request: ChartRequest) -> str:
@@ -297,7 +303,7 @@ class ClusterResult:
         p = self.plan
         out: dict[str, Any] = {
             "cluster": p.cluster,
-            "target": p.match.target_name,
+            "target": p.target_name,
             "release": {"name": p.release_name, "namespace": p.release_namespace},
             "chart": self.chart.name if self.chart else chart_name(p.request),
             "version": self.chart.version if self.chart else self.version,
@@ -325,21 +331,19 @@ def values_from_entries(plan_: ClusterPlan) -> list[Any]:
 
 async def compute_values(plan_: ClusterPlan, reader: ValuesFromReader | None) -> tuple[RenderedValues, list[str]]:
     """Values for one cluster: with ``reader`` exactly as the controller assembles them (valuesFrom read),
-    without it the inline part only, with a warning per valuesFrom entry left out. Raises ValuesError."""
+    without it the inline part only, with a warning per valuesFrom entry left out. Raises DesiredError."""
+    from helmops.desired.pipeline import cluster_values, inline_values
+
     warnings: list[str] = []
-    root_helm = plan_.root_helm
     if reader is not None:
-        rv = await assemble(
-            root_helm, plan_.ctx, release_namespace=plan_.release_namespace, reader=reader, target=plan_.target
-        )
-        return rv, warnings
+        return await cluster_values(plan_.target, plan_.release_namespace, reader), warnings
     entries = values_from_entries(plan_)
     if entries:
         warnings.append(
             f"{plan_.describe()}: {len(entries)} valuesFrom entr{'y' if len(entries) == 1 else 'ies'} not read "
             "(no access to the cluster): the values shown leave them out"
         )
-    return render_inline(root_helm, plan_.ctx, target=plan_.target), warnings
+    return inline_values(plan_.target), warnings
 
 
 async def resolve(
@@ -349,13 +353,16 @@ async def resolve(
     fetch_charts: bool,
     readers: Mapping[str, ValuesFromReader | None] | None = None,
     progress: Any = None,
+    charts: ChartFetcher | None = None,
 ) -> list[ClusterResult]:
-    """Values (and, with ``fetch_charts``, the chart and fingerprint) for every plan; errors per cluster."""
-    from helmops.desired.adapters import secret_strings
-    from helmops.desired.release import FetchedChart, Values, build_release
+    """Values (and, with ``fetch_charts``, the chart and fingerprint) for every plan; errors per cluster.
+    Charts come through ``charts`` (default: ``helmops.sources`` with ``auth``)."""
+    from helmops.desired.pipeline import FixedAuthFetcher, as_values, release_for
+    from helmops.desired.release import DesiredError
 
     results = [ClusterResult(p, version=offline_version(p.request)) for p in plans]
-    sources = ChartSources(cache_dir=chart_cache_dir()) if fetch_charts else None
+    owned = FixedAuthFetcher(auth, chart_cache_dir()) if fetch_charts and charts is None else None
+    fetcher = charts or owned
     try:
         for result in results:
             p = result.plan
@@ -363,34 +370,23 @@ async def resolve(
                 progress.step(f"{p.cluster}: values")
             try:
                 result.values, result.warnings = await compute_values(p, (readers or {}).get(p.cluster))
-            except ValuesError as exc:
+            except DesiredError as exc:
                 result.fail(str(exc))
                 continue
-            if sources is None:
+            if fetcher is None or not fetch_charts:
                 continue
             if progress is not None:
                 progress.step(f"{p.cluster}: chart {chart_name(p.request)} {p.request.version or '(latest)'}")
             try:
-                resolved = await sources.fetch(p.request, auth)
-            except SourceError as exc:
+                result.chart = await fetcher.fetch(p.helmapp)
+            except DesiredError as exc:
                 result.fail(str(exc))
                 continue
-            result.chart = FetchedChart(resolved.name, resolved.version, resolved.digest, resolved.path)
-            result.version = resolved.version
-            result.desired = build_release(
-                p.helmapp,
-                release_name=p.release_name,
-                release_namespace=p.release_namespace,
-                chart=result.chart,
-                values=Values(
-                    dict(result.values.values),
-                    result.values.digest,
-                    secret_strings(result.values.values, result.values.secret_paths),
-                ),
-            )
+            result.version = result.chart.version
+            result.desired = release_for(p.step, result.chart, as_values(result.values))
     finally:
-        if sources is not None:
-            await sources.aclose()
+        if owned is not None:
+            await owned.close()
         if progress is not None:
             progress.done()
     return results

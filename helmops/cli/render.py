@@ -199,7 +199,7 @@ def _header(result: ClusterResult) -> str:
     chart = result.chart
     what = f"chart {chart.name} {chart.version} ({chart.digest})" if chart else f"version {result.version}"
     return (
-        f"# helmops: cluster {p.cluster} (target {p.match.target_name}), release "
+        f"# helmops: cluster {p.cluster} (target {p.target_name}), release "
         f"{p.release_namespace}/{p.release_name}, {what}"
     )
 

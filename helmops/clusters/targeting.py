@@ -14,7 +14,8 @@ Rules (Fleet v0.12, fleet-helmops.md §1.3):
   selector (``{}``) selects every cluster, a missing one none (Kubernetes' LabelSelectorAsSelector);
 * empty ``targets``: Fleet injects ``{name: default, clusterGroup: default}``. When a ClusterGroup named
   ``default`` exists in the namespace it decides, exactly as in Fleet; otherwise the HelmApp goes to the local
-  cluster (the one helmops runs in), as the helmops controller deploys it.
+  cluster (the one helmops runs in). helmops itself does not ask: its desired-state pipeline
+  (:mod:`helmops.desired.targets`) sends a HelmApp without targets to the local cluster, always.
 
 Malformed label selectors raise ``ValueError`` (``helmops.api.validate`` reports them beforehand).
 """

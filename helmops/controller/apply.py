@@ -16,11 +16,12 @@ import aiohttp
 from helmops.clusters.connections import ClusterUnreachable
 from helmops.clusters.identity import denial_message, denied
 from helmops.clusters.live import ACCESS_DENIED
-from helmops.clusters.resolve import ClusterTarget
 from helmops.controller.connect import Conn, Key, brief, chart_ref, helmapp_name, key_of, log_extra, plain
 from helmops.controller.ledger import Entry, LedgerFull, helmapp_uid
 from helmops.controller.teardown import Teardown
-from helmops.desired.release import Desired, DesiredError, FetchedChart, build_release, clamp_notice
+from helmops.desired.pipeline import plan_target, release_for
+from helmops.desired.release import Desired, DesiredError, FetchedChart, clamp_notice
+from helmops.desired.targets import ClusterTarget
 from helmops.reconcile import Action, ActionResult, backoff, classify, decide
 from helmops.reconcile.executor import log_decision
 from helmops.reconcile.release import labelled_ours, ownership
@@ -273,7 +274,8 @@ class Apply(Teardown):
         """The release for one cluster. Charts are fetched once per distinct chart reference per reconcile
         (targets may override helm.version)."""
         helmapp = t.helmapp
-        name, ns = self.spec.release_name(helmapp), self.spec.release_namespace(helmapp)
+        plan = plan_target(t, self.spec)  # the pipeline shared with helmops render/diff (helmops.desired)
+        ns = plan.release_namespace
         ref = chart_ref(helmapp)
         if ref not in charts:
             charts[ref] = asyncio.ensure_future(self.charts.fetch(helmapp))
@@ -288,14 +290,7 @@ class Apply(Teardown):
         else:
             # The controller's own identity: the renderer reads only the HelmApp's own namespace.
             values = await self.values.render_values(helmapp, ns)
-        return build_release(
-            helmapp,
-            release_name=name,
-            release_namespace=ns,
-            chart=chart,
-            values=values,
-            max_timeout=self.config.max_timeout_seconds,
-        )
+        return release_for(plan, chart, values, max_timeout=self.config.max_timeout_seconds)
 
     async def _say_clamped(self, key: Key, obj: Mapping[str, Any], desired: Desired, conn: Conn) -> None:
         """One Event (and log line) per HelmApp, cluster and requested value when the cap lowered the timeout."""

@@ -15,11 +15,12 @@ from typing import Any, Protocol
 from helmops.clusters.connections import Connections
 from helmops.clusters.identity import Identity, ImpersonatingClients
 from helmops.clusters.live import LiveResources
-from helmops.clusters.resolve import ClusterTarget, deployed_clusters, has_targets, resolve_targets
+from helmops.clusters.resolve import deployed_clusters, has_targets
 from helmops.controller.connect import Conn, Connector, Key
 from helmops.controller.events import EventRecorder
 from helmops.controller.ledger import Ledger
 from helmops.desired.release import ChartFetcher, SpecChecker, ValuesRenderer
+from helmops.desired.targets import ClusterTarget, resolve_targets
 from helmops.helm.driver import HelmDriver
 from helmops.policy import PolicyResult, Violation, aggregate, evaluate
 from helmops.policy.source import PolicyUnreadable, RestrictionSource

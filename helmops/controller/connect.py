@@ -10,7 +10,8 @@ from typing import Any
 
 from helmops.clusters.connections import ClusterUnreachable, Connections
 from helmops.clusters.identity import Identity, ImpersonatingClients
-from helmops.clusters.resolve import LOCAL, ClusterTarget
+from helmops.clusters.resolve import LOCAL
+from helmops.desired.targets import ClusterTarget
 from helmops.kubeio.kube import Kube
 from helmops.reconcile.history import SecretHistory
 from helmops.reconcile.release import OWNER_LABEL, ReleaseInfo, ReleaseReader

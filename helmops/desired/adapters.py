@@ -195,7 +195,7 @@ class AssembleRenderer:
         ``api_client`` None means the controller's own identity on the local cluster: then valuesFrom is read
         only from the HelmApp's own namespace (a HelmApp's author can read that namespace anyway; any other
         would be read with the controller's rights)."""
-        from helmops.values import ClusterContext, ValuesError, assemble
+        from helmops.desired.pipeline import as_values, assemble_values, cluster_context
 
         reader: Any = None
         found = _optional("helmops.values.kube_reader", "KubeValuesFromReader", "OwnNamespaceReader")
@@ -206,25 +206,9 @@ class AssembleRenderer:
                 reader = found[0](api_client, who=who)
             else:
                 reader = found[1](found[0](self._api), str(helmapp["metadata"]["namespace"]))
-        spec = helmapp.get("spec") or {}
-        if cluster is not None:
-            from helmops.api.validate import cluster_problems
-
-            if limits := cluster_problems(cluster):
-                meta = cluster.get("metadata") or {}
-                where = f"Cluster {meta.get('name')} in namespace {meta.get('namespace')}"
-                raise DesiredError(f"{where}: " + "; ".join(str(p) for p in limits), retryable=False)
-            try:
-                ctx = ClusterContext.from_cluster(cluster)
-            except TypeError as exc:
-                raise DesiredError(str(exc)) from exc
-        else:
-            ctx = ClusterContext.local(namespace=helmapp["metadata"]["namespace"])
-        try:
-            rv = await assemble(spec.get("helm") or {}, ctx, release_namespace=release_namespace, reader=reader)
-        except ValuesError as exc:
-            raise DesiredError(str(exc), retryable=bool(exc.retryable)) from exc
-        return Values(dict(rv.values), str(rv.digest), secret_strings(rv.values, rv.secret_paths))
+        ctx = cluster_context(helmapp["metadata"]["namespace"], cluster)
+        helm = (helmapp.get("spec") or {}).get("helm") or {}
+        return as_values(await assemble_values(helm, ctx, release_namespace=release_namespace, reader=reader))
 
 
 def secret_strings(values: Mapping[str, Any], paths: Iterable[tuple[str, ...]]) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ def _plan(name: str, namespace: str, secret: str, secret_ns: str | None = None) 
         metadata=SimpleNamespace(name=name, namespace=namespace),
         spec=SimpleNamespace(kube_config_secret=secret, kube_config_secret_namespace=secret_ns),
     )
-    return SimpleNamespace(cluster=name, match=SimpleNamespace(cluster=cluster), describe=lambda: f"cluster {name}")
+    return SimpleNamespace(cluster=name, cluster_object=cluster, describe=lambda: f"cluster {name}")
 
 
 class _Core:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from helmops.clusters.kubeconfig import KubeconfigRefused, sanitize
-from helmops.clusters.resolve import DEPLOYED_ANNOTATION, deployed_clusters, deployed_value, resolve_targets
+from helmops.clusters.resolve import DEPLOYED_ANNOTATION, deployed_clusters, deployed_value
 from helmops.clusters.watch import ClusterIndex
+from helmops.desired.targets import resolve_targets
 
 
 def _cluster(name: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
