@@ -31,14 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helmops.api.keys import LOCAL
 from helmops.clusters.kubeconfig import Kubeconfig, KubeconfigRefused, parse, sanitize
 from helmops.helm.driver import HelmDriver
 from helmops.kubeio.client import aio_client
 from helmops.reconcile.release import KubeReleaseReader
 
 log = logging.getLogger("helmops.clusters")
-
-LOCAL = "local"
 
 
 class ClusterUnreachable(Exception):
@@ -301,7 +300,6 @@ class Connections:
 
 
 __all__ = [
-    "LOCAL",
     "ClusterUnreachable",
     "Connection",
     "Connections",

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from helmops.api.keys import LOCAL
 from helmops.api.models import BundleTarget, Cluster, ClusterGroup
 from helmops.clusters.targeting import match_targets
 from helmops.kubeio.bounded import loads as bounded_loads
@@ -27,7 +28,6 @@ from helmops.values.merge import merge_deployment_options
 log = logging.getLogger("helmops.clusters")
 
 DEPLOYED_ANNOTATION = "helmops.cattle.io/deployed-clusters"
-LOCAL = "local"
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def deployed_value(names: Iterable[str]) -> str:
 
 __all__ = [
     "DEPLOYED_ANNOTATION",
-    "LOCAL",
+    "LOCAL",  # re-exported only for controller/reconciler.py (the lead's file); it should import helmops.api.keys
     "ClusterTarget",
     "deployed_clusters",
     "deployed_value",

@@ -25,13 +25,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from helmops.api.keys import LOCAL
 from helmops.api.models import BundleTarget, Cluster, ClusterGroup, ObjectMeta
 from helmops.api.validate import target_name
 
 __all__ = [
     "DEFAULT_GROUP",
     "DEFAULT_TARGET",
-    "LOCAL_CLUSTER",
     "TargetMatch",
     "cluster_groups",
     "cluster_id",
@@ -48,7 +48,6 @@ DEFAULT_GROUP = "default"
 #: What Fleet puts in place of empty ``targets``.
 DEFAULT_TARGET = BundleTarget(name="default", cluster_group=DEFAULT_GROUP)
 #: Name of the local cluster (Fleet's bootstrap Cluster in ``fleet-local``).
-LOCAL_CLUSTER = "local"
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def cluster_id(cluster: Cluster) -> str:
 def local_cluster(namespace: str) -> Cluster:
     """The local cluster as a Fleet Cluster: name ``local``, label ``name=local`` (Fleet's bootstrap label),
     in ``namespace`` (the HelmApp's, as the controller's values context has it)."""
-    return Cluster(metadata=ObjectMeta(name=LOCAL_CLUSTER, namespace=namespace, labels={"name": LOCAL_CLUSTER}))
+    return Cluster(metadata=ObjectMeta(name=LOCAL, namespace=namespace, labels={"name": LOCAL}))
 
 
 def _in_namespace(namespace: str, meta: ObjectMeta) -> bool:
@@ -161,7 +160,7 @@ def match_targets(
 
     if not targets:
         if not any(g.metadata.name == DEFAULT_GROUP for g in group_list):
-            local = next((c for c in candidates if c.metadata.name == LOCAL_CLUSTER), None)
+            local = next((c for c in candidates if c.metadata.name == LOCAL), None)
             return [TargetMatch(local or local_cluster(namespace), None, None, DEFAULT_TARGET.name)]
         return [
             TargetMatch(cluster, None, None, DEFAULT_TARGET.name)

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from helmops.api.keys import Key
 from helmops.polling.schedule import (
     JITTER,
     LAST_POLL_ANNOTATION,
     POLLED,
-    Key,
     interval_seconds,
     jittered,
     last_polled,

@@ -33,10 +33,7 @@ from controller_helpers import (
     wait_ready,
 )
 
-from helmops.drift.compare import (
-    decode_release,
-    encode_release,
-)
+from helmops.reconcile.storage import decode_release, encode_release
 from helmops.testing.tools import reference_dir
 
 pytestmark = pytest.mark.integration

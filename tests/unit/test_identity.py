@@ -283,7 +283,7 @@ async def test_readiness_without_service_account_uses_controller_client() -> Non
 
 async def test_live_states_map_403_to_unknown_without_content(monkeypatch: pytest.MonkeyPatch) -> None:
     from helmops.clusters import live as live_mod
-    from helmops.status.readiness import ObjectRef
+    from helmops.reconcile.manifest import ObjectRef
 
     async def objects(*_: Any) -> list[ObjectRef]:
         return [ObjectRef("v1", "Secret", "victim", "db")]
