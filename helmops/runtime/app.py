@@ -181,7 +181,7 @@ async def run_enabled(settings: Settings) -> int:
     )
     log.info("helm %s at %s", driver.helm_version, settings.helm)
     cache = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="helmops-charts-"))
-    charts = deps.chart_fetcher(kube, driver, cache, settings.ca_bundle)
+    charts = deps.chart_fetcher(kube, cache, settings.ca_bundle)
     connections = Connections(
         api,
         driver,
