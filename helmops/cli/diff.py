@@ -30,6 +30,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from helmops.api.keys import LOCAL
 from helmops.cli.common import (
     EXIT_DIFFERENCES,
     EXIT_ERROR,
@@ -52,7 +53,6 @@ from helmops.cli.plan import ClusterPlan, ClusterResult, plan, resolve
 from helmops.cli.render import add_source_flags, helm_secret_auth, inventory, policy_warnings, scrub, template
 from helmops.clusters.connections import secret_namespace_allowed
 from helmops.clusters.kubeconfig import KubeconfigRefused, parse, sanitize
-from helmops.clusters.targeting import LOCAL_CLUSTER
 from helmops.reconcile.release import (
     HELM_STORAGE_SELECTOR,
     OWNER_LABEL,
@@ -240,7 +240,7 @@ def connections(
             cluster = p.cluster_object
             secret_name = cluster.spec.kube_config_secret
             if not secret_name:
-                if cluster.metadata.name == LOCAL_CLUSTER:
+                if cluster.metadata.name == LOCAL:
                     out[p.cluster] = Connection(args.kubeconfig, args.context)
                 else:
                     out[p.cluster] = f"{p.describe()}: no kubeConfigSecret to reach it"

@@ -31,27 +31,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helmops.api.keys import LOCAL
 from helmops.clusters.kubeconfig import Kubeconfig, KubeconfigRefused, parse, sanitize
+from helmops.errors import HelmopsError
 from helmops.helm.driver import HelmDriver
 from helmops.kubeio.client import aio_client
 from helmops.reconcile.release import KubeReleaseReader
 
 log = logging.getLogger("helmops.clusters")
 
-LOCAL = "local"
 
-
-class ClusterUnreachable(Exception):
+class ClusterUnreachable(HelmopsError):
     """The cluster cannot be reached (no/invalid kubeconfig Secret, refused kubeconfig, API down).
 
-    The message never contains the kubeconfig or its credentials."""
+    The message never contains the kubeconfig or its credentials.  Retryable: the reconciler retries the
+    cluster with backoff (a Secret may appear, an API server come back)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+    retryable = True
 
 
 @dataclass
@@ -301,7 +297,6 @@ class Connections:
 
 
 __all__ = [
-    "LOCAL",
     "ClusterUnreachable",
     "Connection",
     "Connections",

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from helmops.api.keys import LOCAL
+
 log = logging.getLogger("helmops.clusters")
 
 IMPERSONATE_USER = "Impersonate-User"
@@ -188,7 +190,7 @@ class AccessReviews:
             return hit[1]
         from kubernetes.aio import client as kclient
 
-        api = self._clients.api_for(self._base, "local", identity)
+        api = self._clients.api_for(self._base, LOCAL, identity)
         attrs: dict[str, Any] = {"verb": verb, "group": group, "resource": resource}
         if namespace:
             attrs["namespace"] = namespace

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from helmops.errors import HelmopsError
 from helmops.values import yamlio
 
 #: a kubeconfig Secret larger than this is refused before parsing (a Secret holds at most 1 MiB anyway).
@@ -59,15 +60,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 INLINE_HINT = "kubeconfig Secrets must carry credentials inline"
 
 
-class KubeconfigRefused(ValueError):
-    """The kubeconfig cannot be used; the message names the field, never a value."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+class KubeconfigRefused(HelmopsError, ValueError):
+    """The kubeconfig cannot be used; the message names the field, never a value (not retryable: the same
+    Secret is refused again)."""
 
 
 @dataclass(frozen=True)

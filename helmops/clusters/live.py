@@ -9,8 +9,10 @@ from collections import OrderedDict
 from typing import Any
 
 from helmops.kubeio.bounded import loads as bounded_loads
+from helmops.reconcile.manifest import ObjectRef, object_refs
+from helmops.reconcile.storage import decode_release
 from helmops.status import ResourceState
-from helmops.status.readiness import MISSING, UNKNOWN, ObjectRef, decode_release, manifest_objects, readiness
+from helmops.status.readiness import MISSING, UNKNOWN, readiness
 
 log = logging.getLogger("helmops.clusters")
 
@@ -83,7 +85,7 @@ class LiveResources:
         secret = await core.read_namespaced_secret(f"sh.helm.release.v1.{name}.v{revision}", namespace)
         raw = (secret.data or {}).get("release") or ""
         release = await asyncio.to_thread(decode_release, raw)
-        refs = manifest_objects(str(release.get("manifest") or ""), namespace)
+        refs = object_refs(str(release.get("manifest") or ""), namespace)
         self._refs[key] = refs
         while len(self._refs) > self._size:
             self._refs.popitem(last=False)

@@ -17,7 +17,6 @@ from typing import Any
 from helmops.kubeio.bounded import loads as bounded_loads
 
 DEPLOYED_ANNOTATION = "helmops.cattle.io/deployed-clusters"
-LOCAL = "local"
 
 
 def has_targets(helmapp: Mapping[str, Any]) -> bool:
@@ -42,7 +41,6 @@ def deployed_value(names: Iterable[str]) -> str:
 
 __all__ = [
     "DEPLOYED_ANNOTATION",
-    "LOCAL",
     "deployed_clusters",
     "deployed_value",
     "has_targets",

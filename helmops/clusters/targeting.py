@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from helmops.api.keys import LOCAL
 from helmops.api.naming import target_name
 from helmops.api.objects import Cluster, ClusterGroup, ObjectMeta
 from helmops.api.options import BundleTarget
@@ -33,7 +34,6 @@ from helmops.api.options import BundleTarget
 __all__ = [
     "DEFAULT_GROUP",
     "DEFAULT_TARGET",
-    "LOCAL_CLUSTER",
     "TargetMatch",
     "cluster_groups",
     "cluster_id",
@@ -50,7 +50,6 @@ DEFAULT_GROUP = "default"
 #: What Fleet puts in place of empty ``targets``.
 DEFAULT_TARGET = BundleTarget(name="default", cluster_group=DEFAULT_GROUP)
 #: Name of the local cluster (Fleet's bootstrap Cluster in ``fleet-local``).
-LOCAL_CLUSTER = "local"
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def cluster_id(cluster: Cluster) -> str:
 def local_cluster(namespace: str) -> Cluster:
     """The local cluster as a Fleet Cluster: name ``local``, label ``name=local`` (Fleet's bootstrap label),
     in ``namespace`` (the HelmApp's, as the controller's values context has it)."""
-    return Cluster(metadata=ObjectMeta(name=LOCAL_CLUSTER, namespace=namespace, labels={"name": LOCAL_CLUSTER}))
+    return Cluster(metadata=ObjectMeta(name=LOCAL, namespace=namespace, labels={"name": LOCAL}))
 
 
 def _in_namespace(namespace: str, meta: ObjectMeta) -> bool:
@@ -163,7 +162,7 @@ def match_targets(
 
     if not targets:
         if not any(g.metadata.name == DEFAULT_GROUP for g in group_list):
-            local = next((c for c in candidates if c.metadata.name == LOCAL_CLUSTER), None)
+            local = next((c for c in candidates if c.metadata.name == LOCAL), None)
             return [TargetMatch(local or local_cluster(namespace), None, None, DEFAULT_TARGET.name)]
         return [
             TargetMatch(cluster, None, None, DEFAULT_TARGET.name)

@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-log = logging.getLogger("helmops.clusters")
+from helmops.api.keys import Key
 
-Key = tuple[str, str]
+log = logging.getLogger("helmops.clusters")
 
 
 def cluster_trigger(body: Mapping[str, Any]) -> tuple[Any, ...]:

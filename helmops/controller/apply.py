@@ -13,10 +13,11 @@ from typing import Any
 
 import aiohttp
 
+from helmops.api.keys import Key
 from helmops.clusters.connections import ClusterUnreachable
 from helmops.clusters.identity import denial_message, denied
 from helmops.clusters.live import ACCESS_DENIED
-from helmops.controller.connect import Conn, Key, brief, chart_ref, helmapp_name, key_of, log_extra, plain
+from helmops.controller.connect import Conn, brief, chart_ref, helmapp_name, key_of, log_extra, plain
 from helmops.controller.ledger import Entry, LedgerFull, helmapp_uid
 from helmops.controller.teardown import Teardown
 from helmops.desired.pipeline import plan_target, release_for

@@ -12,11 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from helmops.api.keys import Key
 from helmops.clusters.connections import Connections
 from helmops.clusters.identity import Identity, ImpersonatingClients
 from helmops.clusters.live import LiveResources
 from helmops.clusters.resolve import deployed_clusters, has_targets
-from helmops.controller.connect import Conn, Connector, Key
+from helmops.controller.connect import Conn, Connector
 from helmops.controller.events import EventRecorder
 from helmops.controller.ledger import Ledger
 from helmops.desired.release import ChartFetcher, SpecChecker, ValuesRenderer

@@ -8,16 +8,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from helmops.api.keys import LOCAL, Key
 from helmops.clusters.connections import ClusterUnreachable, Connections
 from helmops.clusters.identity import Identity, ImpersonatingClients
-from helmops.clusters.resolve import LOCAL
 from helmops.desired.targets import ClusterTarget
 from helmops.kubeio.kube import Kube
 from helmops.reconcile.history import SecretHistory
 from helmops.reconcile.release import OWNER_LABEL, ReleaseInfo, ReleaseReader
 from helmops.reconcile.step import ClusterTools
-
-Key = tuple[str, str]
 
 
 @dataclass

@@ -10,11 +10,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from helmops.api.keys import LOCAL, Key
 from helmops.clusters.identity import Identity
-from helmops.clusters.resolve import DEPLOYED_ANNOTATION, LOCAL, deployed_clusters, deployed_value, has_targets
+from helmops.clusters.resolve import DEPLOYED_ANNOTATION, deployed_clusters, deployed_value, has_targets
 from helmops.controller.apply import Apply
 from helmops.controller.base import PROTECTED_NAMESPACES, DriftFindings, ReconcilerConfig, namespace_deletable
-from helmops.controller.connect import Key, chart_ref
+from helmops.controller.connect import chart_ref
 from helmops.desired.release import FetchedChart
 from helmops.kubeio.kube import FINALIZER, Conflict
 from helmops.reconcile import ActionResult

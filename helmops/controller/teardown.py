@@ -9,11 +9,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from helmops.api.keys import LOCAL, Key
 from helmops.clusters.connections import ClusterUnreachable
 from helmops.clusters.identity import denial_message, denied
-from helmops.clusters.resolve import LOCAL, deployed_clusters
+from helmops.clusters.resolve import deployed_clusters
 from helmops.controller.base import ReconcilerBase, namespace_deletable
-from helmops.controller.connect import Conn, Key, brief, helmapp_name, key_of, log_extra, not_ours, plain
+from helmops.controller.connect import Conn, brief, helmapp_name, key_of, log_extra, not_ours, plain
 from helmops.controller.ledger import Entry, helmapp_uid
 from helmops.desired.release import clamp_timeout, helm_options
 from helmops.desired.targets import ClusterTarget

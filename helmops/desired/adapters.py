@@ -1,45 +1,32 @@
-"""Wires the API, chart-source and values packages into the controller's Protocols (see desired.py).
+"""Wires the API, chart-source and values packages into the controller's Protocols (see release.py).
 
-Each adapter imports its package lazily and turns its typed errors into ``DesiredError``.
+Each adapter turns its package's typed errors into ``DesiredError``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import hashlib
-import importlib
-import inspect
-import json
 import logging
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from helmops.desired.release import BasicSpec, ChartFetcher, DesiredError, FetchedChart, SpecChecker, Values
-from helmops.helm.driver import HelmDriver
+from helmops import api
+from helmops.api.validate import helmapp_problems
+from helmops.desired.release import (
+    DesiredError,
+    FetchedChart,
+    SpecChecker,
+    Values,
+    spec_release_name,
+    spec_release_namespace,
+)
 from helmops.kubeio.kube import Kube
+from helmops.sources import ChartRequest, ChartSources, RepoAuth, SourceError, auth_from_secret
+from helmops.values.kube_reader import KubeValuesFromReader, OwnNamespaceReader
 
 log = logging.getLogger("helmops.controller")
-
-
-def _optional(module: str, *names: str) -> tuple[Any, ...] | None:
-    try:
-        mod = importlib.import_module(module)
-        return tuple(getattr(mod, n) for n in names)
-    except (ImportError, AttributeError):
-        return None
-
-
-async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    if inspect.iscoroutinefunction(fn):
-        return await fn(*args, **kwargs)
-    result = await asyncio.to_thread(fn, *args, **kwargs)
-    if inspect.isawaitable(result):
-        return await result
-    return result
 
 
 async def _secret_data(kube: Kube, namespace: str, name: str) -> dict[str, bytes]:
@@ -78,94 +65,54 @@ class CABundle:
 
 
 class SourcesFetcher:
-    """``helmops.sources``: resolves the version once upstream and returns a cached .tgz with its digest."""
+    """``helmops.sources``: resolves the version once upstream and returns a cached .tgz with its digest.
 
-    def __init__(
-        self,
-        kube: Kube,
-        sources: Any,
-        request_cls: Any,
-        auth_from_secret: Any,
-        error_cls: Any,
-        *,
-        ca_bundle: CABundle | None = None,
-    ):
-        self._kube, self._sources, self._req, self._auth, self._err = (
-            kube,
-            sources,
-            request_cls,
-            auth_from_secret,
-            error_cls,
-        )
-        self._ca_bundle = ca_bundle
+    Polling asks the same object for the version alone (:meth:`resolve_version`): the same helm Secret,
+    CA handling and shared ``ChartSources`` (so the same index cache) as the download."""
+
+    def __init__(self, kube: Kube, sources: ChartSources, *, ca_bundle: CABundle | None = None) -> None:
+        self._kube, self._sources, self._ca_bundle = kube, sources, ca_bundle
 
     async def close(self) -> None:
-        aclose = getattr(self._sources, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await self._sources.aclose()
 
-    async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
+    async def _request(self, helmapp: Mapping[str, Any]) -> tuple[ChartRequest, RepoAuth]:
+        """``spec.helm``'s chart request and the credentials of ``helmSecretName`` (DesiredError, retryable,
+        when that Secret is missing; SourceError when it is unusable)."""
         spec = helmapp.get("spec") or {}
         helm = spec.get("helm") or {}
         ns = helmapp["metadata"]["namespace"]
-        try:
-            data: Mapping[str, bytes] = {}
-            if spec.get("helmSecretName"):
-                data = await _secret_data(self._kube, ns, spec["helmSecretName"])
-            fallback = await self._ca_bundle.pem() if self._ca_bundle is not None else None
-            auth = self._auth(
-                data, insecure_skip_tls_verify=bool(spec.get("insecureSkipTLSVerify")), fallback_ca_pem=fallback
-            )
-            req = self._req(
-                repo=helm.get("repo") or "",
-                chart=helm.get("chart") or "",
-                version=str(helm.get("version") or ""),
-            )
-            res = await _call(self._sources.fetch, req, auth)
-        except self._err as exc:
-            raise DesiredError(str(exc), retryable=bool(getattr(exc, "retryable", True))) from exc
-        return FetchedChart(name=str(res.name), version=str(res.version), digest=str(res.digest), path=Path(res.path))
-
-
-class HelmPullFetcher:
-    """Stand-in while ``helmops.sources`` is unavailable: ``helm pull`` into a temporary cache."""
-
-    def __init__(self, driver: HelmDriver, cache: Path) -> None:
-        self._driver, self._cache = driver, cache
+        data: Mapping[str, bytes] = {}
+        if spec.get("helmSecretName"):
+            data = await _secret_data(self._kube, ns, spec["helmSecretName"])
+        fallback = await self._ca_bundle.pem() if self._ca_bundle is not None else None
+        auth = auth_from_secret(
+            data, insecure_skip_tls_verify=bool(spec.get("insecureSkipTLSVerify")), fallback_ca_pem=fallback
+        )
+        req = ChartRequest(
+            repo=helm.get("repo") or "",
+            chart=helm.get("chart") or "",
+            version=str(helm.get("version") or ""),
+        )
+        return req, auth
 
     async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
-        from pyhelm3 import errors as helm_errors
-
-        helm = (helmapp.get("spec") or {}).get("helm") or {}
-        chart, repo, version = (
-            str(helm.get("chart") or ""),
-            str(helm.get("repo") or ""),
-            str(helm.get("version") or ""),
-        )
-        dest = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=self._cache))
-        if repo.startswith("oci://"):
-            argv = ["pull", f"{repo.rstrip('/')}/{chart}"]
-        elif chart.startswith("oci://") or "://" in chart:
-            argv = ["pull", chart]
-        else:
-            argv = ["pull", chart, "--repo", repo]
-        if version:
-            argv += ["--version", version]
-        argv += ["--destination", str(dest)]
-        if argv[1].startswith("oci://") and ("127.0.0.1" in argv[1] or "localhost" in argv[1]):
-            argv.append("--plain-http")
         try:
-            await self._driver.command.run(argv)
-        except helm_errors.Error as exc:
-            raise DesiredError(f"chart {chart!r} from {repo or chart!r}: {str(exc).strip()}", retryable=True) from exc
-        files = await asyncio.to_thread(lambda: sorted(dest.glob("*.tgz")))
-        if not files:
-            raise DesiredError(f"chart {chart!r}: helm pull produced no archive", retryable=True)
-        data = await asyncio.to_thread(files[0].read_bytes)
-        stem = files[0].name[: -len(".tgz")]
-        name, _, ver = stem.rpartition("-")
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        return FetchedChart(name=name or stem, version=ver, digest=digest, path=files[0])
+            req, auth = await self._request(helmapp)
+            res = await self._sources.fetch(req, auth)
+        except SourceError as exc:
+            raise DesiredError(str(exc), retryable=exc.retryable) from exc
+        return FetchedChart(name=str(res.name), version=str(res.version), digest=str(res.digest), path=Path(res.path))
+
+    async def resolve_version(self, helmapp: Mapping[str, Any], max_age: float) -> str:
+        """The exact version ``spec.helm.version`` names now, without downloading the chart (polling);
+        ``max_age`` bounds how old the cached index or tag list may be. Raises DesiredError."""
+        try:
+            req, auth = await self._request(helmapp)
+            version, _digest = await self._sources.resolve_version(req, auth, max_age=max_age)
+        except SourceError as exc:
+            raise DesiredError(str(exc), retryable=exc.retryable) from exc
+        return str(version)
 
 
 class AssembleRenderer:
@@ -197,15 +144,13 @@ class AssembleRenderer:
         would be read with the controller's rights)."""
         from helmops.desired.pipeline import as_values, assemble_values, cluster_context
 
-        reader: Any = None
-        found = _optional("helmops.values.kube_reader", "KubeValuesFromReader", "OwnNamespaceReader")
-        if found:
-            sa = (helmapp.get("spec") or {}).get("serviceAccount")
-            if api_client is not None:
-                who = f"serviceAccount {helmapp['metadata']['namespace']}/{sa}" if sa else None
-                reader = found[0](api_client, who=who)
-            else:
-                reader = found[1](found[0](self._api), str(helmapp["metadata"]["namespace"]))
+        reader: KubeValuesFromReader | OwnNamespaceReader
+        sa = (helmapp.get("spec") or {}).get("serviceAccount")
+        if api_client is not None:
+            who = f"serviceAccount {helmapp['metadata']['namespace']}/{sa}" if sa else None
+            reader = KubeValuesFromReader(api_client, who=who)
+        else:
+            reader = OwnNamespaceReader(KubeValuesFromReader(self._api), str(helmapp["metadata"]["namespace"]))
         ctx = cluster_context(helmapp["metadata"]["namespace"], cluster)
         helm = (helmapp.get("spec") or {}).get("helm") or {}
         return as_values(await assemble_values(helm, ctx, release_namespace=release_namespace, reader=reader))
@@ -241,32 +186,15 @@ def secret_strings(values: Mapping[str, Any], paths: Iterable[tuple[str, ...]]) 
     return tuple(sorted(found))
 
 
-class PlainValues:
-    """Stand-in while ``helmops.values`` is unavailable: ``spec.helm.values`` verbatim."""
-
-    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
-        """Same as :meth:`render_values` (the result also unpacks as ``values, digest``)."""
-        return await self.render_values(helmapp, release_namespace)
-
-    async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
-        values = dict(((helmapp.get("spec") or {}).get("helm") or {}).get("values") or {})
-        raw = json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
-        return Values(values, "sha256:" + hashlib.sha256(raw).hexdigest())
-
-
-class ApiSpec(BasicSpec):
+class ApiSpec:
     """``helmops.api``: the pydantic model, semantic validation (errors block, warnings are logged) and
-    Fleet's release naming."""
+    Fleet's release naming.  A spec the model rejects still has a release name and namespace, read from
+    the raw spec (:func:`~helmops.desired.release.spec_release_name`), so its release can be found."""
 
-    def __init__(self, api: Any) -> None:
-        self._api = api
-
-    def _spec(self, helmapp: Mapping[str, Any]) -> Any:
-        return self._api.HelmAppSpec.model_validate(helmapp.get("spec") or {})
+    def _spec(self, helmapp: Mapping[str, Any]) -> api.HelmAppSpec:
+        return api.HelmAppSpec.model_validate(helmapp.get("spec") or {})
 
     def problems(self, helmapp: Mapping[str, Any]) -> list[str]:
-        from helmops.api.validate import helmapp_problems
-
         meta = helmapp.get("metadata") or {}
         # limits on the raw object first: nothing recursive may touch a too-deep spec (helmops.kubeio)
         if limits := helmapp_problems(helmapp):
@@ -276,11 +204,11 @@ class ApiSpec(BasicSpec):
             spec = self._spec(helmapp)
         except Exception as exc:  # pydantic.ValidationError
             try:
-                found = list(self._api.problems_from_validation_error(exc, "spec"))
+                found = list(api.problems_from_validation_error(exc, "spec"))  # type: ignore[arg-type]
             except Exception:
                 return [str(exc)]
         else:
-            found = list(self._api.validate(spec))
+            found = list(api.validate(spec))
         errors = [str(p) for p in found if getattr(p, "severity", "error") == "error"]
         warnings = [str(p) for p in found if getattr(p, "severity", "error") != "error"]
         if errors:
@@ -296,41 +224,25 @@ class ApiSpec(BasicSpec):
 
     def release_name(self, helmapp: Mapping[str, Any]) -> str:
         try:
-            return str(self._api.release_name(helmapp["metadata"]["name"], self._spec(helmapp)))
+            return str(api.release_name(helmapp["metadata"]["name"], self._spec(helmapp)))
         except Exception:
-            return super().release_name(helmapp)
+            return spec_release_name(helmapp)
 
     def release_namespace(self, helmapp: Mapping[str, Any]) -> str:
         try:
-            return str(self._api.release_namespace(self._spec(helmapp)))
+            return str(api.release_namespace(self._spec(helmapp)))
         except Exception:
-            return super().release_namespace(helmapp)
+            return spec_release_namespace(helmapp)
 
 
 def spec_checker() -> SpecChecker:
-    if _optional("helmops.api", "validate", "release_name", "release_namespace", "HelmAppSpec") is None:
-        log.warning("helmops.api not available: using basic spec checks")
-        return BasicSpec()
-    return ApiSpec(importlib.import_module("helmops.api"))
+    return ApiSpec()
 
 
-def chart_fetcher(
-    kube: Kube, driver: HelmDriver, cache: Path, ca_bundle: Sequence[tuple[str, str, str]] = ()
-) -> ChartFetcher:
-    found = _optional("helmops.sources", "ChartSources", "ChartRequest", "auth_from_secret", "SourceError")
-    if found is None:
-        log.warning("helmops.sources not available: charts are fetched with helm pull")
-        return HelmPullFetcher(driver, cache)
-    sources_cls, req, auth, err = found
-    try:
-        sources = sources_cls(cache_dir=cache)
-    except TypeError:
-        sources = sources_cls()
-    return SourcesFetcher(kube, sources, req, auth, err, ca_bundle=CABundle(kube, ca_bundle) if ca_bundle else None)
+def chart_fetcher(kube: Kube, cache: Path, ca_bundle: Sequence[tuple[str, str, str]] = ()) -> SourcesFetcher:
+    bundle = CABundle(kube, ca_bundle) if ca_bundle else None
+    return SourcesFetcher(kube, ChartSources(cache_dir=cache), ca_bundle=bundle)
 
 
-def values_renderer(api_client: Any) -> AssembleRenderer | PlainValues:
-    if _optional("helmops.values", "ClusterContext", "assemble", "ValuesError") is None:
-        log.warning("helmops.values not available: spec.helm.values is used verbatim")
-        return PlainValues()
+def values_renderer(api_client: Any) -> AssembleRenderer:
     return AssembleRenderer(api_client)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from helmops.errors import HelmopsError
 from helmops.helm.driver import ReleaseSpec
 from helmops.reconcile.fingerprint import fingerprint
 from helmops.reconcile.release import FINGERPRINT_LABEL, MANAGED_LABEL, OWNER_LABEL, owner_value
@@ -39,16 +40,8 @@ def clamp_notice(requested: int, cap: int) -> str | None:
     )
 
 
-class DesiredError(Exception):
+class DesiredError(HelmopsError):
     """The desired state cannot be computed (spec, chart or values); ``.retryable`` for transient causes."""
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-
-    def __str__(self) -> str:
-        return self.message
 
 
 @dataclass(frozen=True)
@@ -103,22 +96,17 @@ def derived_release_name(name: str) -> str:
     return clean
 
 
-class BasicSpec:
-    """Spec rules that hold whatever the API package says (used when it is not available)."""
+def spec_release_name(helmapp: Mapping[str, Any]) -> str:
+    """The release name read from the raw spec (``helm.releaseName``, else Fleet's rule on the HelmApp's
+    name): for a spec the API model rejects, whose release must still be found."""
+    helm = (helmapp.get("spec") or {}).get("helm") or {}
+    return str(helm.get("releaseName") or derived_release_name(helmapp["metadata"]["name"]))
 
-    def problems(self, helmapp: Mapping[str, Any]) -> list[str]:
-        helm = (helmapp.get("spec") or {}).get("helm") or {}
-        if not helm.get("chart"):
-            return ["spec.helm.chart is required"]
-        return []
 
-    def release_name(self, helmapp: Mapping[str, Any]) -> str:
-        helm = (helmapp.get("spec") or {}).get("helm") or {}
-        return str(helm.get("releaseName") or derived_release_name(helmapp["metadata"]["name"]))
-
-    def release_namespace(self, helmapp: Mapping[str, Any]) -> str:
-        spec = helmapp.get("spec") or {}
-        return str(spec.get("namespace") or spec.get("defaultNamespace") or "default")
+def spec_release_namespace(helmapp: Mapping[str, Any]) -> str:
+    """The release namespace read from the raw spec (``namespace``, ``defaultNamespace``, else default)."""
+    spec = helmapp.get("spec") or {}
+    return str(spec.get("namespace") or spec.get("defaultNamespace") or "default")
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from helmops.api.keys import LOCAL
 from helmops.api.objects import Cluster, ClusterGroup
 from helmops.api.options import BundleTarget
-from helmops.clusters.resolve import LOCAL
 from helmops.clusters.targeting import match_targets
 from helmops.values.merge import merge_deployment_options
 

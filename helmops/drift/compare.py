@@ -2,74 +2,21 @@
 
 from __future__ import annotations
 
-import base64
 import copy
-import gzip
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
+from helmops.reconcile.manifest import ObjectRef, object_ref
 
 log = logging.getLogger("helmops.controller")
 
-Key = tuple[str, str]
-
 HELM_MANAGED_SELECTOR = "app.kubernetes.io/managed-by=Helm"
 RELEASE_SELECTOR = "owner=helm,status=deployed,helmops.cattle.io/managed-by=helmops"
-OWNER_LABEL = "helmops.cattle.io/helmapp"
 #: at most this many drifted resources are named in status (Fleet: 10 non-ready resources).
 MAX_NAMED = 10
-
-
-# --- pure: the manifest ----------------------------------------------------------------------------
-def decode_release(secret_value_b64: str) -> dict[str, Any]:
-    """A Helm storage Secret's ``release`` value (base64 as the API returns it) → the release JSON.
-
-    Helm stores base64(gzip(JSON)) in the Secret, which the API base64-encodes once more.  A tenant can
-    write such a Secret, so decoding is bounded (:mod:`helmops.reconcile.storage`): an oversized or
-    malformed record raises ``BadRelease`` (a ``ValueError``) instead of allocating gigabytes."""
-    from helmops.reconcile.storage import decode_release as bounded_decode_release  # no import cycle at load
-
-    return bounded_decode_release(secret_value_b64)
-
-
-def encode_release(record: Mapping[str, Any]) -> str:
-    """The inverse of :func:`decode_release`: a value for a Helm storage Secret's ``release`` key."""
-    raw = gzip.compress(json.dumps(record, separators=(",", ":")).encode())
-    return base64.b64encode(base64.b64encode(raw)).decode()
-
-
-def manifest_objects(manifest: str) -> list[dict[str, Any]]:
-    """The objects of a rendered manifest (``List`` kinds flattened; empty documents skipped)."""
-    out: list[dict[str, Any]] = []
-    try:
-        docs = list(yaml.safe_load_all(manifest or ""))
-    except RecursionError:  # PyYAML recurses: a tenant's chart can render any depth; nothing to compare
-        return out
-    for doc in docs:
-        if not isinstance(doc, dict) or not doc.get("kind"):
-            continue
-        if doc["kind"].endswith("List") and isinstance(doc.get("items"), list):
-            out.extend(i for i in doc["items"] if isinstance(i, dict) and i.get("kind"))
-        else:
-            out.append(doc)
-    return out
-
-
-@dataclass(frozen=True, order=True)
-class ObjectRef:
-    api_version: str
-    kind: str
-    namespace: str  # "" for cluster-scoped objects
-    name: str
-
-    def display(self) -> str:
-        """Fleet's resource naming: ``configmap.v1 ns/name`` (kind lower-cased, then the apiVersion)."""
-        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
-        return f"{self.kind.lower()}.{self.api_version.replace('/', '.')} {where}"
 
 
 @dataclass(frozen=True)
@@ -222,12 +169,6 @@ def compare_object(
         remove_pointer(lv, ptr)
     paths = differences(d, lv)
     return Modified(ref, paths=tuple(paths)) if paths else None
-
-
-def object_ref(obj: Mapping[str, Any], release_namespace: str, namespaced: bool = True) -> ObjectRef:
-    meta = obj.get("metadata") or {}
-    ns = str(meta.get("namespace") or release_namespace) if namespaced else ""
-    return ObjectRef(str(obj.get("apiVersion") or ""), str(obj.get("kind") or ""), ns, str(meta.get("name") or ""))
 
 
 def compare_release(

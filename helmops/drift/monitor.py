@@ -30,26 +30,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from helmops.api.keys import Key
 from helmops.drift.compare import (
     HELM_MANAGED_SELECTOR,
     MAX_NAMED,
-    OWNER_LABEL,
     RELEASE_SELECTOR,
-    Key,
     Modified,
-    ObjectRef,
-    comparable,
-    compare_object,
     compare_release,
-    decode_release,
-    differences,
-    encode_release,
-    ignored_pointers,
-    manifest_objects,
-    object_ref,
-    remove_pointer,
 )
 from helmops.kubeio.bounded import loads as bounded_loads
+from helmops.reconcile.manifest import ObjectRef, manifest_objects, object_ref
+from helmops.reconcile.release import OWNER_LABEL
+from helmops.reconcile.storage import decode_release
 from helmops.runtime import metrics
 
 log = logging.getLogger("helmops.controller")
@@ -361,17 +353,4 @@ class DriftMonitor:
             self._dyn = None
 
 
-__all__ = [
-    "DriftMonitor",
-    "Modified",
-    "ObjectRef",
-    "comparable",
-    "compare_object",
-    "compare_release",
-    "decode_release",
-    "differences",
-    "encode_release",
-    "ignored_pointers",
-    "manifest_objects",
-    "remove_pointer",
-]
+__all__ = ["DriftMonitor"]

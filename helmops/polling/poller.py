@@ -26,13 +26,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from helmops.api.keys import Key
+from helmops.desired.release import DesiredError
+from helmops.errors import HelmopsError
 from helmops.polling.schedule import (
     JITTER,
     LAST_POLL_ANNOTATION,
     POLLED,
-    Key,
     interval_seconds,
     jittered,
     last_polled,
@@ -55,49 +57,37 @@ class VersionResolver(Protocol):
         ...
 
 
-class PollError(Exception):
-    pass
+class PollError(HelmopsError):
+    """The version could not be resolved (its message goes to the Polled condition and an Event)."""
+
+
+@runtime_checkable
+class ChartVersions(Protocol):
+    """What polling needs of the controller's chart fetcher (``desired.adapters.SourcesFetcher``)."""
+
+    async def resolve_version(self, helmapp: Mapping[str, Any], max_age: float) -> str:
+        """The exact version ``spec.helm.version`` names now. Raises DesiredError."""
+        ...
 
 
 class SourcesResolver:
-    """``ChartSources.resolve_version`` with the same auth and CA handling as the controller's fetcher
-    (``deps.SourcesFetcher``), whose shared ``ChartSources`` (and so its index cache) it uses."""
+    """A :class:`VersionResolver` over the controller's chart fetcher: the same auth and CA handling, and
+    the same shared ``ChartSources`` (so its index cache), as chart downloads.  ``kube`` is not used (the
+    fetcher reads the helm Secret)."""
 
-    def __init__(self, kube: Any, fetcher: Any) -> None:
-        self._kube, self._fetcher = kube, fetcher
+    def __init__(self, kube: Any, fetcher: ChartVersions) -> None:
+        self._fetcher = fetcher
 
     @staticmethod
     def available(fetcher: Any) -> bool:
-        return all(hasattr(fetcher, a) for a in ("_sources", "_req", "_auth", "_err")) and hasattr(
-            fetcher._sources, "resolve_version"
-        )
+        """Whether ``fetcher`` can resolve versions (a fetcher without ``helmops.sources`` cannot)."""
+        return isinstance(fetcher, ChartVersions)
 
     async def resolve(self, helmapp: Mapping[str, Any], max_age: float) -> str:
-        import base64
-
-        f = self._fetcher
-        spec = helmapp.get("spec") or {}
-        helm = spec.get("helm") or {}
-        ns = helmapp["metadata"]["namespace"]
         try:
-            data: dict[str, bytes] = {}
-            if spec.get("helmSecretName"):
-                raw = await self._kube.read_secret(ns, spec["helmSecretName"])
-                if raw is None:
-                    raise PollError(f'helm secret "{spec["helmSecretName"]}" not found in namespace {ns}')
-                data = {k: base64.b64decode(v) for k, v in raw.items()}
-            ca = getattr(f, "_ca_bundle", None)
-            fallback = await ca.pem() if ca is not None else None
-            auth = f._auth(
-                data, insecure_skip_tls_verify=bool(spec.get("insecureSkipTLSVerify")), fallback_ca_pem=fallback
-            )
-            req = f._req(
-                repo=helm.get("repo") or "", chart=helm.get("chart") or "", version=str(helm.get("version") or "")
-            )
-            version, _digest = await f._sources.resolve_version(req, auth, max_age=max_age)
-        except f._err as exc:
-            raise PollError(str(exc)) from exc
-        return str(version)
+            return await self._fetcher.resolve_version(helmapp, max_age)
+        except DesiredError as exc:
+            raise PollError(exc.message, retryable=exc.retryable) from exc
 
 
 @dataclass
@@ -293,6 +283,7 @@ class Poller:
 __all__ = [
     "JITTER",
     "LAST_POLL_ANNOTATION",
+    "ChartVersions",
     "PollError",
     "Poller",
     "SourcesResolver",

@@ -9,7 +9,6 @@ from typing import Any
 
 log = logging.getLogger("helmops.controller")
 
-Key = tuple[str, str]
 
 #: ± fraction of the interval added to every poll time.
 JITTER = 0.1

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from helmops.drift.compare import decode_release, encode_release
+from helmops.reconcile.storage import decode_release, encode_release
 
 
 @dataclass(frozen=True)

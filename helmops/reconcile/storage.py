@@ -1,4 +1,6 @@
-"""Decode a Helm storage Secret's ``release`` value within fixed bounds.
+"""Decode a Helm storage Secret's ``release`` value within fixed bounds (and encode one).
+
+The one owner of Helm's release record format for every reader: drift, readiness and day-2 corrections.
 
 A tenant can write Secrets in its own namespace, including ones labelled like Helm's release storage, and
 the controller decodes them on every drift check and readiness pass.  Helm stores base64(gzip(JSON)); a
@@ -15,10 +17,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import hashlib
+import json
 import os
 import threading
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +31,7 @@ import yaml
 
 from helmops.kubeio.bounded import loads as bounded_loads
 
-__all__ = ["BadRelease", "ReleaseLimits", "ReleaseTooLarge", "decode_release", "release_limits"]
+__all__ = ["BadRelease", "ReleaseLimits", "ReleaseTooLarge", "decode_release", "encode_release", "release_limits"]
 
 MIB = 1 << 20
 
@@ -197,3 +202,10 @@ def _decode(value: str | bytes, api_encoded: bool, lim: ReleaseLimits) -> dict[s
             f" or nests deeper than {lim.max_depth} levels"
         )
     return data
+
+
+def encode_release(record: Mapping[str, Any]) -> str:
+    """The inverse of :func:`decode_release`: a value for a Helm storage Secret's ``release`` key, as the
+    Kubernetes API takes ``data`` (base64 of Helm's base64 of gzip(JSON))."""
+    raw = gzip.compress(json.dumps(record, separators=(",", ":")).encode())
+    return base64.b64encode(base64.b64encode(raw)).decode()

@@ -27,13 +27,14 @@ from typing import Any
 
 from aiohttp import web
 
+from helmops.api.keys import Key
 from helmops.clusters.connections import Connections
 from helmops.clusters.identity import AccessReviews, ImpersonatingClients
 from helmops.clusters.live import LiveResources
 from helmops.clusters.resolve import DEPLOYED_ANNOTATION
 from helmops.clusters.watch import ClusterIndex
 from helmops.clusters.watch import register as watch_clusters
-from helmops.controller.reconciler import Key, Reconciler, ReconcilerConfig, in_shard
+from helmops.controller.reconciler import Reconciler, ReconcilerConfig, in_shard
 from helmops.desired import adapters as deps
 from helmops.helm.driver import HelmDriver
 from helmops.kubeio.kube import GROUP, PLURAL, VERSION, Kube, api_client
@@ -181,7 +182,7 @@ async def run_enabled(settings: Settings) -> int:
     )
     log.info("helm %s at %s", driver.helm_version, settings.helm)
     cache = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="helmops-charts-"))
-    charts = deps.chart_fetcher(kube, driver, cache, settings.ca_bundle)
+    charts = deps.chart_fetcher(kube, cache, settings.ca_bundle)
     connections = Connections(
         api,
         driver,

@@ -12,6 +12,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+from helmops.api.keys import Key
 from helmops.drift.compare import MAX_NAMED
 from helmops.drift.monitor import (
     DriftMonitor,
@@ -29,7 +30,6 @@ from helmops.runtime.settings import Settings
 
 log = logging.getLogger("helmops.controller")
 
-Key = tuple[str, str]
 
 
 def resource_counts(status: Mapping[str, Any], resources: int, modified: int, missing: int) -> dict[str, float]:

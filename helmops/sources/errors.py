@@ -13,20 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from helmops.errors import HelmopsError
 
-class SourceError(Exception):
-    """Base class: something kept us from resolving or downloading a chart."""
 
-    retryable: bool = False
-
-    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if retryable is not None:
-            self.retryable = retryable
-
-    def __str__(self) -> str:
-        return self.message
+class SourceError(HelmopsError):
+    """Base class: something kept us from resolving or downloading a chart (not retryable by default)."""
 
 
 class InvalidReference(SourceError):

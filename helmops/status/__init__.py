@@ -1,7 +1,6 @@
 """Fleet-shaped status and Event texts from reconcile outcomes (pure computation)."""
 
 from helmops.status.compute import (
-    LOCAL_CLUSTER,
     ClusterOutcome,
     Outcome,
     ResourceState,
@@ -15,7 +14,6 @@ from helmops.status.compute import (
 )
 
 __all__ = [
-    "LOCAL_CLUSTER",
     "ClusterOutcome",
     "Outcome",
     "ResourceState",

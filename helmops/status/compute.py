@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-LOCAL_CLUSTER = "local"
+from helmops.api.keys import LOCAL
+
 SUMMARY_KEYS = ("notReady", "waitApplied", "errApplied", "outOfSync", "modified", "ready", "pending")
 CONDITION_TYPES = ("Accepted", "Ready", "Reconciling", "Stalled")
 RESOURCE_COUNT_KEYS = ("ready", "desiredReady", "waitApplied", "modified", "orphaned", "missing", "unknown", "notReady")
@@ -149,7 +150,7 @@ class Outcome:
     version: str | None = None
     #: True when retrying cannot help until the spec changes.
     stalled: bool = False
-    cluster: str = LOCAL_CLUSTER
+    cluster: str = LOCAL
     #: per-cluster results (multi-cluster targeting); None = the single cluster above.
     clusters: tuple[ClusterOutcome, ...] | None = None
     #: the cluster the acceptance error concerns (namespace, name); default: the single cluster above.

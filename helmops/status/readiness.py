@@ -1,4 +1,5 @@
-"""kstatus-like readiness of live objects, and the object list of a Helm release (pure).
+"""kstatus-like readiness of live objects (pure); the object list of a release is
+:func:`helmops.reconcile.manifest.object_refs`.
 
 The rules follow kstatus' spirit for the kinds charts commonly create; any other kind counts as ready once
 it exists (as kstatus does for kinds without status conventions), unless it carries a ``Ready`` condition
@@ -7,85 +8,10 @@ that is not ``True``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 READY, NOT_READY, MISSING, UNKNOWN = "Ready", "NotReady", "Missing", "Unknown"
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    api_version: str
-    kind: str
-    namespace: str
-    name: str
-
-
-def decode_release(data: str) -> dict[str, Any]:
-    """The release record stored in a Helm storage Secret's ``release`` key: the API's base64 of Helm's
-    base64 of gzip(JSON) (gzip is detected by its magic bytes, as Helm does).  Bounded, since a tenant can
-    write such a Secret: an oversized or malformed record raises ``BadRelease`` (a ``ValueError``)."""
-    from helmops.reconcile.storage import decode_release as bounded_decode_release
-
-    return bounded_decode_release(data)
-
-
-def manifest_objects(manifest: str, default_namespace: str, namespaced: Any = None) -> list[ObjectRef]:
-    """The objects a rendered manifest lists (hooks are not part of ``manifest``). Objects without a
-    namespace get ``default_namespace`` unless ``namespaced(api_version, kind)`` says they are
-    cluster-scoped."""
-    out: list[ObjectRef] = []
-    seen: set[ObjectRef] = set()
-    for doc in _documents(manifest):
-        meta = doc.get("metadata") or {}
-        api_version, kind, name = str(doc.get("apiVersion") or ""), str(doc.get("kind") or ""), meta.get("name")
-        if not (api_version and kind and name):
-            continue
-        scoped = namespaced(api_version, kind) if namespaced is not None else kind not in CLUSTER_SCOPED
-        ns = str(meta.get("namespace") or default_namespace) if scoped else ""
-        ref = ObjectRef(api_version, kind, ns, str(name))
-        if ref not in seen:
-            seen.add(ref)
-            out.append(ref)
-    return out
-
-
-def _documents(manifest: str) -> Iterator[Mapping[str, Any]]:
-    try:
-        docs = list(yaml.safe_load_all(manifest))
-    except (yaml.YAMLError, RecursionError):  # PyYAML recurses: a chart can render any depth
-        return
-    for doc in docs:
-        if isinstance(doc, Mapping):
-            if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
-                yield from (i for i in doc["items"] if isinstance(i, Mapping))
-            else:
-                yield doc
-
-
-#: kinds without a namespace (the common built-ins; CRD kinds are resolved by discovery when needed).
-CLUSTER_SCOPED = frozenset(
-    {
-        "Namespace",
-        "Node",
-        "PersistentVolume",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "CustomResourceDefinition",
-        "StorageClass",
-        "PriorityClass",
-        "IngressClass",
-        "ValidatingWebhookConfiguration",
-        "MutatingWebhookConfiguration",
-        "APIService",
-        "RuntimeClass",
-        "CSIDriver",
-        "VolumeAttachment",
-    }
-)
 
 
 def _int(v: Any) -> int:
@@ -173,14 +99,4 @@ def readiness(obj: Mapping[str, Any] | None) -> tuple[str, str]:
     return READY, ""
 
 
-__all__ = [
-    "CLUSTER_SCOPED",
-    "MISSING",
-    "NOT_READY",
-    "READY",
-    "UNKNOWN",
-    "ObjectRef",
-    "decode_release",
-    "manifest_objects",
-    "readiness",
-]
+__all__ = ["MISSING", "NOT_READY", "READY", "UNKNOWN", "readiness"]

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from helmops.api.keys import LOCAL
+
 _DROPPED_PREFIX = "kubectl.kubernetes.io/"
 _DROPPED_INFIX = "cattle.io/"
 _KEPT_LABEL_PREFIXES = ("fleet.cattle.io/", "management.cattle.io/")
@@ -98,7 +100,7 @@ class ClusterContext:
     @classmethod
     def local(
         cls,
-        name: str = "local",
+        name: str = LOCAL,
         namespace: str = "fleet-local",
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
@@ -111,7 +113,7 @@ class ClusterContext:
         return cls(
             name=name,
             namespace=namespace,
-            labels=_frozen(filter_labels({"name": "local"} if labels is None else labels)),
+            labels=_frozen(filter_labels({"name": LOCAL} if labels is None else labels)),
             annotations=_frozen(filter_annotations(annotations)),
             values=_frozen(copy.deepcopy(dict(values or {}))),
         )

@@ -9,17 +9,11 @@ reconcile anyway), while a missing ConfigMap may simply not have been created ye
 
 from __future__ import annotations
 
+from helmops.errors import HelmopsError
 
-class ValuesError(Exception):
-    """A user-facing failure to produce values for one cluster."""
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-
-    def __str__(self) -> str:
-        return self.message
+class ValuesError(HelmopsError):
+    """A user-facing failure to produce values for one cluster (not retryable unless said so)."""
 
 
 class TemplateError(ValuesError):

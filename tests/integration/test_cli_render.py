@@ -177,12 +177,12 @@ async def _controller_fingerprint(helmapp_obj: dict[str, Any], cache: Path) -> t
     """What the controller's own adapters (deps.py) compute for this HelmApp on the local cluster."""
     from helmops.desired.adapters import AssembleRenderer, SourcesFetcher, spec_checker
     from helmops.desired.release import build_release
-    from helmops.sources import ChartRequest, ChartSources, SourceError, auth_from_secret
+    from helmops.sources import ChartSources
 
     checker = spec_checker()
     name, ns = checker.release_name(helmapp_obj), checker.release_namespace(helmapp_obj)
     async with ChartSources(cache_dir=cache) as sources:
-        chart = await SourcesFetcher(None, sources, ChartRequest, auth_from_secret, SourceError).fetch(helmapp_obj)  # type: ignore[arg-type]
+        chart = await SourcesFetcher(None, sources).fetch(helmapp_obj)  # type: ignore[arg-type]
     values = await AssembleRenderer(None).render(helmapp_obj, ns)
     desired = build_release(helmapp_obj, release_name=name, release_namespace=ns, chart=chart, values=values)
     return desired.fingerprint, chart.digest, values.digest

@@ -33,7 +33,7 @@ from controller_helpers import (
     wait_ready,
 )
 
-from helmops.drift.compare import decode_release, encode_release
+from helmops.reconcile.storage import decode_release, encode_release
 from support.tools import reference_dir
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,11 @@ from kube_fake import KubeFake
 from helmops.clusters.connections import ClusterUnreachable
 from helmops.clusters.resolve import DEPLOYED_ANNOTATION
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
-from helmops.desired.release import BasicSpec, FetchedChart, Values
+from helmops.desired.release import FetchedChart, Values
 from helmops.helm.driver import ReleaseOutcome, ReleaseSpec
 from helmops.kubeio.kube import FINALIZER
 from helmops.reconcile.release import FINGERPRINT_LABEL, ReleaseInfo
+from tests.unit.test_controller_reconciler import BasicSpec
 
 KEY = ("ns", "app")
 

@@ -13,7 +13,14 @@ from kube_fake import KubeFake
 from pyhelm3 import errors as helm_errors
 
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
-from helmops.desired.release import BasicSpec, DesiredError, FetchedChart, Values, build_release
+from helmops.desired.release import (
+    DesiredError,
+    FetchedChart,
+    Values,
+    build_release,
+    spec_release_name,
+    spec_release_namespace,
+)
 from helmops.helm.driver import ReleaseOutcome, ReleaseSpec
 from helmops.kubeio.kube import FINALIZER
 from helmops.reconcile.release import FINGERPRINT_LABEL, OWNER_LABEL, ReleaseInfo
@@ -106,6 +113,22 @@ class FakeDriver:
     async def recover(self, name: str, namespace: str, **_: Any) -> ReleaseOutcome | None:
         self.calls.append("recover")
         return None
+
+
+class BasicSpec:
+    """The SpecChecker fake: a chart is required; release name and namespace from the raw spec."""
+
+    def problems(self, helmapp: Mapping[str, Any]) -> list[str]:
+        helm = (helmapp.get("spec") or {}).get("helm") or {}
+        if not helm.get("chart"):
+            return ["spec.helm.chart is required"]
+        return []
+
+    def release_name(self, helmapp: Mapping[str, Any]) -> str:
+        return spec_release_name(helmapp)
+
+    def release_namespace(self, helmapp: Mapping[str, Any]) -> str:
+        return spec_release_namespace(helmapp)
 
 
 class FakeCharts:

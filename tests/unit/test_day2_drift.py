@@ -9,18 +9,17 @@ from typing import Any
 
 from helmops.drift.compare import (
     Modified,
-    ObjectRef,
     compare_object,
     compare_release,
-    decode_release,
     differences,
     ignored_pointers,
-    manifest_objects,
     remove_pointer,
 )
 from helmops.drift.monitor import (
     release_namespaces,
 )
+from helmops.reconcile.manifest import ObjectRef, manifest_objects
+from helmops.reconcile.storage import decode_release
 
 CM = ObjectRef("v1", "ConfigMap", "ns", "web")
 
@@ -295,9 +294,7 @@ def test_monitor_ignores_untracked_releases_and_unknown_kinds() -> None:
 
 
 def test_encode_release_round_trips() -> None:
-    from helmops.drift.compare import (
-        encode_release,
-    )
+    from helmops.reconcile.storage import encode_release
 
     record = {"name": "web", "version": 4, "info": {"status": "deployed"}, "manifest": "a: b\n"}
     assert decode_release(encode_release(record)) == record

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kube_fake import KubeFake
 
 from helmops.api import Cluster, ClusterGroup
 from helmops.cli.plan import Inventory, plan, resolve
@@ -55,7 +56,7 @@ class Connections:
         return Downstream(cluster["metadata"]["name"])
 
 
-class ManagementKube:
+class ManagementKube(KubeFake):
     def __init__(self, clusters: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
         self.clusters, self.groups = clusters, groups
 

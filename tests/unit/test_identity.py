@@ -14,7 +14,7 @@ from kubernetes.aio import client as kclient
 from helmops.clusters.identity import IMPERSONATE_USER, Identity, ImpersonatingClients, service_account_user
 from helmops.clusters.live import ACCESS_DENIED, LiveResources
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
-from helmops.desired.release import BasicSpec, Values
+from helmops.desired.release import Values
 from helmops.drift.monitor import (
     DriftMonitor,
     _Manifest,
@@ -24,7 +24,7 @@ from helmops.policy.source import PolicyUnreadable
 from helmops.status import ResourceState
 from helmops.values.errors import ValuesError
 from helmops.values.kube_reader import OwnNamespaceReader, _problem
-from tests.unit.test_controller_reconciler import FakeCharts, FakeDriver, FakeKube, FakeReleases, FakeValues
+from tests.unit.test_controller_reconciler import BasicSpec, FakeCharts, FakeDriver, FakeKube, FakeReleases, FakeValues
 
 KEY = ("team", "app")
 CONTROLLER_API = "controller-api"
@@ -284,7 +284,7 @@ async def test_readiness_without_service_account_uses_controller_client() -> Non
 
 async def test_live_states_map_403_to_unknown_without_content(monkeypatch: pytest.MonkeyPatch) -> None:
     from helmops.clusters import live as live_mod
-    from helmops.status.readiness import ObjectRef
+    from helmops.reconcile.manifest import ObjectRef
 
     async def objects(*_: Any) -> list[ObjectRef]:
         return [ObjectRef("v1", "Secret", "victim", "db")]

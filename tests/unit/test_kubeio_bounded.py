@@ -239,7 +239,7 @@ def test_kopf_patch_refuses_a_kopf_whose_api_module_changed(monkeypatch: pytest.
         kopfpatch.apply()
 
 
-@pytest.mark.parametrize("module", ["helmops.status.readiness", "helmops.drift.monitor"])
+@pytest.mark.parametrize("module", ["helmops.clusters.live", "helmops.drift.monitor"])  # readiness, drift
 def test_release_records_with_deep_chart_values_decode(module: str) -> None:
     """A tenant's chart may ship values.yaml nested thousands of levels deep; helm stores them in the release."""
     import base64
@@ -253,12 +253,11 @@ def test_release_records_with_deep_chart_values_decode(module: str) -> None:
 
 
 def test_deep_rendered_manifests_do_not_break_readiness_or_drift() -> None:
-    from helmops.drift import monitor as drift
-    from helmops.status import readiness
+    from helmops.reconcile.manifest import manifest_objects, object_refs
 
     manifest = (
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n---\n"
         "apiVersion: example.com/v1\nkind: Deep\nmetadata: {name: deep}\nspec: " + "[" * 5_000 + "]" * 5_000 + "\n"
     )
-    assert readiness.manifest_objects(manifest, "ns") == []  # unparseable: nothing to wait for, no exception
-    assert drift.manifest_objects(manifest) == []
+    assert object_refs(manifest, "ns") == []  # readiness: unparseable, nothing to wait for, no exception
+    assert manifest_objects(manifest) == []  # drift

@@ -28,10 +28,11 @@ from helmops.controller.ledger import (
     render,
 )
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
-from helmops.desired.release import BasicSpec, FetchedChart, Values
+from helmops.desired.release import FetchedChart, Values
 from helmops.helm.driver import ReleaseOutcome, ReleaseSpec
 from helmops.kubeio.kube import FINALIZER
 from helmops.reconcile.release import FINGERPRINT_LABEL, OWNER_LABEL, ReleaseInfo, ownership
+from tests.unit.test_controller_reconciler import BasicSpec
 
 KEY = ("team", "app")
 NOW = datetime.now(tz=UTC)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from helmops.drift.compare import decode_release, encode_release
 from helmops.reconcile.history import DropPlan, SecretHistory, StoredRevision, plan_drop, restored_record
+from helmops.reconcile.storage import decode_release, encode_release
 
 
 def rev(revision: int, status: str, rv: str = "") -> StoredRevision:

@@ -11,14 +11,16 @@ import zlib
 
 import pytest
 
-from helmops.drift.compare import (
-    decode_release as drift_decode,
-)
-from helmops.drift.compare import (
+from helmops.clusters.live import decode_release as readiness_decode  # what readiness decodes with
+from helmops.drift.monitor import decode_release as drift_decode  # what drift decodes with
+from helmops.reconcile.storage import (
+    BadRelease,
+    ReleaseLimits,
+    ReleaseTooLarge,
+    decode_release,
     encode_release,
+    release_limits,
 )
-from helmops.reconcile.storage import BadRelease, ReleaseLimits, ReleaseTooLarge, decode_release, release_limits
-from helmops.status.readiness import decode_release as readiness_decode
 
 MIB = 1 << 20
 

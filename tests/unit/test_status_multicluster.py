@@ -7,9 +7,11 @@ import gzip
 import json
 from datetime import UTC, datetime
 
+from helmops.reconcile.manifest import object_refs
+from helmops.reconcile.storage import decode_release
 from helmops.status import ClusterOutcome, Outcome, ResourceState, State, compute_status, status_patch
 from helmops.status.compute import MAX_CLUSTER_IDS, MAX_NON_READY, MAX_PER_CLUSTER_COUNTS
-from helmops.status.readiness import decode_release, manifest_objects, readiness
+from helmops.status.readiness import readiness
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -143,7 +145,7 @@ def test_release_record_and_manifest() -> None:
     record = json.dumps({"name": "rel", "manifest": manifest}).encode()
     stored = base64.b64encode(base64.b64encode(gzip.compress(record))).decode()  # as the API returns it
     release = decode_release(stored)
-    refs = manifest_objects(release["manifest"], "t")
+    refs = object_refs(release["manifest"], "t")
     assert [(r.kind, r.namespace, r.name) for r in refs] == [
         ("ConfigMap", "t", "a"),
         ("Deployment", "other", "w"),
