@@ -307,22 +307,13 @@ def kube_client(kubeconfig: str | None, context: str | None = None) -> Any:
     """A ``kubernetes.client.ApiClient`` for --kubeconfig/--context, else the usual defaults; it parses
     responses with the bounded JSON loader (``helmops.kubeio``), so a deeply nested HelmApp or Cluster
     cannot break a command."""
-    from kubernetes import client
-    from kubernetes import config as _config
+    from helmops.kubeio.client import KubeconfigUnusable, cli_client
 
-    from helmops.kubeio.client import sync_client
-
-    config: Any = _config
     # urllib3 logs each retry as a warning; the CLI reports the final failure in one line instead.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     try:
-        cfg = client.Configuration()
-        if kubeconfig or context or os.environ.get("KUBECONFIG") or Path("~/.kube/config").expanduser().exists():
-            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
-        else:
-            config.load_incluster_config(client_configuration=cfg)
-        return sync_client(cfg)
-    except (config.ConfigException, OSError) as exc:
+        return cli_client(kubeconfig, context)
+    except KubeconfigUnusable as exc:
         raise CliError(f"no usable kubeconfig: {exc}") from None
 
 

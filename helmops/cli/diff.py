@@ -229,8 +229,9 @@ def connections(
 ) -> Iterator[dict[str, Connection | str]]:
     """How to reach each cluster: the --kubeconfig cluster for the local one, a temporary kubeconfig file
     from the Fleet Cluster's kubeConfigSecret for the others; a string says why a cluster is unreachable."""
-    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
+
+    from helmops.kubeio.client import sync_core_v1
 
     tmp = Path(tempfile.mkdtemp(prefix="helmops-diff-"))
     allowed = name_list(getattr(args, "kubeconfig_secret_namespaces", None) or [])
@@ -253,7 +254,7 @@ def connections(
                 )
                 continue
             try:
-                secret = client.CoreV1Api(api).read_namespaced_secret(secret_name, namespace)
+                secret = sync_core_v1(api).read_namespaced_secret(secret_name, namespace)
             except ApiException as exc:
                 out[p.cluster] = f"{p.describe()}: {api_error(exc, f'kubeconfig secret {namespace}/{secret_name}')}"
                 continue
@@ -282,12 +283,13 @@ def connections(
 
 
 def live_release(api: Any, namespace: str, name: str) -> ReleaseInfo | None:
-    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
+
+    from helmops.kubeio.client import sync_core_v1
 
     try:
         items = (
-            client.CoreV1Api(api)
+            sync_core_v1(api)
             .list_namespaced_secret(namespace, label_selector=HELM_STORAGE_SELECTOR.format(name=name))
             .items
         )

@@ -129,8 +129,9 @@ def _wait(custom: Any, namespace: str, name: str, version: str, timeout: float) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
+
+    from helmops.kubeio.client import sync_custom_objects
 
     result: dict[str, Any] = {}
     try:
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         if (src_ns, src_name) == (dst_ns, dst_name):
             raise CliError("--from and --to name the same HelmApp")
         with kube_session(args.kubeconfig, args.context) as api:
-            custom = client.CustomObjectsApi(api)
+            custom = sync_custom_objects(api)
             source = _get(custom, src_ns, src_name)
             reasons = not_ready_reasons(source)
             if reasons:

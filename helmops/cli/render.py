@@ -123,11 +123,12 @@ def helm_secret_auth(args: argparse.Namespace, helmapp: Mapping[str, Any], api: 
             "reaching the chart source without credentials",
         )
         return repo_auth(helmapp, None)
-    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
+    from helmops.kubeio.client import sync_core_v1
+
     try:
-        secret = client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+        secret = sync_core_v1(api).read_namespaced_secret(name, namespace)
     except ApiException as exc:
         raise api_error(exc, f"helm secret {namespace}/{name}") from None
     data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
@@ -137,18 +138,13 @@ def helm_secret_auth(args: argparse.Namespace, helmapp: Mapping[str, Any], api: 
 @contextlib.asynccontextmanager
 async def local_reader(kubeconfig: str | None, context: str | None) -> Any:
     """A valuesFrom reader on the local cluster (kubernetes.aio), closed on exit."""
-    from kubernetes.aio import client as aclient
-    from kubernetes.aio import config as _aconfig
-
+    from helmops.kubeio.client import KubeconfigUnusable, cli_aio_client
     from helmops.values.kube_reader import KubeValuesFromReader
 
-    aconfig: Any = _aconfig
-    cfg = aclient.Configuration()
     try:
-        await aconfig.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
-    except (aconfig.ConfigException, OSError) as exc:
+        api = await cli_aio_client(kubeconfig, context)
+    except KubeconfigUnusable as exc:
         raise CliError(f"no usable kubeconfig: {exc}") from None
-    api: Any = aclient.ApiClient(configuration=cfg)
     try:
         yield KubeValuesFromReader(api)
     finally:
@@ -217,9 +213,9 @@ def policy_warnings(args: argparse.Namespace, helmapp: Mapping[str, Any]) -> lis
     """What the controller's operator policy would refuse (GitRepoRestrictions of the HelmApp's namespace,
     read with --kubeconfig/--context; nothing without them). Warnings only: render and diff still show
     what the HelmApp would deploy."""
-    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
+    from helmops.kubeio.client import sync_custom_objects
     from helmops.policy import aggregate, evaluate
     from helmops.policy.source import GROUP, PLURAL, VERSION
 
@@ -229,7 +225,7 @@ def policy_warnings(args: argparse.Namespace, helmapp: Mapping[str, Any]) -> lis
             return []
         out: Any = None
         try:
-            out = client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+            out = sync_custom_objects(api).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
         except ApiException as exc:
             if exc.status == 404:
                 return []

@@ -170,14 +170,9 @@ def default_namespace(args: argparse.Namespace) -> str:
     if args.namespace:
         return str(args.namespace)
     try:
-        from kubernetes import config as _config
+        from helmops.kubeio.client import context_namespace
 
-        config: Any = _config
-        _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
-        if args.context:
-            contexts, _ = config.list_kube_config_contexts(config_file=args.kubeconfig)
-            active = next((c for c in contexts if c.get("name") == args.context), active)
-        return str(((active or {}).get("context") or {}).get("namespace") or "default")
+        return context_namespace(args.kubeconfig, args.context) or "default"
     except Exception:
         return "default"
 
@@ -268,7 +263,7 @@ def _watch(custom: Any, args: argparse.Namespace, namespace: str, name: str | No
 
 
 def run(args: argparse.Namespace) -> int:
-    from kubernetes import client
+    from helmops.kubeio.client import sync_custom_objects
 
     try:
         if args.ref and args.all_namespaces:
@@ -278,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
         if args.ref:
             namespace, name = split_ref(args.ref, namespace)
         with kube_session(args.kubeconfig, args.context) as api:
-            custom = client.CustomObjectsApi(api)
+            custom = sync_custom_objects(api)
             if args.watch:
                 try:
                     _watch(custom, args, namespace, name)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import copy
 import logging
 import os
 import shutil
@@ -35,7 +34,7 @@ from helmops.api.keys import LOCAL
 from helmops.clusters.kubeconfig import Kubeconfig, KubeconfigRefused, parse, sanitize
 from helmops.errors import HelmopsError
 from helmops.helm.driver import HelmDriver
-from helmops.kubeio.client import aio_client
+from helmops.kubeio.client import aio_client, client_configuration, core_v1, write_private
 from helmops.reconcile.release import KubeReleaseReader
 
 log = logging.getLogger("helmops.clusters")
@@ -67,9 +66,7 @@ class Connection:
     releases: KubeReleaseReader = field(init=False)
 
     def __post_init__(self) -> None:
-        from kubernetes.aio import client as kclient
-
-        self.core = kclient.CoreV1Api(self.api)
+        self.core = core_v1(self.api)
         self.releases = KubeReleaseReader(self.core)
 
     @property
@@ -108,51 +105,6 @@ def secret_namespace_allowed(cluster_namespace: str, secret_namespace: str, allo
     return "*" in names or secret_namespace in names
 
 
-def _write_private(directory: Path, name: str, data: bytes) -> Path:
-    path = directory / name
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    return path
-
-
-async def client_configuration(kc: Kubeconfig, directory: Path) -> Any:
-    """A ``kubernetes.aio`` Configuration from the sanitized kubeconfig alone.
-
-    Set field by field rather than through kubernetes' kubeconfig loader, which would honour file paths and
-    plugins; the loader is used only for an operator-allowed ``exec``/``auth-provider`` user, and then on
-    the sanitized document. A client certificate is written 0600 into ``directory`` (the TLS context reads
-    it when the ApiClient is built)."""
-    from kubernetes.aio import client as kclient
-    from kubernetes.aio import config as kconfig
-
-    cfg = kclient.Configuration()
-    if kc.plugin:
-        loader: Any = kconfig
-        await loader.load_kube_config_from_dict(copy.deepcopy(kc.document), client_configuration=cfg)
-        return cfg
-    cfg.host = kc.server.rstrip("/")
-    cfg.verify_ssl = not kc.insecure
-    if kc.ca_data:
-        try:
-            cfg.ca_cert_data = kc.ca_data.decode("ascii")  # PEM
-        except UnicodeDecodeError:
-            cfg.ca_cert_data = kc.ca_data  # DER
-    if kc.tls_server_name:
-        cfg.tls_server_name = kc.tls_server_name
-    if kc.proxy_url:
-        cfg.proxy = kc.proxy_url
-    if kc.client_cert and kc.client_key:
-        cfg.cert_file = str(await asyncio.to_thread(_write_private, directory, "client.crt", kc.client_cert))
-        cfg.key_file = str(await asyncio.to_thread(_write_private, directory, "client.key", kc.client_key))
-    if kc.token:
-        cfg.api_key["BearerToken"] = f"Bearer {kc.token}"
-    elif kc.username is not None and kc.password is not None:
-        basic = base64.b64encode(f"{kc.username}:{kc.password}".encode()).decode()
-        cfg.api_key["BearerToken"] = f"Basic {basic}"
-    return cfg
-
-
 class Connections:
     """The cache of per-cluster connections (the local one is given and never closed here)."""
 
@@ -168,10 +120,8 @@ class Connections:
         allow_insecure: bool = False,
         secret_namespaces: Iterable[str] = (),
     ) -> None:
-        from kubernetes.aio import client as kclient
-
         self._local_api = local_api
-        self._local_core: Any = kclient.CoreV1Api(local_api)
+        self._local_core: Any = core_v1(local_api)
         self._local_driver = local_driver
         self._helm, self._concurrency, self._term_grace = helm, helm_concurrency, term_grace
         self.allow_exec, self.allow_insecure = allow_exec, allow_insecure
@@ -254,7 +204,7 @@ class Connections:
             raise ClusterUnreachable(f"{where}: kubeconfig secret {ref} refused: {exc.message}") from None
         tmpdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="helmops-cluster-"))
         try:
-            path = await asyncio.to_thread(_write_private, tmpdir, "kubeconfig", kc.yaml().encode())
+            path = await asyncio.to_thread(write_private, tmpdir, "kubeconfig", kc.yaml().encode())
             await asyncio.to_thread((tmpdir / "helm").mkdir, 0o700)
             cfg = await client_configuration(kc, tmpdir)
             api: Any = aio_client(cfg)  # bounded JSON parsing (helmops.kubeio)
@@ -300,7 +250,6 @@ __all__ = [
     "ClusterUnreachable",
     "Connection",
     "Connections",
-    "client_configuration",
     "downstream_helm_env",
     "secret_namespace_allowed",
 ]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from helmops.api.keys import LOCAL
+from helmops.kubeio import client as kubeio_client
 
 log = logging.getLogger("helmops.clusters")
 
@@ -68,10 +69,7 @@ class Identity:
 
 def impersonating_client(base: Any, user: str) -> Any:
     """A new ApiClient with ``base``'s server and credentials that sends ``Impersonate-User: user``."""
-    from kubernetes.aio import client as kclient
-
-    api: Any = kclient.ApiClient(configuration=base.configuration, header_name=IMPERSONATE_USER, header_value=user)
-    return api
+    return kubeio_client.impersonating_client(base, IMPERSONATE_USER, user)
 
 
 @dataclass
@@ -188,8 +186,6 @@ class AccessReviews:
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        from kubernetes.aio import client as kclient
-
         api = self._clients.api_for(self._base, LOCAL, identity)
         attrs: dict[str, Any] = {"verb": verb, "group": group, "resource": resource}
         if namespace:
@@ -200,7 +196,7 @@ class AccessReviews:
             "spec": {"resourceAttributes": attrs},
         }
         try:
-            out = await kclient.AuthorizationV1Api(api).create_self_subject_access_review(body)
+            out = await kubeio_client.authorization_v1(api).create_self_subject_access_review(body)
             ok = bool(getattr(out.status, "allowed", False))
         except Exception as exc:  # cannot ask: treat as not allowed, briefly
             log.debug("access review for %s failed: %s", identity.describe(), type(exc).__name__)

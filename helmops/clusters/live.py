@@ -1,5 +1,6 @@
 """Readiness of a release's objects on one cluster: the manifest from Helm's storage Secret (no helm
-process), then one GET per listed object, judged by :func:`helmops.status.readiness.readiness`."""
+process), then one GET per listed object, judged by :func:`helmops.status.readiness.readiness`. Each
+object's REST path comes from the cluster's discovery (:mod:`helmops.kubeio.mapping`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
-from helmops.kubeio.bounded import loads as bounded_loads
+from helmops.kubeio.mapping import DiscoveryFailed, Resource, RestMappings
+from helmops.kubeio.rest import get_json
 from helmops.reconcile.manifest import ObjectRef, object_refs
 from helmops.reconcile.storage import decode_release
 from helmops.status import ResourceState
@@ -16,51 +18,14 @@ from helmops.status.readiness import MISSING, UNKNOWN, readiness
 
 log = logging.getLogger("helmops.clusters")
 
-#: irregular plurals of common kinds (the rest: lower-case kind + s / ies / es).
-_PLURALS = {
-    "Endpoints": "endpoints",
-    "Ingress": "ingresses",
-    "NetworkPolicy": "networkpolicies",
-    "PodSecurityPolicy": "podsecuritypolicies",
-    "PriorityClass": "priorityclasses",
-    "StorageClass": "storageclasses",
-    "IngressClass": "ingressclasses",
-    "RuntimeClass": "runtimeclasses",
-}
 #: objects read per release at most (the rest count as Unknown), to bound API calls.
 MAX_OBJECTS = 200
 #: the message of an object the acting identity may not read (its state is Unknown; nothing else is said).
 ACCESS_DENIED = "access denied"
-REQUEST_TIMEOUT = 15.0
 
 
-def plural(kind: str) -> str:
-    if kind in _PLURALS:
-        return _PLURALS[kind]
-    low = kind.lower()
-    if low.endswith("y") and low[-2:-1] not in ("a", "e", "i", "o", "u"):
-        return low[:-1] + "ies"
-    if low.endswith(("s", "x", "ch", "sh")):
-        return low + "es"
-    return low + "s"
-
-
-def object_path(ref: ObjectRef) -> str:
-    base = f"/api/{ref.api_version}" if "/" not in ref.api_version else f"/apis/{ref.api_version}"
-    ns = f"/namespaces/{ref.namespace}" if ref.namespace else ""
-    return f"{base}{ns}/{plural(ref.kind)}/{ref.name}"
-
-
-async def get_json(api: Any, path: str) -> tuple[int, Any]:
-    """A raw authenticated GET with the ApiClient (any kind, no typed model)."""
-    method, url, headers, _, _ = await api.param_serialize(
-        "GET", path, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"]
-    )
-    resp = await api.call_api(method, url, header_params=headers, _request_timeout=REQUEST_TIMEOUT)
-    data = await resp.read()
-    if resp.status >= 300:
-        return int(resp.status), None
-    return int(resp.status), bounded_loads(data)  # release objects are tenant-made: any depth (helmops.kubeio)
+def object_path(resource: Resource, ref: ObjectRef) -> str:
+    return resource.path(ref.namespace, ref.name)
 
 
 class LiveResources:
@@ -71,9 +36,11 @@ class LiveResources:
     read yields "access denied" (state Unknown), never their content or even their existence. ``core`` reads
     the release record itself (Helm's storage Secret) with the controller's identity."""
 
-    def __init__(self, cache_size: int = 512) -> None:
+    def __init__(self, cache_size: int = 512, mappings: RestMappings | None = None) -> None:
         self._refs: OrderedDict[tuple[str, str, str, int], list[ObjectRef]] = OrderedDict()
         self._size = cache_size
+        #: each cluster's REST mapping (kind → plural, namespaced), from its discovery.
+        self.mappings = mappings if mappings is not None else RestMappings()
 
     async def objects(
         self, api: Any, core: Any, cluster: str, namespace: str, name: str, revision: int
@@ -95,16 +62,26 @@ class LiveResources:
         self, api: Any, core: Any, cluster: str, namespace: str, name: str, revision: int
     ) -> tuple[ResourceState, ...]:
         refs = await self.objects(api, core, cluster, namespace, name, revision)
+        mapper = self.mappings.of(cluster)
         out: list[ResourceState] = []
         for i, ref in enumerate(refs):
             if i >= MAX_OBJECTS:
                 out.append(ResourceState(ref.api_version, ref.kind, ref.namespace, ref.name, UNKNOWN, "not checked"))
                 continue
-            status, obj = await get_json(api, object_path(ref))
+            try:
+                resource = await mapper.resource(api, ref.api_version, ref.kind)
+            except DiscoveryFailed as exc:
+                state, message = UNKNOWN, f"HTTP {exc.status}"
+                out.append(ResourceState(ref.api_version, ref.kind, ref.namespace, ref.name, state, message))
+                continue
+            if resource is None:  # a kind the cluster does not serve: no such object
+                out.append(ResourceState(ref.api_version, ref.kind, ref.namespace, ref.name, MISSING, ""))
+                continue
+            status, obj = await get_json(api, object_path(resource, ref))
             if status == 404:
                 state, message = MISSING, ""
             elif status in (401, 403):
-                state, message = UNKNOWN, f"{ACCESS_DENIED} (get {plural(ref.kind)})"
+                state, message = UNKNOWN, f"{ACCESS_DENIED} (get {resource.plural})"
             elif obj is None:
                 state, message = UNKNOWN, f"HTTP {status}"
             else:
@@ -115,6 +92,7 @@ class LiveResources:
     def forget(self, cluster: str) -> None:
         for key in [k for k in self._refs if k[0] == cluster]:
             del self._refs[key]
+        self.mappings.forget(cluster)
 
 
-__all__ = ["ACCESS_DENIED", "LiveResources", "get_json", "object_path", "plural"]
+__all__ = ["ACCESS_DENIED", "LiveResources", "object_path"]

@@ -3,10 +3,10 @@
 Design (why a timer and not per-object watches): one check costs a fixed number of API calls however
 many HelmApps there are — one cluster-wide list of helmops' deployed release Secrets (label
 ``helmops.cattle.io/managed-by=helmops,status=deployed``; manifests are decoded once per revision) and one
-cluster-wide list per kind found in those manifests, filtered by Helm's label
-``app.kubernetes.io/managed-by=Helm``. Watches would notice edits sooner but hold one connection per kind
-open forever and need a cache of every object; the check period (``HELMOPS_DRIFT_CHECK_PERIOD``, 60s)
-bounds detection time instead.
+cluster-wide list per kind found in those manifests (its REST path from the cluster's discovery,
+``helmops.kubeio.mapping``), filtered by Helm's label ``app.kubernetes.io/managed-by=Helm``. Watches would
+notice edits sooner but hold one connection per kind open forever and need a cache of every object; the
+check period (``HELMOPS_DRIFT_CHECK_PERIOD``, 60s) bounds detection time instead.
 
 Only fields the chart set are compared (the manifest's fields; ``metadata`` only for labels and
 annotations; never ``status``), so values the API server defaults are not drift. ``diff.comparePatches``
@@ -22,7 +22,6 @@ edits is handled once. Its reconcile reports it as ``Modified`` naming the resou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -38,7 +37,10 @@ from helmops.drift.compare import (
     Modified,
     compare_release,
 )
+from helmops.kubeio import rest
 from helmops.kubeio.bounded import loads as bounded_loads
+from helmops.kubeio.client import core_v1
+from helmops.kubeio.mapping import Resource, RestMapper
 from helmops.reconcile.manifest import ObjectRef, manifest_objects, object_ref
 from helmops.reconcile.release import OWNER_LABEL
 from helmops.reconcile.storage import decode_release
@@ -109,7 +111,9 @@ class DriftMonitor:
         self._owners: dict[str, Key] = {}
         self._manifests: dict[str, _Manifest] = {}
         self._task: asyncio.Task[None] | None = None
-        self._dyn: Any = None
+        #: the local cluster's REST mapping (kind → plural, namespaced), from its discovery.
+        self.mapper = RestMapper()
+        #: kinds the cluster does not serve: said once (asked again later: a CRD may be installed since).
         self._unknown_kinds: set[tuple[str, str]] = set()
         #: kinds whose list failed (e.g. RBAC without list rights): warned once, then quietly retried.
         self._list_failed: set[tuple[str, str]] = set()
@@ -183,29 +187,26 @@ class DriftMonitor:
             except Exception as exc:
                 log.warning("drift check failed: %s", exc)
 
-    async def _dynamic(self) -> Any:
-        if self._dyn is None:
-            from kubernetes.aio.dynamic import DynamicClient
-
-            self._dyn = await DynamicClient(self._api)  # type: ignore[no-untyped-call]
-        return self._dyn
-
-    async def _scope(self, api_version: str, kind: str) -> Any:
+    async def _scope(self, api_version: str, kind: str) -> Resource | None:
         """The discovered resource, or None for kinds the server does not serve."""
-        if (api_version, kind) in self._unknown_kinds:
-            return None
-        dyn = await self._dynamic()
         try:
-            return await dyn.resources.get(api_version=api_version, kind=kind)
+            res = await self.mapper.resource(self._api, api_version, kind)
         except Exception:
-            self._unknown_kinds.add((api_version, kind))
-            log.info("drift: kind %s %s is not served by the cluster; not compared", api_version, kind)
+            res = None
+        if res is None:
+            if (api_version, kind) not in self._unknown_kinds:
+                self._unknown_kinds.add((api_version, kind))
+                log.info("drift: kind %s %s is not served by the cluster; not compared", api_version, kind)
             return None
+        self._unknown_kinds.discard((api_version, kind))
+        return res
 
     def _core(self) -> Any:
-        from kubernetes.aio import client as kclient
+        return core_v1(self._api)
 
-        return kclient.CoreV1Api(self._api)
+    async def _list_raw(self, res: Resource, label_selector: str) -> bytes:
+        """The unparsed list of ``res`` in every namespace (parsed by the caller, bounded, off the loop)."""
+        return await rest.list_raw(self._api, res.path(), label_selector)
 
     async def _releases(self) -> list[_Manifest]:
         listing = await self._core().list_secret_for_all_namespaces(label_selector=RELEASE_SELECTOR)
@@ -246,23 +247,22 @@ class DriftMonitor:
         if not self._tracked:
             return {}
         releases = await self._releases()
-        kinds: dict[tuple[str, str], Any] = {}
+        kinds: dict[tuple[str, str], Resource | None] = {}
         for m in releases:
             for obj in m.objects:
                 k = (str(obj.get("apiVersion") or ""), str(obj.get("kind") or ""))
                 if k not in kinds:
                     kinds[k] = await self._scope(*k)
-        dyn = await self._dynamic() if any(kinds.values()) else None
         live: dict[ObjectRef, Mapping[str, Any]] = {}
         failed: set[tuple[str, str]] = set()
         for (api_version, kind), res in kinds.items():
-            if res is None or dyn is None:
+            if res is None:
                 continue
             try:
-                # Raw bytes through the bounded loader, off the loop: the dynamic client's own parsing recurses,
-                # so one tenant's deeply nested object would stop this kind's comparison for every tenant.
-                resp = await dyn.get(res, label_selector=HELM_MANAGED_SELECTOR, serialize=False)
-                listing = await asyncio.to_thread(bounded_loads, await resp.read())
+                # Raw bytes through the bounded loader, off the loop: a recursive parser would let one tenant's
+                # deeply nested object stop this kind's comparison for every tenant.
+                raw = await self._list_raw(res, HELM_MANAGED_SELECTOR)
+                listing = await asyncio.to_thread(bounded_loads, raw)
             except Exception as exc:
                 failed.add((api_version, kind))
                 reason = getattr(exc, "reason", None) or exc
@@ -304,7 +304,9 @@ class DriftMonitor:
         self._refresh_gauge()
         return result
 
-    async def _readable(self, owner: Key, m: _Manifest, kinds: Mapping[tuple[str, str], Any]) -> list[dict[str, Any]]:
+    async def _readable(
+        self, owner: Key, m: _Manifest, kinds: Mapping[tuple[str, str], Resource | None]
+    ) -> list[dict[str, Any]]:
         """The objects of ``m`` that ``owner``'s identity may get (all of them without ``can_read``)."""
         if self.can_read is None:
             return m.objects
@@ -315,7 +317,7 @@ class DriftMonitor:
                 out.append(obj)  # not served: compare_release skips it without reading anything
                 continue
             ns = object_ref(obj, m.release_namespace, bool(res.namespaced)).namespace
-            if await self.can_read(owner, str(getattr(res, "group", "") or ""), str(res.name), ns):
+            if await self.can_read(owner, res.group, res.plural, ns):
                 out.append(obj)
         return out
 
@@ -349,8 +351,7 @@ class DriftMonitor:
 
     async def close(self) -> None:
         await self.stop()
-        with contextlib.suppress(Exception):
-            self._dyn = None
+        self.mapper.forget()
 
 
 __all__ = ["DriftMonitor"]

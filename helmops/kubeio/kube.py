@@ -6,18 +6,15 @@ import logging
 import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from kubernetes.aio import client as kclient
-from kubernetes.aio import config as _kconfig
 from kubernetes.aio.client.exceptions import ApiException
 
-from helmops.kubeio.client import aio_client
+from helmops.kubeio.client import core_v1, custom_objects
 from helmops.reconcile.release import KubeReleaseReader
 
 log = logging.getLogger("helmops.controller")
-kconfig: Any = _kconfig  # its loaders are untyped
 
 GROUP, VERSION, PLURAL, KIND = "fleet.cattle.io", "v1alpha1", "helmapps", "HelmApp"
 FINALIZER = "fleet.cattle.io/helmapp-finalizer"
@@ -29,20 +26,6 @@ class Conflict(Exception):
     """The object changed under us (resourceVersion test failed): requeue and re-read."""
 
 
-async def api_client(kubeconfig: Path | None) -> Any:
-    """--kubeconfig, else KUBECONFIG/~/.kube/config when present, else in-cluster. Responses are parsed by
-    the bounded JSON loader (``helmops.kubeio``): a deeply nested object cannot break a read."""
-    cfg = kclient.Configuration()
-    if kubeconfig is not None:
-        await kconfig.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-    else:
-        try:
-            kconfig.load_incluster_config(client_configuration=cfg)
-        except kconfig.ConfigException:
-            await kconfig.load_kube_config(client_configuration=cfg)
-    return aio_client(cfg)
-
-
 def _now() -> str:
     return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -50,8 +33,8 @@ def _now() -> str:
 class Kube:
     def __init__(self, api: Any) -> None:
         self.api = api
-        self.core: Any = kclient.CoreV1Api(api)
-        self.custom: Any = kclient.CustomObjectsApi(api)
+        self.core: Any = core_v1(api)
+        self.custom: Any = custom_objects(api)
         self.releases = KubeReleaseReader(self.core)
         self._instance = socket.gethostname()
 
@@ -105,16 +88,28 @@ class Kube:
         ]
         await self._json_patch(meta["namespace"], meta["name"], ops)
 
-    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any] | None:
+    # --- HelmApp status: the one writer (the reconciler's status, the poller's Polled condition) ---------
+    async def patch_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, resource_version: str | None = None
+    ) -> dict[str, Any] | None:
+        """Merge-patches the HelmApp's status subresource; returns the object as written, or None when the
+        HelmApp is gone (404). With ``resource_version`` the patch applies only to that version of the
+        object (for a patch that replaces a list such as ``conditions``): a newer one raises
+        :class:`Conflict` (409) — re-read and retry."""
+        body = dict(patch)
+        if resource_version is not None:
+            body["metadata"] = {**dict(body.get("metadata") or {}), "resourceVersion": resource_version}
         try:
             out = await self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, dict(patch), _content_type=MERGE_PATCH
+                GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH
             )
         except ApiException as exc:
             if exc.status == 404:
                 return None
+            if exc.status == 409:
+                raise Conflict(str(exc.reason)) from exc
             raise
-        return dict(out)
+        return dict(out or {})
 
     async def event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
         """A core/v1 Event on the HelmApp; failures to post are logged, never fatal."""

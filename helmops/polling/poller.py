@@ -31,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 from helmops.api.keys import Key
 from helmops.desired.release import DesiredError
 from helmops.errors import HelmopsError
+from helmops.kubeio.kube import Conflict
 from helmops.polling.schedule import (
     JITTER,
     LAST_POLL_ANNOTATION,
@@ -243,40 +244,23 @@ class Poller:
             old = conds.get(POLLED) or {}
             cond = polled_condition(ok, message, old, self._now())
             body: dict[str, Any] = {"status": {"lastPollingTriggered": ts(started)}}
+            guard: str | None = None
             if any(old.get(k, "") != cond[k] for k in ("status", "reason", "message")):
-                body["metadata"] = {"resourceVersion": obj["metadata"].get("resourceVersion")}
+                guard = obj["metadata"].get("resourceVersion")
                 body["status"]["conditions"] = with_condition(live.get("conditions"), cond)
             try:
-                out = await self.kube.custom.patch_namespaced_custom_object_status(
-                    "fleet.cattle.io",
-                    "v1alpha1",
-                    ns,
-                    "helmapps",
-                    name,
-                    body,
-                    _content_type="application/merge-patch+json",
-                )
-            except Exception as exc:
-                if getattr(exc, "status", None) == 409:
-                    fresh = await self.kube.get_helmapp(ns, name)
-                    if fresh is None:
-                        return
-                    obj = fresh
-                    continue
-                if getattr(exc, "status", None) == 404:
+                out = await self.kube.patch_status(ns, name, body, resource_version=guard)
+            except Conflict:
+                fresh = await self.kube.get_helmapp(ns, name)
+                if fresh is None:
                     return
-                raise
-            if "lastPollingTriggered" not in ((out or {}).get("status") or {}):
+                obj = fresh
+                continue
+            if out is None:  # the HelmApp is gone
+                return
+            if "lastPollingTriggered" not in (out.get("status") or {}):
                 with contextlib.suppress(Exception):
-                    await self.kube.custom.patch_namespaced_custom_object(
-                        "fleet.cattle.io",
-                        "v1alpha1",
-                        ns,
-                        "helmapps",
-                        name,
-                        {"metadata": {"annotations": {LAST_POLL_ANNOTATION: ts(started)}}},
-                        _content_type="application/merge-patch+json",
-                    )
+                    await self.kube.patch_annotations(ns, name, {LAST_POLL_ANNOTATION: ts(started)})
             return
 
 

@@ -37,7 +37,8 @@ from helmops.clusters.watch import register as watch_clusters
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig, in_shard
 from helmops.desired import adapters as deps
 from helmops.helm.driver import HelmDriver
-from helmops.kubeio.kube import GROUP, PLURAL, VERSION, Kube, api_client
+from helmops.kubeio.client import api_client, kubeconfig_configuration
+from helmops.kubeio.kube import GROUP, PLURAL, VERSION, Kube
 from helmops.policy.source import RestrictionSource
 from helmops.polling.poller import LAST_POLL_ANNOTATION
 from helmops.runtime import metrics
@@ -52,10 +53,8 @@ log = logging.getLogger("helmops.controller")
 def _connection_info(kubeconfig: Path) -> Any:
     """kopf credentials from an explicit kubeconfig (kopf's own login reads only the default one)."""
     import kopf
-    from kubernetes import client, config
 
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
+    cfg = kubeconfig_configuration(kubeconfig)
     header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
     parts = header.split(" ", 1) if header else []
     scheme, token = (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])

@@ -132,9 +132,9 @@ class Leadership:
                 log.warning("leader election: could not release the Lease: %s", exc)
 
     async def _release(self) -> None:
-        from kubernetes.aio import client
+        from helmops.kubeio.client import coordination_v1
 
-        api: Any = client.CoordinationV1Api(self._api)
+        api: Any = coordination_v1(self._api)
         lease = await api.read_namespaced_lease(self.name, self.namespace)
         if lease.spec is None or lease.spec.holder_identity != self.identity:
             return

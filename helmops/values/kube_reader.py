@@ -11,8 +11,9 @@ import binascii
 from typing import Any
 
 import aiohttp
-from kubernetes.aio import client as kclient
 from kubernetes.aio.client.exceptions import ApiException
+
+from helmops.kubeio.client import core_v1
 
 from .errors import ValuesError
 
@@ -52,10 +53,8 @@ class KubeValuesFromReader:
 
     ``who`` names the identity the client acts as (e.g. ``serviceAccount ns/name``), for denial messages."""
 
-    def __init__(
-        self, api_client: kclient.ApiClient, *, request_timeout: float = 30.0, who: str | None = None
-    ) -> None:
-        self._api = kclient.CoreV1Api(api_client)
+    def __init__(self, api_client: Any, *, request_timeout: float = 30.0, who: str | None = None) -> None:
+        self._api = core_v1(api_client)
         self._timeout = request_timeout
         self._who = who
         #: acting as a named identity (a HelmApp's serviceAccount), the API server's RBAC decides which

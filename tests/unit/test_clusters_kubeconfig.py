@@ -15,11 +15,11 @@ import yaml
 from helmops.clusters.connections import (
     ClusterUnreachable,
     Connections,
-    client_configuration,
     downstream_helm_env,
     secret_namespace_allowed,
 )
 from helmops.clusters.kubeconfig import MAX_KUBECONFIG_BYTES, KubeconfigRefused, parse, sanitize
+from helmops.kubeio.client import client_configuration
 from helmops.runtime.settings import from_env
 
 SECRET = "s3cr3t-canary-value"

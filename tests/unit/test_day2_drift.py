@@ -18,6 +18,7 @@ from helmops.drift.compare import (
 from helmops.drift.monitor import (
     release_namespaces,
 )
+from helmops.kubeio.mapping import Resource, RestMapper
 from helmops.reconcile.manifest import ObjectRef, manifest_objects
 from helmops.reconcile.storage import decode_release
 
@@ -173,18 +174,8 @@ def _release_secret(ns: str, release: str, owner: str, revision: int, manifest: 
     return _Obj(metadata=meta, data={"release": value})
 
 
-class _Raw:
-    """The aiohttp response the dynamic client returns with ``serialize=False``."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    async def read(self) -> bytes:
-        return self.body
-
-
 class FakeMonitor:
-    """DriftMonitor with a fake core API and dynamic client; counts API calls."""
+    """DriftMonitor with a fake core API, discovery and list GET; counts API calls."""
 
     def __new__(cls, secrets: list[Any], live: dict[str, list[dict[str, Any]]]) -> Any:
         from helmops.drift.monitor import (
@@ -199,32 +190,20 @@ class FakeMonitor:
                 calls.append(f"secrets {label_selector}")
                 return _Obj(items=secrets)
 
-        class Resource:
-            def __init__(self, kind: str) -> None:
-                self.kind, self.namespaced = kind, kind != "ClusterRole"
-
-        class Resources:
-            async def get(self, api_version: str, kind: str) -> Any:
-                if kind == "Widget":
-                    raise LookupError("not served")
-                return Resource(kind)
-
-        class Dyn:
-            resources = Resources()
-
-            async def get(self, res: Any, label_selector: str, serialize: bool = True) -> Any:
-                calls.append(f"list {res.kind} {label_selector}")
-                assert not serialize  # parsed by the bounded loader, never by the dynamic client
-                return _Raw(json.dumps({"items": live.get(res.kind, [])}).encode())
+        async def discovery(api: Any, group: str, version: str) -> dict[str, Resource]:
+            served = ("ConfigMap", "ClusterRole") if group == "" else ()  # example.com's Widget: not served
+            return {k: Resource(group, version, k, k.lower() + "s", k != "ClusterRole") for k in served}
 
         class M(DriftMonitor):
             def _core(self) -> Any:
                 return Core()
 
-            async def _dynamic(self) -> Any:
-                return Dyn()
+            async def _list_raw(self, res: Resource, label_selector: str) -> bytes:
+                calls.append(f"list {res.kind} {label_selector}")
+                return json.dumps({"items": live.get(res.kind, [])}).encode()  # parsed by the bounded loader
 
         m = M(None, lambda key, delay: enqueued.append((key, delay)), period=60, delay=0.01)
+        m.mapper = RestMapper(fetch=discovery)
         m.calls, m.enqueued = calls, enqueued
         return m
 
@@ -333,18 +312,11 @@ def test_monitor_lists_live_objects_through_the_bounded_loader() -> None:
 
     async def go() -> None:
         m = FakeMonitor(secrets, {})
-        served = (await m._dynamic()).resources
 
-        class Dyn:
-            resources = served
+        async def list_raw(res: Resource, label_selector: str) -> bytes:
+            return body.encode()
 
-            async def get(self, res: Any, label_selector: str, serialize: bool = True) -> Any:
-                return _Raw(body.encode())
-
-        async def dynamic() -> Any:
-            return Dyn()
-
-        m._dynamic = dynamic
+        m._list_raw = list_raw
         m.update(_helmapp("h0"))
         found = await m.check()
         assert [d.describe() for d in found[("apps", "h0")]] == ["configmap.v1 t/cm0 modified /data/message"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from helmops.kubeio.kube import Kube
 from helmops.polling import poller as polling
 from helmops.polling.poller import (
     Poller,
@@ -137,8 +138,10 @@ class FakeCustom:
         return {}
 
 
-class FakeKube:
-    def __init__(self, obj: dict[str, Any], prune: bool = False) -> None:
+class FakeKube(Kube):
+    """The real status writer (``Kube.patch_status``) over a fake CustomObjectsApi."""
+
+    def __init__(self, obj: dict[str, Any], prune: bool = False) -> None:  # no ApiClient: Kube's own __init__ skipped
         self.obj = obj
         self.custom = FakeCustom(prune)
         self.events: list[tuple[str, str, bool]] = []

@@ -20,6 +20,7 @@ from helmops.drift.monitor import (
     _Manifest,
 )
 from helmops.kubeio.kube import FINALIZER
+from helmops.kubeio.mapping import Resource, RestMappings
 from helmops.policy.source import PolicyUnreadable
 from helmops.status import ResourceState
 from helmops.values.errors import ValuesError
@@ -292,7 +293,10 @@ async def test_live_states_map_403_to_unknown_without_content(monkeypatch: pytes
     async def get_json(api: Any, path: str) -> tuple[int, Any]:
         return 403, None
 
-    lr = LiveResources()
+    async def discovery(api: Any, group: str, version: str) -> dict[str, Resource]:
+        return {"Secret": Resource(group, version, "Secret", "secrets", True)}
+
+    lr = LiveResources(mappings=RestMappings(fetch=discovery))
     monkeypatch.setattr(lr, "objects", objects)
     monkeypatch.setattr(live_mod, "get_json", get_json)
     (state,) = await lr.states("api", None, "c", "ns", "rel", 1)
@@ -300,9 +304,8 @@ async def test_live_states_map_403_to_unknown_without_content(monkeypatch: pytes
 
 
 # --- drift ---------------------------------------------------------------------------------------------------
-class _Res:
-    def __init__(self, name: str, namespaced: bool = True, group: str = "") -> None:
-        self.name, self.namespaced, self.group = name, namespaced, group
+def _Res(name: str, namespaced: bool = True, group: str = "") -> Resource:
+    return Resource(group, "v1", "", name, namespaced)
 
 
 async def test_drift_compares_only_objects_the_identity_may_get() -> None:
