@@ -35,6 +35,7 @@ from helmops.clusters.kubeconfig import Kubeconfig, KubeconfigRefused, parse, sa
 from helmops.errors import HelmopsError
 from helmops.helm.driver import HelmDriver
 from helmops.kubeio.client import aio_client, client_configuration, core_v1, write_private
+from helmops.kubeio.kube import Kube
 from helmops.reconcile.release import KubeReleaseReader
 
 log = logging.getLogger("helmops.clusters")
@@ -62,11 +63,14 @@ class Connection:
     #: the kubeconfig Secret's resourceVersion this connection was built from ("" for the local cluster).
     secret_version: str = ""
     tmpdir: Path | None = None
+    #: this cluster's Kubernetes access (namespaces, Events); built once per connection.
+    kube: Kube = field(init=False)
     core: Any = field(init=False)
     releases: KubeReleaseReader = field(init=False)
 
     def __post_init__(self) -> None:
-        self.core = core_v1(self.api)
+        self.kube = Kube(self.api)
+        self.core = self.kube.core
         self.releases = KubeReleaseReader(self.core)
 
     @property

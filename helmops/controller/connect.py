@@ -95,8 +95,7 @@ class Connector:
         c = await self.clusters.get(t.cluster)
         if c.local:
             return self.local(t.namespace)
-        kube = getattr(c, "kube", None) or Kube(c.api)
-        return Conn(c.name, c.namespace, c.driver, c.releases, c.api, kube, local=False)
+        return Conn(c.name, c.namespace, c.driver, c.releases, c.api, c.kube, local=False)
 
     def api_as(self, helmapp: Mapping[str, Any], conn: Conn) -> tuple[Identity, Any]:
         """The identity ``helmapp`` acts as and an ApiClient for it on ``conn``'s cluster (the connection's

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,11 @@ class SourcesFetcher:
 
     async def close(self) -> None:
         await self._sources.aclose()
+
+    @property
+    def stats(self) -> Counter[str]:
+        """The shared ChartSources' cache counters (exported as ``helmops_chart_cache_total``)."""
+        return self._sources.stats
 
     async def _request(self, helmapp: Mapping[str, Any]) -> tuple[ChartRequest, RepoAuth]:
         """``spec.helm``'s chart request and the credentials of ``helmSecretName`` (DesiredError, retryable,

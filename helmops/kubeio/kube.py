@@ -11,12 +11,14 @@ from typing import Any
 from kubernetes.aio import client as kclient
 from kubernetes.aio.client.exceptions import ApiException
 
+from helmops import GROUP, KIND, PLURAL, VERSION
 from helmops.kubeio.client import core_v1, custom_objects
 from helmops.reconcile.release import KubeReleaseReader
 
 log = logging.getLogger("helmops.controller")
 
-GROUP, VERSION, PLURAL, KIND = "fleet.cattle.io", "v1alpha1", "helmapps", "HelmApp"
+__all__ = ["FINALIZER", "GROUP", "KIND", "PLURAL", "VERSION", "Conflict", "Kube"]
+
 FINALIZER = "fleet.cattle.io/helmapp-finalizer"
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"

@@ -73,10 +73,10 @@ class ChartVersions(Protocol):
 
 class SourcesResolver:
     """A :class:`VersionResolver` over the controller's chart fetcher: the same auth and CA handling, and
-    the same shared ``ChartSources`` (so its index cache), as chart downloads.  ``kube`` is not used (the
-    fetcher reads the helm Secret)."""
+    the same shared ``ChartSources`` (so its index cache), as chart downloads (the fetcher reads the helm
+    Secret)."""
 
-    def __init__(self, kube: Any, fetcher: ChartVersions) -> None:
+    def __init__(self, fetcher: ChartVersions) -> None:
         self._fetcher = fetcher
 
     @staticmethod

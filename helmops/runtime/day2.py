@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from helmops.api.keys import Key
+from helmops.desired.adapters import SourcesFetcher
 from helmops.drift.compare import MAX_NAMED
 from helmops.drift.monitor import (
     DriftMonitor,
@@ -29,7 +30,6 @@ from helmops.runtime.queue import WorkQueue
 from helmops.runtime.settings import Settings
 
 log = logging.getLogger("helmops.controller")
-
 
 
 def resource_counts(status: Mapping[str, Any], resources: int, modified: int, missing: int) -> dict[str, float]:
@@ -83,7 +83,7 @@ class Day2:
         self._rng = rng or random.Random()
         self.poller: Poller | None = None
         if SourcesResolver.available(charts):
-            self.poller = Poller(kube, SourcesResolver(kube, charts), queue.add, concurrency=settings.poll_concurrency)
+            self.poller = Poller(kube, SourcesResolver(charts), queue.add, concurrency=settings.poll_concurrency)
         else:
             log.warning("polling unavailable: the chart fetcher does not expose helmops.sources")
         self.drift = DriftMonitor(
@@ -93,9 +93,8 @@ class Day2:
             delay=settings.drift_delay_seconds,
             busy=driver.holds,
         )
-        sources = getattr(charts, "_sources", None)
-        if sources is not None and hasattr(sources, "stats"):
-            metrics.watch_chart_cache(lambda: sources.stats)
+        if isinstance(charts, SourcesFetcher):
+            metrics.watch_chart_cache(lambda: charts.stats)
 
     # --- events ---
     def observe(self, body: Mapping[str, Any]) -> None:

@@ -66,7 +66,7 @@ def test_polling_and_downloads_ask_with_the_same_request_and_credentials() -> No
     sources = FakeSources()
     f = fetcher(sources, creds())
     assert SourcesResolver.available(f) and isinstance(f, ChartVersions)
-    assert asyncio.run(SourcesResolver(None, f).resolve(APP, max_age=7.5)) == "1.2.3"
+    assert asyncio.run(SourcesResolver(f).resolve(APP, max_age=7.5)) == "1.2.3"
     chart = asyncio.run(f.fetch(APP))
     assert (chart.name, chart.version, chart.digest) == ("web", "1.2.3", "sha256:ab")
     (_, req1, auth1, age), (_, req2, auth2, _) = sources.calls
@@ -78,7 +78,7 @@ def test_a_missing_helm_secret_fails_both_with_the_same_text() -> None:
     with pytest.raises(DesiredError) as fetch_err:
         asyncio.run(f.fetch(APP))
     with pytest.raises(PollError) as poll_err:
-        asyncio.run(SourcesResolver(None, f).resolve(APP, max_age=1.0))
+        asyncio.run(SourcesResolver(f).resolve(APP, max_age=1.0))
     assert str(fetch_err.value) == str(poll_err.value) == 'helm secret "creds" not found in namespace team'
     assert fetch_err.value.retryable
 
@@ -89,7 +89,7 @@ def test_source_errors_keep_their_text_and_retryability(error: SourceError) -> N
     with pytest.raises(DesiredError) as fetch_err:
         asyncio.run(f.fetch(APP))
     with pytest.raises(PollError) as poll_err:
-        asyncio.run(SourcesResolver(None, f).resolve(APP, max_age=1.0))
+        asyncio.run(SourcesResolver(f).resolve(APP, max_age=1.0))
     assert str(fetch_err.value) == str(poll_err.value) == str(error)
     assert fetch_err.value.retryable is poll_err.value.retryable is error.retryable
 
