@@ -136,9 +136,7 @@ class HelmDriver:
         )
         client = await asyncio.to_thread(pyhelm3.Client, command, executable=executable)
         wd = work_dir or Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="helmops-helm-"))
-        return cls(
-            client, command, concurrency=concurrency, work_dir=wd, term_grace=term_grace, per_tenant=per_tenant
-        )
+        return cls(client, command, concurrency=concurrency, work_dir=wd, term_grace=term_grace, per_tenant=per_tenant)
 
     @property
     def helm_version(self) -> semver.Version:
@@ -206,6 +204,30 @@ class HelmDriver:
             if not self._held[key]:
                 del self._held[key]
 
+    def _call_as(
+        self,
+        namespace: str,
+        name: str,
+        timeout_seconds: int,
+        service_account: str | None,
+        service_account_namespace: str | None,
+        *,
+        history_max: int | None = None,
+        tenant: str | None = None,
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """:meth:`_call` for a command that applies no chart: acting as ``service_account`` (of
+        ``service_account_namespace``, else the release namespace), charged to ``tenant`` (else that
+        namespace)."""
+        return self._call(
+            namespace,
+            name,
+            timeout_seconds=timeout_seconds,
+            flags=[],
+            cluster_flags=impersonation_flags(service_account_namespace or namespace, service_account),
+            history_max=history_max,
+            tenant=tenant or service_account_namespace,
+        )
+
     async def install_or_upgrade(self, spec: ReleaseSpec) -> ReleaseOutcome:
         """``helm upgrade --install --reset-values`` from the cached chart archive."""
         helm4 = self.helm_version >= semver.Version(4)
@@ -251,14 +273,14 @@ class HelmDriver:
     ) -> ReleaseOutcome | None:
         """Makes a stuck release proceedable (pyhelm3's rule: pending-install/uninstalling → uninstall,
         pending-upgrade/rollback → rollback). Returns the resulting revision, None if no release is left."""
-        async with self._call(
+        async with self._call_as(
             namespace,
             name,
-            timeout_seconds=timeout_seconds,
-            flags=[],
-            cluster_flags=impersonation_flags(service_account_namespace or namespace, service_account),
+            timeout_seconds,
+            service_account,
+            service_account_namespace,
             history_max=history_max,
-            tenant=tenant or service_account_namespace,
+            tenant=tenant,
         ):
             rev = await self.client.get_proceedable_revision(
                 name, namespace=namespace, timeout=f"{helm_timeout(timeout_seconds)}s"
@@ -282,14 +304,14 @@ class HelmDriver:
     ) -> None:
         """``helm rollback <release> <revision>``: re-applies what helm recorded for ``revision`` as a new
         revision (Fleet's correctDrift rolls back to the current one)."""
-        async with self._call(
+        async with self._call_as(
             namespace,
             name,
-            timeout_seconds=timeout_seconds,
-            flags=[],
-            cluster_flags=impersonation_flags(service_account_namespace or namespace, service_account),
+            timeout_seconds,
+            service_account,
+            service_account_namespace,
             history_max=history_max,
-            tenant=tenant or service_account_namespace,
+            tenant=tenant,
         ):
             await self.command.rollback(
                 name, revision, force=force, namespace=namespace, timeout=f"{helm_timeout(timeout_seconds)}s"
@@ -306,13 +328,8 @@ class HelmDriver:
         tenant: str | None = None,
     ) -> None:
         """``helm uninstall --wait``; a release that is already gone is fine."""
-        async with self._call(
-            namespace,
-            name,
-            timeout_seconds=timeout_seconds,
-            flags=[],
-            cluster_flags=impersonation_flags(service_account_namespace or namespace, service_account),
-            tenant=tenant or service_account_namespace,
+        async with self._call_as(
+            namespace, name, timeout_seconds, service_account, service_account_namespace, tenant=tenant
         ):
             await self.client.uninstall_release(
                 name, namespace=namespace, timeout=f"{helm_timeout(timeout_seconds)}s", wait=True
