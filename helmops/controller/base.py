@@ -26,7 +26,7 @@ from helmops.helm.driver import HelmDriver
 from helmops.policy import PolicyResult, Violation, aggregate, evaluate
 from helmops.policy.source import PolicyUnreadable, RestrictionSource
 from helmops.reconcile import ActionResult, backoff
-from helmops.reconcile.executor import Executor
+from helmops.reconcile.executor import Executor, Report
 from helmops.reconcile.release import ReleaseReader
 from helmops.runtime import metrics
 from helmops.status import Outcome, compute_status, now_utc, status_changed, status_patch
@@ -211,7 +211,7 @@ class ReconcilerBase:
         """Events on the HelmApp; for a cluster other than the local one the message names it."""
         await self.events.post(obj, res, suffix, "" if conn is None else conn.where)
 
-    def _report(self, obj: Mapping[str, Any], conn: Conn) -> Any:
+    def _report(self, obj: Mapping[str, Any], conn: Conn) -> Report:
         """The executor's Event sink for one HelmApp on one cluster."""
 
         async def report(res: ActionResult, suffix: str) -> None:
