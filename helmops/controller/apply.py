@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from helmops import tasks
 from helmops.api.keys import Key
 from helmops.clusters.connections import ClusterUnreachable
 from helmops.clusters.identity import denial_message, denied
@@ -21,7 +22,7 @@ from helmops.controller.connect import Conn, brief, chart_ref, helmapp_name, key
 from helmops.controller.ledger import Entry, LedgerFull, helmapp_uid
 from helmops.controller.teardown import Teardown
 from helmops.desired.pipeline import plan_target, release_for
-from helmops.desired.release import Desired, DesiredError, FetchedChart, clamp_notice
+from helmops.desired.release import ChartFetcher, Desired, DesiredError, FetchedChart, clamp_notice
 from helmops.desired.targets import ClusterTarget
 from helmops.reconcile import Action, ActionResult, backoff, classify, decide
 from helmops.reconcile.executor import log_decision
@@ -30,6 +31,26 @@ from helmops.reconcile.step import HelmCall, Step
 from helmops.status import ClusterOutcome, State, now_utc
 
 log = logging.getLogger("helmops.controller")
+
+
+class ChartFetches:
+    """The charts of one reconcile: each distinct chart reference (targets may override helm.version) is
+    fetched once, errors included, and shared by the clusters that need it."""
+
+    def __init__(self, fetcher: ChartFetcher) -> None:
+        self._fetcher = fetcher
+        self._fetches: dict[str, asyncio.Task[tuple[FetchedChart | None, Exception | None]]] = {}
+
+    async def get(self, helmapp: Mapping[str, Any]) -> FetchedChart:
+        ref = chart_ref(helmapp)
+        if ref not in self._fetches:
+            self._fetches[ref] = tasks.shared(lambda: self._fetcher.fetch(helmapp))
+        return await tasks.outcome(self._fetches[ref])
+
+    def cancel(self) -> None:
+        """The reconcile is over (or cancelled): no fetch of it outlives it."""
+        for fetch in self._fetches.values():
+            fetch.cancel()
 
 
 @dataclass
@@ -45,7 +66,7 @@ class ClusterResult:
 
 class Apply(Teardown):
     async def _reconcile_cluster(
-        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, charts: dict[str, Any]
+        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, charts: ChartFetches
     ) -> ClusterResult:
         try:
             conn = await self.connect.to(t)
@@ -66,7 +87,7 @@ class Apply(Teardown):
             return ClusterResult(outcome, failed=True)
 
     async def _reconcile_on(
-        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, conn: Conn, charts: dict[str, Any]
+        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, conn: Conn, charts: ChartFetches
     ) -> ClusterResult:
         def out(state: State, **kw: Any) -> ClusterOutcome:
             return ClusterOutcome(t.name, t.namespace, state, **kw)
@@ -271,16 +292,12 @@ class Apply(Teardown):
             )
         return None
 
-    async def _desired(self, t: ClusterTarget, conn: Conn, charts: dict[str, Any]) -> Desired:
-        """The release for one cluster. Charts are fetched once per distinct chart reference per reconcile
-        (targets may override helm.version)."""
+    async def _desired(self, t: ClusterTarget, conn: Conn, charts: ChartFetches) -> Desired:
+        """The release for one cluster."""
         helmapp = t.helmapp
         plan = plan_target(t, self.spec)  # the pipeline shared with helmops render/diff (helmops.desired)
         ns = plan.release_namespace
-        ref = chart_ref(helmapp)
-        if ref not in charts:
-            charts[ref] = asyncio.ensure_future(self.charts.fetch(helmapp))
-        chart: FetchedChart = await asyncio.shield(charts[ref])
+        chart = await charts.get(helmapp)
         render_for = getattr(self.values, "render_for", None)
         identity, api = self.connect.api_as(helmapp, conn)
         if render_for is not None and identity.impersonated and api is not None:

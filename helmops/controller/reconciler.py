@@ -13,9 +13,8 @@ from typing import Any
 from helmops.api.keys import LOCAL, Key
 from helmops.clusters.identity import Identity
 from helmops.clusters.resolve import DEPLOYED_ANNOTATION, deployed_clusters, deployed_value, has_targets
-from helmops.controller.apply import Apply
+from helmops.controller.apply import Apply, ChartFetches
 from helmops.controller.base import PROTECTED_NAMESPACES, DriftFindings, ReconcilerConfig, namespace_deletable
-from helmops.controller.connect import chart_ref
 from helmops.desired.release import FetchedChart
 from helmops.kubeio.kube import FINALIZER, Conflict
 from helmops.reconcile import ActionResult
@@ -127,24 +126,25 @@ class Reconciler(Apply):
             known = remembered | {t.name for t in targets}
             await self._remember(key, known)
 
-        charts: dict[str, Any] = {}
-        if targets:
-            # The chart of the first cluster, resolved before any helm action so GotNewChartVersion precedes
-            # the Upgraded Events (per-cluster fetches reuse it, errors included).
-            ref = chart_ref(targets[0].helmapp)
-            charts[ref] = asyncio.ensure_future(self.charts.fetch(targets[0].helmapp))
-            try:
-                first: FetchedChart | None = await asyncio.shield(charts[ref])
-            except Exception:
-                first = None
-            old_version = live_status.get("version")
-            if first is not None and old_version and old_version != first.version:
-                await self.kube.event(
-                    obj,
-                    "GotNewChartVersion",
-                    f"chart {first.name} version {first.version} (was {old_version}), digest {first.digest}",
-                )
-        results = await asyncio.gather(*(self._reconcile_cluster(key, obj, t, charts) for t in targets))
+        charts = ChartFetches(self.charts)
+        try:
+            if targets:
+                # The chart of the first cluster, resolved before any helm action so GotNewChartVersion precedes
+                # the Upgraded Events (per-cluster fetches reuse it, errors included).
+                try:
+                    first: FetchedChart | None = await charts.get(targets[0].helmapp)
+                except Exception:
+                    first = None
+                old_version = live_status.get("version")
+                if first is not None and old_version and old_version != first.version:
+                    await self.kube.event(
+                        obj,
+                        "GotNewChartVersion",
+                        f"chart {first.name} version {first.version} (was {old_version}), digest {first.digest}",
+                    )
+            results = await asyncio.gather(*(self._reconcile_cluster(key, obj, t, charts) for t in targets))
+        finally:
+            charts.cancel()
 
         stale = sorted(remembered - {t.name for t in targets})
         kept = await self._cleanup(key, obj, stale, by_name) if stale else set()

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from helmops import tasks
+
 from .archive import ArchiveInfo, check_chart_archive
 from .limits import SourceLimits
 
@@ -38,7 +40,7 @@ class SingleFlight(Generic[K, V]):
     """
 
     def __init__(self) -> None:
-        self._running: dict[K, asyncio.Task[V]] = {}
+        self._running: dict[K, asyncio.Task[tuple[V | None, Exception | None]]] = {}
 
     def __len__(self) -> int:
         return len(self._running)
@@ -46,18 +48,16 @@ class SingleFlight(Generic[K, V]):
     async def do(self, key: K, work: Callable[[], Awaitable[V]]) -> tuple[V, bool]:
         """Run ``work`` once per key at a time; returns (result, shared) where shared means we joined."""
         task = self._running.get(key)
-        shared = task is not None
+        joined = task is not None
         if task is None:
-            task = asyncio.ensure_future(work())
+            task = tasks.shared(work)  # never ends in an exception: each waiter re-raises it (helmops.tasks)
             self._running[key] = task
             task.add_done_callback(lambda t, k=key: self._finish(k, t))  # type: ignore[misc]
-        return await asyncio.shield(task), shared
+        return await tasks.outcome(task), joined
 
-    def _finish(self, key: K, task: asyncio.Task[V]) -> None:
+    def _finish(self, key: K, task: asyncio.Task[tuple[V | None, Exception | None]]) -> None:
         if self._running.get(key) is task:
             del self._running[key]
-        if not task.cancelled():
-            task.exception()  # mark retrieved even if every waiter went away
 
 
 class LRU(Generic[K, V]):

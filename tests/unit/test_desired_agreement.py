@@ -19,6 +19,7 @@ from kube_fake import KubeFake
 
 from helmops.api import Cluster, ClusterGroup
 from helmops.cli.plan import Inventory, plan, resolve
+from helmops.controller.apply import ChartFetches
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
 from helmops.desired.adapters import AssembleRenderer, spec_checker
 from helmops.desired.release import FetchedChart
@@ -98,7 +99,7 @@ async def controller_view(
     targets, _ = await r._targets(helmapp)
     out = {}
     for t in targets:
-        desired = await r._desired(t, await r.connect.to(t), {})
+        desired = await r._desired(t, await r.connect.to(t), ChartFetches(r.charts))
         out[t.id] = _view(t.target_name, t.helmapp["spec"], desired)
     return out
 
