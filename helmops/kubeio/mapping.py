@@ -26,6 +26,8 @@ from helmops.kubeio.rest import get_json
 REFRESH_AFTER = 30.0
 #: clusters whose mapping is kept (least recently used dropped first).
 MAX_CLUSTERS = 256
+#: group-versions remembered per cluster: a release record (tenant-writable) may name any number of them.
+MAX_GROUP_VERSIONS = 512
 
 _GROUP = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _VERSION = re.compile(r"^[a-z0-9]{1,63}$")
@@ -108,9 +110,12 @@ class RestMapper:
         refresh_after: float = REFRESH_AFTER,
         clock: Callable[[], float] = time.monotonic,
         fetch: Fetch = discover,
+        max_group_versions: int = MAX_GROUP_VERSIONS,
     ) -> None:
         self._refresh_after, self._clock, self._fetch = refresh_after, clock, fetch
-        self._known: dict[tuple[str, str], tuple[float, dict[str, Resource]]] = {}
+        self._max = max(1, max_group_versions)
+        #: least recently used first.
+        self._known: OrderedDict[tuple[str, str], tuple[float, dict[str, Resource]]] = OrderedDict()
 
     async def resource(self, api: Any, api_version: str, kind: str) -> Resource | None:
         """The resource serving ``kind`` in ``api_version``; None when the cluster does not serve it.
@@ -121,11 +126,15 @@ class RestMapper:
         now = self._clock()
         hit = self._known.get(gv)
         if hit is not None:
+            self._known.move_to_end(gv)
             found = hit[1].get(kind)
             if found is not None or now - hit[0] < self._refresh_after:
                 return found
         kinds = await self._fetch(api, *gv)
         self._known[gv] = (now, kinds)
+        self._known.move_to_end(gv)
+        while len(self._known) > self._max:
+            self._known.popitem(last=False)
         return kinds.get(kind)
 
     def forget(self) -> None:
@@ -157,6 +166,7 @@ class RestMappings:
 
 __all__ = [
     "MAX_CLUSTERS",
+    "MAX_GROUP_VERSIONS",
     "REFRESH_AFTER",
     "DiscoveryFailed",
     "Resource",

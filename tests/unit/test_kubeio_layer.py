@@ -294,6 +294,24 @@ async def test_mapper_raises_when_discovery_fails_and_caches_nothing() -> None:
     assert calls == ["v1", "v1"]
 
 
+async def test_mapper_memory_is_bounded_whatever_a_release_names() -> None:
+    """A tenant-written release record may name any number of apiVersions: the mapper keeps the most recently
+    used group-versions only."""
+    fetched: list[str] = []
+
+    async def fetch(api: Any, group: str, version: str) -> dict[str, Resource]:
+        fetched.append(group)
+        return {}
+
+    mapper = RestMapper(fetch=fetch, max_group_versions=3)
+    await mapper.resource(None, "v1", "Pod")
+    for i in range(100):
+        await mapper.resource(None, f"g{i}.evil.example/v1", "Thing")
+        await mapper.resource(None, "v1", "Pod")  # still used: kept
+    assert len(mapper._known) == 3
+    assert fetched.count("") == 1  # the core group was never evicted
+
+
 def test_mappings_are_per_cluster_and_bounded() -> None:
     maps = RestMappings(max_clusters=2)
     a = maps.of("a")
