@@ -48,6 +48,9 @@ from helmops.runtime import metrics
 
 log = logging.getLogger("helmops.controller")
 
+#: kinds remembered for once-only log lines: the manifests they come from may be tenant-written.
+MAX_WARNED = 1024
+
 
 # --- I/O -------------------------------------------------------------------------------------------
 def release_namespaces(spec: Mapping[str, Any]) -> frozenset[str]:
@@ -195,6 +198,8 @@ class DriftMonitor:
             res = None
         if res is None:
             if (api_version, kind) not in self._unknown_kinds:
+                if len(self._unknown_kinds) >= MAX_WARNED:
+                    self._unknown_kinds.clear()  # only the once-per-kind log line depends on it
                 self._unknown_kinds.add((api_version, kind))
                 log.info("drift: kind %s %s is not served by the cluster; not compared", api_version, kind)
             return None
@@ -267,6 +272,8 @@ class DriftMonitor:
                 failed.add((api_version, kind))
                 reason = getattr(exc, "reason", None) or exc
                 if (api_version, kind) not in self._list_failed:
+                    if len(self._list_failed) >= MAX_WARNED:
+                        self._list_failed.clear()  # only the once-per-kind warning depends on it
                     self._list_failed.add((api_version, kind))
                     log.warning("drift: cannot list %s %s (not compared until it can): %s", api_version, kind, reason)
                 else:
