@@ -19,7 +19,7 @@ from helmops.clusters.live import LiveResources
 from helmops.clusters.resolve import deployed_clusters, has_targets
 from helmops.controller.connect import Conn, Connector
 from helmops.controller.events import EventRecorder
-from helmops.controller.ledger import Ledger
+from helmops.controller.ledger import Ledger, LedgerStore
 from helmops.desired.release import ChartFetcher, SpecChecker, ValuesRenderer
 from helmops.desired.targets import ClusterTarget, resolve_targets
 from helmops.helm.driver import HelmDriver
@@ -45,7 +45,7 @@ def namespace_deletable(name: str, *, own: str, extra: Sequence[str] = ()) -> bo
     return not name.startswith("kube-")
 
 
-class KubeAccess(Protocol):
+class KubeAccess(LedgerStore, Protocol):
     """What the reconciler reads and writes through the Kubernetes API (:class:`helmops.kubeio.kube.Kube`),
     and the store of the ownership ledger."""
 
@@ -75,19 +75,6 @@ class KubeAccess(Protocol):
     async def ensure_namespace_metadata(
         self, name: str, labels: Mapping[str, str], annotations: Mapping[str, str]
     ) -> bool: ...
-
-    async def read_ledger(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None: ...
-
-    async def write_ledger(
-        self,
-        namespace: str,
-        name: str,
-        data: Mapping[str, str],
-        annotations: Mapping[str, str],
-        resource_version: str | None,
-    ) -> str: ...
-
-    async def delete_ledger(self, namespace: str, name: str) -> None: ...
 
 
 class DriftFindings(Protocol):
