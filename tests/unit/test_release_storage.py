@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import struct
 import time
-import zlib
 
 import pytest
+from gzip_bombs import gzip_repeated
 
 from helmops.clusters.live import decode_release as readiness_decode  # what readiness decodes with
 from helmops.drift.monitor import decode_release as drift_decode  # what drift decodes with
@@ -28,23 +27,6 @@ MIB = 1 << 20
 def api_value(raw: bytes) -> str:
     """What the Kubernetes API returns for a Secret key holding Helm's base64 of ``raw``."""
     return base64.b64encode(base64.b64encode(raw)).decode()
-
-
-def gzip_repeated(*parts: tuple[bytes, int]) -> bytes:
-    """One gzip member of each ``(data, times)`` part repeated ``times`` times.
-
-    Each part is compressed once into self-contained deflate blocks (a full flush) whose bytes are repeated:
-    a bomb of hundreds of MiB costs milliseconds, not the seconds zlib needs to compress it.
-    """
-    body, crc, size = bytearray(), 0, 0
-    for data, times in parts:
-        z = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-        body += (z.compress(data) + z.flush(zlib.Z_FULL_FLUSH)) * times
-        for _ in range(times):
-            crc = zlib.crc32(data, crc)
-        size += len(data) * times
-    last = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS).flush()  # the final, empty block
-    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + body + last + struct.pack("<II", crc, size % 2**32)
 
 
 def gzip_bomb_json(size: int) -> bytes:

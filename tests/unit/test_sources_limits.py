@@ -12,11 +12,9 @@ import io
 import json
 import os
 import socket
-import struct
 import tarfile
 import threading
 import time
-import zlib
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gzip_bombs import gzip_repeated
 
 from helmops.sources import ChartRequest, ChartSources
 from helmops.sources.archive import check_chart_archive
@@ -50,23 +49,6 @@ def tgz(files: dict[str, bytes], *, extra: list[tarfile.TarInfo] | None = None) 
         for info in extra or []:
             tar.addfile(info)
     return buf.getvalue()
-
-
-def gzip_repeated(*parts: tuple[bytes, int]) -> bytes:
-    """One gzip member of each ``(data, times)`` part repeated ``times`` times.
-
-    Each part is compressed once into self-contained deflate blocks (a full flush) whose bytes are repeated:
-    a bomb of hundreds of MiB costs milliseconds, not the seconds zlib needs to compress it.
-    """
-    body, crc, size = bytearray(), 0, 0
-    for data, times in parts:
-        z = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-        body += (z.compress(data) + z.flush(zlib.Z_FULL_FLUSH)) * times
-        for _ in range(times):
-            crc = zlib.crc32(data, crc)
-        size += len(data) * times
-    last = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS).flush()  # the final, empty block
-    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + body + last + struct.pack("<II", crc, size % 2**32)
 
 
 def zero_bomb(size: int, name: str = "hello/templates/bomb.yaml") -> bytes:
