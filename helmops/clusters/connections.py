@@ -25,29 +25,22 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from helmops.api.keys import LOCAL
+from helmops.clusters.errors import ClusterUnreachable
 from helmops.clusters.kubeconfig import Kubeconfig, KubeconfigRefused, parse, sanitize
-from helmops.errors import HelmopsError
+from helmops.clusters.uniqueness import IDENTITY_NAMESPACE, PROBE_TIMEOUT, DuplicateCluster, Uniqueness
 from helmops.helm.driver import HelmDriver
 from helmops.kubeio.client import aio_client, client_configuration, core_v1, write_private
 from helmops.kubeio.kube import Kube
 from helmops.reconcile.release import KubeReleaseReader
 
 log = logging.getLogger("helmops.clusters")
-
-
-class ClusterUnreachable(HelmopsError):
-    """The cluster cannot be reached (no/invalid kubeconfig Secret, refused kubeconfig, API down).
-
-    The message never contains the kubeconfig or its credentials.  Retryable: the reconciler retries the
-    cluster with backoff (a Secret may appear, an API server come back)."""
-
-    retryable = True
 
 
 @dataclass
@@ -63,6 +56,9 @@ class Connection:
     #: the kubeconfig Secret's resourceVersion this connection was built from ("" for the local cluster).
     secret_version: str = ""
     tmpdir: Path | None = None
+    #: the UID of the cluster's kube-system namespace (None until read; see helmops.clusters.uniqueness).
+    identity: str | None = None
+    identity_tried: float = 0.0
     #: this cluster's Kubernetes access (namespaces, Events); built once per connection.
     kube: Kube = field(init=False)
     core: Any = field(init=False)
@@ -86,6 +82,22 @@ class Connection:
             await self.driver.close()
         if self.tmpdir is not None:
             await asyncio.to_thread(shutil.rmtree, self.tmpdir, True)
+
+
+#: seconds before a failed identity read is tried again.
+IDENTITY_RETRY = 30.0
+
+
+async def read_identity(core: Any, where: str) -> str | None:
+    """The UID of the ``kube-system`` namespace through ``core`` (None when it cannot be read: the API is down
+    or the credentials may not read it). Bounded in time: it runs while a reconcile waits for the cluster."""
+    try:
+        ns = await asyncio.wait_for(core.read_namespace(IDENTITY_NAMESPACE), PROBE_TIMEOUT)
+        uid = str(ns.metadata.uid or "")
+    except Exception as exc:
+        log.debug("%s: the %s namespace could not be read (%s)", where, IDENTITY_NAMESPACE, type(exc).__name__)
+        return None
+    return uid or None
 
 
 #: environment variables through which helm (client-go) would reach a cluster other than the one given:
@@ -133,6 +145,11 @@ class Connections:
         self.secret_namespaces = frozenset(n.strip() for n in secret_namespaces if n.strip())
         self._cache: dict[tuple[str, str], Connection] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._local_kube: Kube | None = None
+        self._local_id: str | None = None
+        self._uniqueness = Uniqueness(
+            lambda c: self._identity_of(c), lambda: self._local_identity(), lambda ns: self._list_clusters(ns)
+        )
 
     def local(self, namespace: str) -> Connection:
         """The controller's own cluster, named ``local`` in ``namespace`` (the HelmApp's)."""
@@ -143,7 +160,54 @@ class Connections:
         return conn
 
     async def get(self, cluster: Mapping[str, Any]) -> Connection:
-        """The connection for a Fleet Cluster object; raises :class:`ClusterUnreachable`."""
+        """The connection for a Fleet Cluster object; raises :class:`ClusterUnreachable`, and
+        :class:`DuplicateCluster` when an earlier Cluster object (or the local cluster) reaches the same
+        cluster (:mod:`helmops.clusters.uniqueness`)."""
+        conn = await self._connection(cluster)
+        if not conn.local:
+            await self._uniqueness.check(cluster, await self._identity(conn))
+        return conn
+
+    async def _identity(self, conn: Connection) -> str | None:
+        """The UID of the connection's ``kube-system`` namespace, read once per connection (a failed read is
+        tried again after a while; None meanwhile)."""
+        if conn.identity is not None or conn.local:
+            return conn.identity
+        now = time.monotonic()
+        if conn.identity_tried and now - conn.identity_tried < IDENTITY_RETRY:
+            return None
+        conn.identity_tried = now
+        conn.identity = await read_identity(conn.core, conn.id)
+        return conn.identity
+
+    async def _local_identity(self) -> str | None:
+        if self._local_id is None:
+            self._local_id = await read_identity(self._local_core, "the local cluster")
+        return self._local_id
+
+    async def _identity_of(self, cluster: Mapping[str, Any]) -> str | None:
+        """Another Cluster object's identity, for the uniqueness check (None: cannot be told)."""
+        spec = cluster.get("spec") or {}
+        if not spec.get("kubeConfigSecret"):
+            name = str((cluster.get("metadata") or {}).get("name") or "")
+            return await self._local_identity() if name == LOCAL else None
+        try:
+            conn = await self._connection(cluster)
+        except ClusterUnreachable:
+            return None
+        return await self._identity(conn)
+
+    async def _list_clusters(self, namespace: str) -> list[dict[str, Any]]:
+        if self._local_kube is None:
+            self._local_kube = Kube(self._local_api)
+        try:
+            return await self._local_kube.list_clusters(namespace)
+        except Exception as exc:  # the check is skipped this time (logged), the reconcile goes on
+            log.info("listing Cluster objects in namespace %s for the uniqueness check failed: %s", namespace, exc)
+            return []
+
+    async def _connection(self, cluster: Mapping[str, Any]) -> Connection:
+        """The (cached) connection for a Fleet Cluster object, without the uniqueness check."""
         meta = cluster.get("metadata") or {}
         spec = cluster.get("spec") or {}
         name, namespace = str(meta.get("name") or ""), str(meta.get("namespace") or "")
@@ -182,6 +246,7 @@ class Connections:
     async def forget(self, namespace: str, name: str) -> None:
         """Drops the cached connection (the Cluster object was deleted)."""
         conn = self._cache.pop((namespace, name), None)
+        self._uniqueness.forget(namespace, name)
         if conn is not None:
             await conn.close()
 
@@ -254,6 +319,8 @@ __all__ = [
     "ClusterUnreachable",
     "Connection",
     "Connections",
+    "DuplicateCluster",
     "downstream_helm_env",
+    "read_identity",
     "secret_namespace_allowed",
 ]

@@ -73,7 +73,7 @@ class Apply(Teardown):
         except ClusterUnreachable as exc:
             log.warning("HelmApp %s/%s: %s", *key, exc.message, extra=log_extra(key))
             # the message names the cluster (and a refused kubeconfig's field, never a value)
-            await self._events(obj, ActionResult(False, "ClusterUnreachable", exc.message))
+            await self._events(obj, ActionResult(False, exc.reason, exc.message))
             outcome = ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=plain(exc.message))
             return ClusterResult(outcome, failed=True)
         try:

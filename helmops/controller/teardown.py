@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from helmops.api.keys import LOCAL, Key
-from helmops.clusters.connections import ClusterUnreachable
+from helmops.clusters.connections import ClusterUnreachable, DuplicateCluster
 from helmops.clusters.identity import denial_message, denied
 from helmops.clusters.resolve import deployed_clusters
 from helmops.controller.base import ReconcilerBase, namespace_deletable
@@ -77,6 +77,9 @@ class Teardown(ReconcilerBase):
         spec = t.helmapp.get("spec") or {}
         try:
             conn = await self.connect.to(t)
+        except DuplicateCluster as exc:  # the release is the original Cluster's: nothing goes through this one
+            log.warning("finalize %s/%s: %s", *key, exc.message, extra=log_extra(key))
+            return None
         except ClusterUnreachable as exc:
             return ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=plain(exc.message))
         try:
@@ -187,6 +190,9 @@ class Teardown(ReconcilerBase):
                 conn = await self.connect.to(t)
                 current = Entry(name, self.spec.release_namespace(t.helmapp), self.spec.release_name(t.helmapp))
                 clean = await self._uninstall_orphans(obj, keep=None, conn=conn, cluster=name, current=current)
+            except DuplicateCluster as exc:  # what it reaches is the original Cluster's to keep or remove
+                log.warning("HelmApp %s/%s: no longer targeted, nothing uninstalled: %s", *key, exc.message)
+                clean = True
             except ClusterUnreachable as exc:
                 log.warning("HelmApp %s/%s: no longer targeted, cleanup postponed: %s", *key, exc.message)
                 clean = False
