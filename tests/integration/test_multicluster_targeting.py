@@ -1,5 +1,6 @@
 """Multi-cluster targeting end to end: ``helmops run`` on the management control plane deploys to Fleet
-Clusters reached through kubeconfig Secrets — the management plane itself (Cluster ``mgmt``) and a second
+Clusters reached through kubeconfig Secrets — the management plane itself (Cluster ``local``, as Fleet names
+it: any other name reaching the management plane is refused as a duplicate of the local cluster) and a second
 control plane of this module's own (Cluster ``downstream``; its API server is stopped in one test).
 
 Each test works in its own namespace (``mc-*``) with its own Cluster objects.
@@ -109,9 +110,9 @@ def register(mgmt: e2e.Cluster, ns: str, name: str, cp: ControlPlane, labels: di
 
 @pytest.fixture
 def ns(mgmt: e2e.Cluster, management_cluster: Any, downstream_cp: ControlPlane) -> str:
-    """A namespace with two Fleet Clusters: ``mgmt`` (env=prod) and ``downstream`` (env=dev)."""
+    """A namespace with two Fleet Clusters: ``local`` (the management plane, env=prod) and ``downstream`` (env=dev)."""
     name = e2e.make_ns(mgmt, "mc")
-    register(mgmt, name, "mgmt", management_cluster, {"env": "prod"})
+    register(mgmt, name, "local", management_cluster, {"env": "prod"})
     register(mgmt, name, "downstream", downstream_cp, {"env": "dev"})
     return name
 
@@ -193,12 +194,12 @@ def test_selector_renders_labels_per_cluster(
     assert (down.configmap("bysel-hello", target) or {}).get("message") == "dev"
     assert (mgmt.configmap("bysel-hello", target) or {}).get("message") == "prod"
     assert (down.configmap("bysel-hello", target) or {}).get("where") == "downstream"
-    assert (mgmt.configmap("bysel-hello", target) or {}).get("where") == "mgmt"
+    assert (mgmt.configmap("bysel-hello", target) or {}).get("where") == "local"
     st = obj["status"]
     assert st["summary"]["ready"] == 2 and st["summary"]["desiredReady"] == 2
-    assert sorted(st["perClusterResourceCounts"]) == [f"{ns}/downstream", f"{ns}/mgmt"]
-    assert sorted(st["resources"][0]["perClusterState"]["ready"]) == [f"{ns}/downstream", f"{ns}/mgmt"]
-    assert deployed(mgmt, "bysel", ns) == ["downstream", "mgmt"]
+    assert sorted(st["perClusterResourceCounts"]) == [f"{ns}/downstream", f"{ns}/local"]
+    assert sorted(st["resources"][0]["perClusterState"]["ready"]) == [f"{ns}/downstream", f"{ns}/local"]
+    assert deployed(mgmt, "bysel", ns) == ["downstream", "local"]
 
 
 def test_cluster_group_and_relabel_moves_the_release(
@@ -219,7 +220,7 @@ def test_cluster_group_and_relabel_moves_the_release(
     assert down.configmap("bygroup-hello", target) is None
 
     # relabel: downstream joins the group, mgmt leaves it -> installed there, uninstalled here
-    mgmt.kubectl("label", "clusters.fleet.cattle.io", "mgmt", "-n", ns, "env=dev", "--overwrite")
+    mgmt.kubectl("label", "clusters.fleet.cattle.io", "local", "-n", ns, "env=dev", "--overwrite")
     mgmt.kubectl("label", "clusters.fleet.cattle.io", "downstream", "-n", ns, "env=prod", "--overwrite")
     e2e.wait_for("release on downstream", lambda: down.release_status("bygroup", target) == "deployed")
     e2e.wait_for("release gone from mgmt", lambda: mgmt.release_secrets("bygroup", target) == [])
@@ -380,7 +381,7 @@ def test_unreachable_cluster_does_not_block_others_then_converges(
 
         st = e2e.wait_for("unreachable cluster reported", reported, 120)
         assert st["display"]["readyBundleDeployments"] == "1/2" and st["display"]["state"] == "ErrApplied"
-        assert st["perClusterResourceCounts"][f"{ns}/mgmt"]["ready"] == 1
+        assert st["perClusterResourceCounts"][f"{ns}/local"]["ready"] == 1
     finally:
         downstream_cp.restart_apiserver()
     ready_count(mgmt, "outage", ns, "2/2")
