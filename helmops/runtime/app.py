@@ -37,6 +37,7 @@ from helmops.clusters.watch import register as watch_clusters
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig, in_shard
 from helmops.desired import adapters as deps
 from helmops.helm.driver import HelmDriver
+from helmops.kubeio import outage
 from helmops.kubeio.client import api_client, kubeconfig_configuration
 from helmops.kubeio.kube import GROUP, PLURAL, VERSION, Kube
 from helmops.policy.source import RestrictionSource
@@ -149,6 +150,8 @@ async def run_enabled(settings: Settings) -> int:
     metrics.serve(settings.metrics_host, settings.metrics_port)
 
     api = await api_client(settings.kubeconfig)
+    # while the management API server is down: one WARNING, one INFO when back, retries at DEBUG
+    quiet = outage.install(api, str(api.configuration.host))
     leadership: Leadership | None = None
     metrics.LEADER.set(0 if settings.leader_elect else 1)
     if settings.leader_elect:
@@ -167,6 +170,8 @@ async def run_enabled(settings: Settings) -> int:
         await standby.cleanup()
         if not leadership.acquired.is_set():
             await leadership.stop()
+            await quiet.stop()
+            outage.uninstall(quiet)
             await api.close()
             log.info("helmops stopped before becoming leader")
             return 0
@@ -360,6 +365,8 @@ async def run_enabled(settings: Settings) -> int:
             await leadership.stop()
         with contextlib.suppress(Exception):
             await kube.close()
+        await quiet.stop()
+        outage.uninstall(quiet)
     log.info("helmops stopped" + (" (lost leadership)" if exit_code else ""))
     return exit_code
 
