@@ -245,9 +245,11 @@ def spec_checker() -> SpecChecker:
     return ApiSpec()
 
 
-def chart_fetcher(kube: Kube, cache: Path, ca_bundle: Sequence[tuple[str, str, str]] = ()) -> SourcesFetcher:
+def chart_fetcher(
+    kube: Kube, cache: Path, ca_bundle: Sequence[tuple[str, str, str]] = (), *, max_cache_bytes: int | None = None
+) -> SourcesFetcher:
     bundle = CABundle(kube, ca_bundle) if ca_bundle else None
-    return SourcesFetcher(kube, ChartSources(cache_dir=cache), ca_bundle=bundle)
+    return SourcesFetcher(kube, ChartSources(cache_dir=cache, max_cache_bytes=max_cache_bytes), ca_bundle=bundle)
 
 
 def values_renderer(api_client: Any) -> AssembleRenderer:

@@ -197,9 +197,9 @@ def install(api: Any, server: str) -> Outage:
     return outage
 
 
-def uninstall(outage: Outage) -> None:
+def remove(outage: Outage) -> None:
     for handler in logging.getLogger().handlers:
         handler.removeFilter(outage)
 
 
-__all__ = ["Outage", "install", "readiness_probe", "uninstall"]
+__all__ = ["Outage", "install", "readiness_probe", "remove"]

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -171,7 +170,7 @@ async def run_enabled(settings: Settings) -> int:
         if not leadership.acquired.is_set():
             await leadership.stop()
             await quiet.stop()
-            outage.uninstall(quiet)
+            outage.remove(quiet)
             await api.close()
             log.info("helmops stopped before becoming leader")
             return 0
@@ -185,8 +184,11 @@ async def run_enabled(settings: Settings) -> int:
         per_tenant=settings.helm_tenant_slots or None,
     )
     log.info("helm %s at %s", driver.helm_version, settings.helm)
-    cache = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="helmops-charts-"))
-    charts = deps.chart_fetcher(kube, cache, settings.ca_bundle)
+    # the chart cache outlives the process (a restart downloads nothing it holds): helmops.sources.cache
+    cache = settings.chart_cache_dir
+    await asyncio.to_thread(cache.mkdir, parents=True, exist_ok=True)
+    log.info("chart cache: %s (at most %d MiB)", cache, settings.chart_cache_max_bytes >> 20)
+    charts = deps.chart_fetcher(kube, cache, settings.ca_bundle, max_cache_bytes=settings.chart_cache_max_bytes)
     connections = Connections(
         api,
         driver,
@@ -366,7 +368,7 @@ async def run_enabled(settings: Settings) -> int:
         with contextlib.suppress(Exception):
             await kube.close()
         await quiet.stop()
-        outage.uninstall(quiet)
+        outage.remove(quiet)
     log.info("helmops stopped" + (" (lost leadership)" if exit_code else ""))
     return exit_code
 

@@ -164,6 +164,10 @@ class Settings:
     source_timeout: float = 60.0
     #: refuse HelmApps without a serviceAccount (none set and no GitRepoRestriction defaultServiceAccount).
     require_service_account: bool = False
+    #: the chart cache directory, kept across restarts and shareable by two processes (HELMOPS_CHART_CACHE_DIR;
+    #: default ``$XDG_CACHE_HOME/helmops`` or ``~/.cache/helmops``), and its size bound in bytes.
+    chart_cache_dir: Path = field(default_factory=lambda: default_cache_dir({}))
+    chart_cache_max_bytes: int = 1 << 30
 
 
 def from_env(
@@ -223,7 +227,16 @@ def from_env(
         source_read_timeout=_period(env, SOURCE_TIMEOUT_ENV["source_read_timeout"], 10.0),
         source_timeout=_period(env, SOURCE_TIMEOUT_ENV["source_timeout"], 60.0),
         require_service_account=require_service_account or parse_bool(env.get("HELMOPS_REQUIRE_SERVICE_ACCOUNT")),
+        chart_cache_dir=Path(env.get("HELMOPS_CHART_CACHE_DIR", "").strip() or default_cache_dir(env)),
+        chart_cache_max_bytes=max(1 << 20, _int(env, "HELMOPS_CHART_CACHE_MAX_BYTES", 1 << 30)),
     )
+
+
+def default_cache_dir(env: Mapping[str, str]) -> Path:
+    """The controller's cache dir: ``$XDG_CACHE_HOME/helmops``, else ``~/.cache/helmops`` (the chart's
+    deployment sets HELMOPS_CHART_CACHE_DIR to its own volume)."""
+    base = env.get("XDG_CACHE_HOME", "").strip()
+    return (Path(base) if base else Path.home() / ".cache") / "helmops"
 
 
 def name_list(values: Sequence[str]) -> tuple[str, ...]:

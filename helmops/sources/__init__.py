@@ -23,7 +23,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from .auth import RepoAuth, auth_from_secret
-from .cache import ChartStore
+from .cache import CacheFull, ChartStore
 from .errors import (
     AuthError,
     ChartNotFound,
@@ -46,6 +46,7 @@ from .versions import parse_constraint
 
 __all__ = [
     "AuthError",
+    "CacheFull",
     "ChartNotFound",
     "ChartRequest",
     "ChartSources",
@@ -135,6 +136,7 @@ class ChartSources:
         max_index_entries: int = 64,
         max_index_bytes: int = 512 << 20,
         limits: SourceLimits | None = None,
+        max_cache_bytes: int | None = None,
     ) -> None:
         # Limits default to the process environment (HELMOPS_SOURCE_*), so the controller's flags reach
         # every ChartSources without being threaded through each constructor.
@@ -145,8 +147,9 @@ class ChartSources:
         self.cache_dir = Path(cache_dir)
         self.index_ttl = index_ttl
         self.stats: Counter[str] = Counter()
-        self.store = ChartStore(self.cache_dir, limits)
-        self._tmp = Path(tempfile.mkdtemp(prefix="ca-", dir=self.cache_dir))
+        self.store = ChartStore(self.cache_dir, limits, max_bytes=max_cache_bytes)
+        # per-process files (CA bundles) live in the system temp dir, not in the (shared, persistent) cache
+        self._tmp = Path(tempfile.mkdtemp(prefix="helmops-ca-"))
         self._http = HttpClient(limits)
         self.http = HttpRepos(self._http, self.store, self.stats, index_ttl=index_ttl,
                               max_index_entries=max_index_entries, max_index_bytes=max_index_bytes, limits=limits)

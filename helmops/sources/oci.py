@@ -290,7 +290,7 @@ class OciRegistries:
         """Make sure the chart layer is in the store (verified); returns the manifest info and path."""
         info = await self.manifest(ref, manifest_digest, auth)
         hex_digest = info.layer_digest.split(":", 1)[1]
-        if self.store.has(hex_digest):
+        if await self.store.present(hex_digest):
             self.stats["cache_hits"] += 1
             return info, self.store.path(hex_digest)
         path, shared = await self._blob_flight.do(info.layer_digest, lambda: self._pull_blob(ref, info, auth))
@@ -301,7 +301,7 @@ class OciRegistries:
     async def _pull_blob(self, ref: OciRef, info: _ManifestInfo, auth: RepoAuth) -> Path:
         digest = info.layer_digest
         hex_digest = digest.split(":", 1)[1]
-        if self.store.has(hex_digest):
+        if await self.store.present(hex_digest):
             return self.store.path(hex_digest)
 
         def work(c: OciClient) -> Path:
@@ -319,18 +319,26 @@ class OciRegistries:
                     if length.isdigit() and int(length) > lim.max_chart_bytes:
                         raise LimitExceeded(f"chart archive {where} exceeds the {lim.mib('max_chart_bytes')} limit")
                     deadline = time.monotonic() + lim.total_timeout
-                    with open(tmp, "wb") as f:
-                        # The layer is the .tgz itself: never undo a Content-Encoding, keep the digest's bytes.
-                        while chunk := resp.raw.read(1 << 16, decode_content=False):
-                            size += len(chunk)
-                            if size > lim.max_chart_bytes:
-                                raise LimitExceeded(
-                                    f"chart archive {where} exceeds the {lim.mib('max_chart_bytes')} limit"
-                                )
-                            if time.monotonic() > deadline:
-                                raise SourceUnavailable(f"chart archive {where}: timeout after {lim.total_timeout:g}s")
-                            h.update(chunk)
-                            f.write(chunk)
+                    try:
+                        with open(tmp, "wb") as f:
+                            # The layer is the .tgz itself: never undo a Content-Encoding, keep the digest's bytes.
+                            while chunk := resp.raw.read(1 << 16, decode_content=False):
+                                size += len(chunk)
+                                if size > lim.max_chart_bytes:
+                                    raise LimitExceeded(
+                                        f"chart archive {where} exceeds the {lim.mib('max_chart_bytes')} limit"
+                                    )
+                                if time.monotonic() > deadline:
+                                    raise SourceUnavailable(
+                                        f"chart archive {where}: timeout after {lim.total_timeout:g}s"
+                                    )
+                                h.update(chunk)
+                                f.write(chunk)
+                    except OSError as exc:  # a full cache filesystem: a retryable condition, nothing stored
+                        full = self.store.no_room(exc, f"chart archive {where}", size)
+                        if full is None:
+                            raise
+                        raise full from None
                 if "sha256:" + h.hexdigest() != digest:
                     raise IntegrityError(f"chart layer from {ref.display} does not match digest {digest}")
                 return self.store.adopt(tmp, hex_digest, where)

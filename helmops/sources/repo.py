@@ -388,7 +388,7 @@ class HttpRepos:
         network entirely.  ``revalidate_after`` (tarball URLs, whose content may change) re-checks the URL
         with a conditional GET after that many seconds; repository chart versions are immutable.
         """
-        if expect_hex and self.store.has(expect_hex):
+        if expect_hex and await self.store.present(expect_hex):
             self.stats["cache_hits"] += 1
             return expect_hex
         key = (url, auth.identity)
@@ -420,7 +420,7 @@ class HttpRepos:
         revalidate_after: float | None,
     ) -> str:
         url = key[0]
-        if expect_hex and self.store.has(expect_hex):
+        if expect_hex and await self.store.present(expect_hex):
             return expect_hex
         fresh = self._fresh_download(key, revalidate_after)
         if fresh is not None:

@@ -139,6 +139,9 @@ class Controller:
             HELMOPS_HELM_TERM_GRACE_SECONDS="20",
             HELMOPS_RECONCILER_WORKERS="4",
             PYTHONUNBUFFERED="1",
+            # the chart cache persists (helmops.sources.cache): one per controller unless a test shares one
+            # on purpose (env), never the user's ~/.cache
+            HELMOPS_CHART_CACHE_DIR=str(self.log.with_suffix(".charts")),
         )
         env.update(self.env)
         argv = [
