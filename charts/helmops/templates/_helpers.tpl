@@ -76,6 +76,8 @@ duplicate entry. Values are strings, as Kubernetes requires.
   (dict "name" "HELM_CONFIG_HOME" "value" "/home/helmops/.config/helm")
   (dict "name" "HELM_DATA_HOME" "value" "/home/helmops/.local/share/helm")
   (dict "name" "TMPDIR" "value" "/tmp")
+  (dict "name" "HELMOPS_CHART_CACHE_DIR" "value" "/var/cache/helmops")
+  (dict "name" "HELMOPS_CHART_CACHE_MAX_BYTES" "value" (toString (int64 $v.chartCache.maxBytes)))
   (dict "name" "PYTHONDONTWRITEBYTECODE" "value" "1")
 -}}
 {{- if $v.caBundle.enabled -}}
@@ -248,11 +250,15 @@ spec:
               mountPath: /tmp
             - name: helm-home
               mountPath: /home/helmops
+            - name: chart-cache
+              mountPath: /var/cache/helmops
       volumes:
         - name: tmp
           {{- include "helmops.emptyDir" $v.tmpVolume | nindent 10 }}
         - name: helm-home
           {{- include "helmops.emptyDir" $v.helmHomeVolume | nindent 10 }}
+        - name: chart-cache
+          {{- toYaml $v.chartCache.volume | nindent 10 }}
 {{- end -}}
 
 {{/* Scheduling fields for any pod spec the chart renders (Deployments, and any Job or Pod added later). */}}
