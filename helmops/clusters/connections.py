@@ -191,6 +191,10 @@ class Connections:
         if not spec.get("kubeConfigSecret"):
             name = str((cluster.get("metadata") or {}).get("name") or "")
             return await self._local_identity() if name == LOCAL else None
+        meta = cluster.get("metadata") or {}
+        cached = self._cache.get((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
+        if cached is not None and not cached.local:  # its Secret is re-read when that Cluster itself is used
+            return await self._identity(cached)
         try:
             conn = await self._connection(cluster)
         except ClusterUnreachable:

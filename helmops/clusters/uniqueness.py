@@ -110,9 +110,12 @@ class Uniqueness:
         self._clock = clock
         #: (namespace, name) -> (identity checked, verdict, time): None verdict means "first".
         self._verdicts: dict[tuple[str, str], tuple[str, DuplicateCluster | None, float]] = {}
+        #: namespace -> (its Cluster objects, time listed): one list per namespace per VERDICT_TTL.
+        self._lists: dict[str, tuple[list[dict[str, Any]], float]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         self._verdicts.pop((namespace, name), None)
+        self._lists.pop(namespace, None)
 
     async def check(self, cluster: Mapping[str, Any], identity: str | None) -> None:
         """Raises :class:`DuplicateCluster` when an earlier Cluster object (or the local cluster) in the same
@@ -136,6 +139,17 @@ class Uniqueness:
                 log.warning("%s", verdict.message)
             raise verdict
 
+    async def _clusters(self, namespace: str) -> list[dict[str, Any]]:
+        cached = self._lists.get(namespace)
+        now = self._clock()
+        if cached is not None and now - cached[1] < VERDICT_TTL:
+            return cached[0]
+        items = await self._list(namespace)
+        if len(self._lists) > MAX_PROBES:
+            self._lists.clear()
+        self._lists[namespace] = (items, now)
+        return items
+
     async def _decide(self, me: Claim, identity: str) -> DuplicateCluster | None:
         if me.rank == 0:
             return None  # the local cluster comes first whatever else reaches it
@@ -143,7 +157,7 @@ class Uniqueness:
         local = await self._local_identity()
         if local:
             others[Claim(0, "", LOCAL, me.namespace)] = local
-        objs = [c for c in await self._list(me.namespace) if Claim.of(c) < me]
+        objs = [c for c in await self._clusters(me.namespace) if Claim.of(c) < me]
         objs.sort(key=Claim.of)
         if len(objs) > MAX_PROBES:
             log.warning(
