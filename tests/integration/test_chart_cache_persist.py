@@ -3,7 +3,8 @@
 A fetcher started afresh on the same directory — what a restarted controller is — downloads nothing it
 already holds (counted twice: ``ChartSources.stats["chart_downloads"]`` and the servers' own request logs);
 a corrupted entry is discarded and downloaded again; two fetchers sharing the directory at once (two
-processes during a rolling update) both get a verified chart and leave no partial file.
+processes during a rolling update) both get a verified chart and leave no partial file; and ``helmops run``
+restarted on the same directory upgrades HTTP and OCI HelmApps without downloading their charts again.
 """
 
 from __future__ import annotations
@@ -11,18 +12,32 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
+import controller_helpers as e2e
 import pytest
 
 from helmops.sources import ChartRequest, ChartSources, RepoAuth
 from support.chartrepo import ChartRepo
 from support.charts import ChartFactory
 from support.registry import Registry
+from support.tools import Tools
 
 pytestmark = pytest.mark.integration
 
 PLAIN = RepoAuth(plain_http=True)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def mgmt(management_cluster: Any) -> e2e.Cluster:
+    c = e2e.Cluster(management_cluster)
+    for f in sorted((REPO_ROOT / "crds").glob("*.yaml")):
+        c.kubectl("apply", "-f", str(f))
+    c.kubectl("wait", "--for=condition=Established", "crd/helmapps.fleet.cattle.io", "--timeout=60s")
+    return c
 
 
 def _tgz_gets(repo: ChartRepo, name: str) -> int:
@@ -90,3 +105,61 @@ async def test_two_fetchers_share_one_directory(
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest.split(":", 1)[1]
     assert results[0][1] == results[1][1] and results[2][1] == results[3][1]
     assert list((cache / "charts" / "tmp").iterdir()) == []
+
+
+# --- the controller itself, restarted -----------------------------------------------------------------------
+def _chart_misses(ctl: e2e.Controller) -> float:
+    """helmops_chart_cache_total{cache="chart",result="miss"}: the controller's chart downloads."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{ctl.metrics_port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    for line in text.splitlines():
+        if line.startswith("helmops_chart_cache_total{") and 'cache="chart"' in line and 'result="miss"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_restarted_controller_downloads_no_cached_chart(
+    mgmt: e2e.Cluster, management_cluster: Any, chart_repo: ChartRepo, oci_registry: Registry,
+    charts: ChartFactory, tools: Tools, tmp_path: Path,
+) -> None:  # fmt: skip
+    """HTTP and OCI HelmApps deployed by one controller; a second one on the same chart cache directory
+    upgrades both (new values: helm needs the chart) without fetching an archive or a layer."""
+    chart_repo.publish(charts.package("hello", "134.0.0"))
+    ref = charts.push_oci(charts.package("hello", "134.1.0"), oci_registry, repo_path="cache-restart")
+    cluster = mgmt
+    ns = e2e.make_ns(cluster, "cachep")
+    cluster.kubectl("create", "secret", "generic", "oci-plain", "-n", ns, "--from-literal=basicHTTP=true")
+    shared = str(tmp_path / "chart-cache")
+    http_app = e2e.helmapp("viahttp", ns, repo=chart_repo.url, chart="hello", version="134.0.0")
+    oci_app = e2e.helmapp("viaoci", ns, repo="", chart=f"{ref}/hello", version="134.1.0")
+    oci_app["spec"]["helmSecretName"] = "oci-plain"
+    first = e2e.Controller(
+        management_cluster, tools.helm, tmp_path, namespaces=("cachep-*",), HELMOPS_CHART_CACHE_DIR=shared
+    ).start()
+    try:
+        cluster.apply(http_app)
+        cluster.apply(oci_app)
+        e2e.wait_ready(cluster, "viahttp", ns)
+        e2e.wait_ready(cluster, "viaoci", ns)
+        assert _chart_misses(first) == 2
+    finally:
+        assert first.stop() == 0
+    tgz, blobs = _tgz_gets(chart_repo, "hello-134.0.0.tgz"), _blob_gets(oci_registry, "cache-restart")
+    second = e2e.Controller(
+        management_cluster, tools.helm, tmp_path, namespaces=("cachep-*",), HELMOPS_CHART_CACHE_DIR=shared
+    ).start()
+    try:
+        for name in ("viahttp", "viaoci"):
+            e2e.merge_patch(cluster, name, ns, {"spec": {"helm": {"values": {"message": "restarted"}}}})
+
+        def upgraded() -> bool:
+            got = [
+                (cluster.configmap(f"{n}-hello", f"{ns}-target") or {}).get("message") for n in ("viahttp", "viaoci")
+            ]
+            return got == ["restarted", "restarted"]
+
+        e2e.wait_for("both upgraded by the second controller", upgraded, 120)
+        assert _chart_misses(second) == 0
+    finally:
+        assert second.stop() == 0
+    assert _tgz_gets(chart_repo, "hello-134.0.0.tgz") == tgz and _blob_gets(oci_registry, "cache-restart") == blobs

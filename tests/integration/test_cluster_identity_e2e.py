@@ -110,7 +110,7 @@ def test_second_cluster_on_one_api_server_is_refused_and_never_uninstalls(
 
     def settled() -> bool:
         st = (mgmt.helmapp("shared", ns) or {}).get("status") or {}
-        return st.get("display", {}).get("readyBundleDeployments") == "1/1"
+        return bool(st.get("display", {}).get("readyBundleDeployments") == "1/1")
 
     e2e.wait_for("only the first Cluster targeted", settled, 120)
     e2e.poke(mgmt, "shared", ns)

@@ -34,8 +34,9 @@ def test_api_server_outage_logs_one_warning_and_one_info_and_no_traceback(
     ns = e2e.make_ns(mgmt, "quiet")
     # resyncs and drift checks every 2 s: reconciles, the drift monitor and kopf's watchers all retry during
     # the outage (on main each failed reconcile logged a traceback at ERROR, each watch retry an ERROR)
-    env = {"HELMOPS_RESYNC_PERIOD": "2", "HELMOPS_DRIFT_CHECK_PERIOD": "2"}
-    ctl = e2e.Controller(plane, tools.helm, tmp_path, namespaces=("quiet-*",), **env).start()
+    ctl = e2e.Controller(
+        plane, tools.helm, tmp_path, namespaces=("quiet-*",), HELMOPS_RESYNC_PERIOD="2", HELMOPS_DRIFT_CHECK_PERIOD="2"
+    ).start()
     try:
         mgmt.apply(e2e.helmapp("calm", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
         e2e.wait_ready(mgmt, "calm", ns)
