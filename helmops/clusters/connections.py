@@ -147,6 +147,7 @@ class Connections:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._local_kube: Kube | None = None
         self._local_id: str | None = None
+        self._local_tried = -IDENTITY_RETRY
         self._uniqueness = Uniqueness(
             lambda c: self._identity_of(c), lambda: self._local_identity(), lambda ns: self._list_clusters(ns)
         )
@@ -181,7 +182,8 @@ class Connections:
         return conn.identity
 
     async def _local_identity(self) -> str | None:
-        if self._local_id is None:
+        if self._local_id is None and time.monotonic() - self._local_tried >= IDENTITY_RETRY:
+            self._local_tried = time.monotonic()
             self._local_id = await read_identity(self._local_core, "the local cluster")
         return self._local_id
 

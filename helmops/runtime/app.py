@@ -46,6 +46,7 @@ from helmops.runtime.day2 import Day2
 from helmops.runtime.leader import Leadership, lease_name
 from helmops.runtime.queue import WorkQueue, run_worker
 from helmops.runtime.settings import ENABLE_HINT, FLAG_ENV, Settings
+from helmops.sources.cache import usable_cache_dir
 
 log = logging.getLogger("helmops.controller")
 
@@ -185,8 +186,7 @@ async def run_enabled(settings: Settings) -> int:
     )
     log.info("helm %s at %s", driver.helm_version, settings.helm)
     # the chart cache outlives the process (a restart downloads nothing it holds): helmops.sources.cache
-    cache = settings.chart_cache_dir
-    await asyncio.to_thread(cache.mkdir, parents=True, exist_ok=True)
+    cache = await asyncio.to_thread(usable_cache_dir, settings.chart_cache_dir)
     log.info("chart cache: %s (at most %d MiB)", cache, settings.chart_cache_max_bytes >> 20)
     charts = deps.chart_fetcher(kube, cache, settings.ca_bundle, max_cache_bytes=settings.chart_cache_max_bytes)
     connections = Connections(

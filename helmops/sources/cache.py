@@ -32,7 +32,7 @@ log = logging.getLogger("helmops.sources")
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-__all__ = ["LRU", "CacheFull", "ChartStore", "SingleFlight", "sha256_hex"]
+__all__ = ["LRU", "CacheFull", "ChartStore", "SingleFlight", "sha256_hex", "usable_cache_dir"]
 
 
 def sha256_hex(data: bytes) -> str:
@@ -113,6 +113,23 @@ TOUCH_EVERY = 60.0
 STALE_TEMP = 3600.0
 #: errors that mean "the filesystem under the cache is full" (or read-only): the store degrades, never crashes.
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
+def usable_cache_dir(wanted: Path) -> Path:
+    """Blocking: ``wanted`` when a file can be created in it, else a private temporary directory (WARNING):
+    an unwritable or full cache volume costs downloads, never the start of the process."""
+    try:
+        wanted.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=wanted):
+            pass
+        return wanted
+    except OSError as exc:
+        fallback = Path(tempfile.mkdtemp(prefix="helmops-charts-"))
+        log.warning(
+            "chart cache: %s is not usable (%s); using %s for this process (charts are downloaded again after a "
+            "restart)", wanted, os.strerror(exc.errno or 0) if exc.errno else exc, fallback,
+        )  # fmt: skip
+        return fallback
 
 
 class CacheFull(SourceUnavailable):

@@ -171,3 +171,14 @@ def test_stale_temp_files_of_a_dead_process_are_cleared(tmp_path: Path) -> None:
     os.utime(stale, (t, t))
     ChartStore(tmp_path)
     assert not stale.exists() and fresh.exists()
+
+
+def test_an_unusable_cache_directory_falls_back_to_a_temporary_one(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_bytes(b"not a directory")
+    got = cache_mod.usable_cache_dir(blocked / "charts")
+    try:
+        assert got != blocked / "charts" and got.is_dir()
+    finally:
+        got.rmdir()
+    assert cache_mod.usable_cache_dir(tmp_path / "ok") == tmp_path / "ok"
