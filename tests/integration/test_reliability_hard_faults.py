@@ -41,6 +41,7 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.load,
     pytest.mark.skipif(os.environ.get("HELMOPS_LOAD_TESTS") != "1", reason="load test: set HELMOPS_LOAD_TESTS=1"),
+    pytest.mark.timeout(3600),  # minutes of rollout on 2 cores, well past the suite's per-test limit
 ]
 
 workdir, helm_log, published = e2e.workdir, e2e.helm_log, e2e.published
@@ -250,7 +251,10 @@ def test_20_sigkills_during_a_200_helmapp_rollout(
     try:
         for _ in range(KILLS):
             ctl = Controller(fault_cp, helm_log[0], workdir, namespaces=(fleet.ns,)).start()
-            time.sleep(rng.uniform(3.0, 12.0))
+            pid = ctl.proc.pid if ctl.proc is not None else 0
+            # a random moment once helm is at work (startup alone would be killed before any release moved)
+            wait_for("helm at work", lambda pid=pid: descendants(pid), 180, 0.2)
+            time.sleep(rng.uniform(0.0, 4.0))
             for i in rng.sample(range(APPS), 10):  # changes keep coming, some while no controller runs
                 seq += 1
                 fleet.set_message(i, f"u{seq}")
