@@ -37,6 +37,8 @@ class ControlPlane:
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     etcd_port: int = 0
     api_port: int = 0
+    #: kept so a restarted etcd comes back with the peer URL its data directory recorded
+    etcd_peer_port: int = 0
     _etcd: subprocess.Popen[bytes] | None = None
     _api: subprocess.Popen[bytes] | None = None
     _owns_workdir: bool = False
@@ -74,7 +76,9 @@ class ControlPlane:
         return self
 
     def _start_etcd(self) -> None:
-        d, peer = self.dir, proc.free_port()
+        if not self.etcd_peer_port:
+            self.etcd_peer_port = proc.free_port()
+        d, peer = self.dir, self.etcd_peer_port
         url = f"http://127.0.0.1:{self.etcd_port}"
         log = d / "etcd.log"
         self._etcd = proc.start(
@@ -159,6 +163,15 @@ class ControlPlane:
 
     def restart_apiserver(self) -> None:
         self._start_apiserver()
+
+    def stop_etcd(self) -> None:
+        """Stop only etcd (fault tests): kube-apiserver stays up and answers with errors until
+        :meth:`restart_etcd` brings etcd back on the same port and data directory."""
+        proc.stop(self._etcd)
+        self._etcd = None
+
+    def restart_etcd(self) -> None:
+        self._start_etcd()
 
     @property
     def pids(self) -> list[int]:
