@@ -92,6 +92,7 @@ class Day2:
             period=settings.drift_check_seconds,
             delay=settings.drift_delay_seconds,
             busy=driver.holds,
+            watch=settings.drift_watch,
         )
         if isinstance(charts, SourcesFetcher):
             metrics.watch_chart_cache(lambda: charts.stats)
