@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from helmops.api.keys import Key
+from helmops.api.keys import LOCAL, Key
 from helmops.drift.compare import (
     HELM_MANAGED_SELECTOR,
     MAX_NAMED,
@@ -121,8 +121,15 @@ class DriftMonitor:
         rng: random.Random | None = None,
         busy: Callable[[str, str], bool] | None = None,
         watch: bool = True,
+        cluster: str = LOCAL,
+        gauge: Callable[[], None] | None = None,
     ) -> None:
         self._api = api
+        #: which cluster this monitor compares (LOCAL or the Fleet Cluster's namespace/name): logs name it.
+        self.cluster = cluster
+        #: replaces the drifted-HelmApps gauge update when several monitors share it (one per cluster).
+        self._gauge = gauge
+        self._failing = False
         #: per-kind watches making detection prompt; None: the periodic check only.
         self.watches: KindWatches | None = None
         self.release_watch: KindWatches | None = None
@@ -155,6 +162,11 @@ class DriftMonitor:
         #: write Secrets in the release namespace, and the lists above are read with the controller's rights.
         #: None: every object is compared (no serviceAccounts in play).
         self.can_read: Callable[[Key, str, str, str], Awaitable[bool]] | None = None
+
+    @property
+    def api(self) -> Any:
+        """The API client of the cluster this monitor compares."""
+        return self._api
 
     # --- what the controller tells us ---
     def update(self, helmapp: Mapping[str, Any]) -> None:
@@ -200,8 +212,10 @@ class DriftMonitor:
     def start(self) -> None:
         if self.period > 0 and self._task is None:
             if self._watch:
-                self.watches = KindWatches(self._api, self.on_event, HELM_MANAGED_SELECTOR)
-                self.release_watch = KindWatches(self._api, self.on_release_event, RELEASE_SELECTOR)
+                self.watches = KindWatches(self._api, self.on_event, HELM_MANAGED_SELECTOR, cluster=self.cluster)
+                self.release_watch = KindWatches(
+                    self._api, self.on_release_event, RELEASE_SELECTOR, cluster=self.cluster
+                )
                 self.release_watch.sync([SECRETS])
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="helmops-drift")
 
@@ -233,12 +247,7 @@ class DriftMonitor:
                 min(self.period, 2.0) if first and self._watch else self.period * (1 + 0.1 * self._rng.uniform(-1, 1))
             )
             first = False
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("drift check failed: %s", exc)
+            await self._guarded_check()
 
     # --- watch events ---
     def on_event(self, res: Resource, event: WatchEvent) -> None:
@@ -289,13 +298,27 @@ class DriftMonitor:
 
         self._soon = loop.call_at(when, fire)
 
-    async def _watched_check(self) -> None:
+    async def _guarded_check(self) -> None:
+        """A check that never raises: a failure is said once per outage (WARNING), then at DEBUG."""
         try:
             await self.check()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("drift check failed: %s", exc)
+            text = str(exc).splitlines()[0] if str(exc) else ""
+            reason = getattr(exc, "reason", None) or text or type(exc).__name__
+            if not self._failing:
+                log.warning("drift check failed on cluster %s (retried every check): %s", self.cluster, reason)
+            else:
+                log.debug("drift check failed on cluster %s again: %s", self.cluster, reason)
+            self._failing = True
+        else:
+            if self._failing:
+                log.info("drift checks on cluster %s work again", self.cluster)
+            self._failing = False
+
+    async def _watched_check(self) -> None:
+        await self._guarded_check()
         again, self._again = self._again, None
         if again is not None:
             self._soon_task = None
@@ -464,13 +487,18 @@ class DriftMonitor:
         if found:
             metrics.DRIFT_DETECTIONS.inc()
             log.info(
-                "drift: HelmApp %s/%s: %s",
+                "drift: HelmApp %s/%s%s: %s",
                 *key,
+                "" if self.cluster == LOCAL else f" on cluster {self.cluster}",
                 "; ".join(m.describe() for m in found[:MAX_NAMED]),
                 extra={"helmapp": f"{key[0]}/{key[1]}"},
             )
         elif before:
-            log.info("drift: HelmApp %s/%s no longer drifted", *key)
+            log.info(
+                "drift: HelmApp %s/%s%s no longer drifted",
+                *key,
+                "" if self.cluster == LOCAL else f" on cluster {self.cluster}",
+            )
         if t.pending is None:
             # A delayed enqueue: a burst of edits within the delay is handled by one reconcile.
             loop = asyncio.get_running_loop()
@@ -481,8 +509,16 @@ class DriftMonitor:
 
             t.pending = loop.call_later(self.delay if found else 0.0, fire)
 
+    @property
+    def drifted_count(self) -> int:
+        """HelmApps with drifted objects on this cluster."""
+        return sum(1 for t in self._tracked.values() if t.modified)
+
     def _refresh_gauge(self) -> None:
-        metrics.DRIFT_MODIFIED.set(sum(1 for t in self._tracked.values() if t.modified))
+        if self._gauge is not None:
+            self._gauge()
+        else:
+            metrics.DRIFT_MODIFIED.set(self.drifted_count)
 
     async def close(self) -> None:
         await self.stop()

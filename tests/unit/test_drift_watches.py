@@ -187,3 +187,53 @@ def test_monitor_checks_soon_only_when_an_event_changes_what_drifted(monkeypatch
         await m.stop()
 
     asyncio.run(go())
+
+
+def test_day2_keeps_one_monitor_per_downstream_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+    from types import SimpleNamespace
+
+    from helmops.runtime import day2 as day2_mod
+    from helmops.runtime.day2 import Day2
+    from helmops.runtime.queue import WorkQueue
+    from helmops.runtime.settings import Settings
+
+    monkeypatch.setattr(day2_mod, "MAX_DOWNSTREAM_MONITORS", 2)
+
+    async def go() -> None:
+        settings = Settings(drift_check_seconds=60.0, drift_watch=False)
+        driver = SimpleNamespace(holds=lambda ns, name: False)
+        d = Day2(settings, None, None, driver, object(), WorkQueue(), rng=random.Random(1))
+        d.observe({"metadata": {"namespace": "apps", "name": "h"}, "spec": {"defaultNamespace": "t"}})
+        d.attach("apps/far", object(), driver.holds)
+        assert not d._downstream  # not started: nothing attached
+        d.start()
+        api = object()
+        d.attach("local", api, driver.holds)
+        assert not d._downstream  # the local cluster has its own monitor already
+        d.attach("apps/far", api, driver.holds)
+        far = d._downstream["apps/far"]
+        assert far.cluster == "apps/far" and far.api is api
+        assert ("apps", "h") in far._tracked  # knows the HelmApps seen before it started
+        d.attach("apps/far", api, driver.holds)
+        assert d._downstream["apps/far"] is far
+        d.attach("apps/far", object(), driver.holds)  # the connection was rebuilt: a new monitor
+        assert d._downstream["apps/far"] is not far
+        # what a downstream monitor found is read for that cluster only
+        d._downstream["apps/far"]._tracked[("apps", "h")].modified = (
+            monitor_mod.Modified(monitor_mod.ObjectRef("v1", "ConfigMap", "t", "web"), missing=True),
+        )
+        assert d.drifted(("apps", "h"), "apps/far") == "configmap.v1 t/web missing"
+        assert d.drifted(("apps", "h"), "local") == "" and d.drifted(("apps", "h"), "apps/other") == ""
+        d.cleared(("apps", "h"), "apps/far")
+        assert d.drifted(("apps", "h"), "apps/far") == ""
+        # bounded: the least recently reconciled cluster's monitor is stopped
+        d.attach("apps/b", object(), driver.holds)
+        d.attach("apps/c", object(), driver.holds)
+        assert list(d._downstream) == ["apps/b", "apps/c"]
+        d.forget(("apps", "h"))
+        assert all(("apps", "h") not in m._tracked for m in d._downstream.values())
+        await d.stop()
+        assert not d._downstream
+
+    asyncio.run(go())
