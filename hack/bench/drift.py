@@ -93,7 +93,7 @@ def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[di
     docs += oci_helmapps(ns, n - half, chart_ref, "1.0.0", rel_ns, prefix="far",
                          extra_spec={**correct, "targets": [{"clusterName": "far"}]})
     env = controller_env(opts.workers, opts.helm_concurrency, HELMOPS_DRIFT_CHECK_PERIOD="10m")
-    fig: dict[str, Any] = {"n": n, "local": half, "downstream": n - half, "load_before": loadavg(),
+    fig: dict[str, Any] = {"local": half, "downstream": n - half, "load_before": loadavg(),
                            "targets": TARGETS, "drift_check_period": "10m"}
     runs: list[dict[str, Any]] = []
     ctl = st.controller("controller-drift", [ns], env=env).start()
