@@ -103,6 +103,9 @@ def runner(name: str) -> tuple[Runner, bool]:
     if name == "curve":
         from . import curve
         return curve.run, False
+    if name == "drift":
+        from . import drift
+        return drift.run, False
     raise ValueError(f"unknown scenario {name!r}")
 
 

@@ -17,6 +17,7 @@ DEFAULT_SIZES: dict[str, tuple[int, ...]] = {
     "fanout": (1, 3, 6),
     "poll": (100,),
     "curve": (25, 50, 100, 200),
+    "drift": (500,),
 }
 SCENARIOS = tuple(DEFAULT_SIZES)
 

@@ -81,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--drift-delay",
         default=None,
         metavar="DURATION",
-        help="wait this long after noticing drift before acting, coalescing bursts (HELMOPS_DRIFT_DELAY, 5s)",
+        help="wait this long after noticing drift before acting, coalescing bursts (HELMOPS_DRIFT_DELAY, 1s)",
     )
     p.add_argument(
         "--max-timeout",

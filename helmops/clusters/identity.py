@@ -169,9 +169,17 @@ class AccessReviews:
     ask about itself). Answers are cached for ``ttl`` seconds, at most ``max_entries`` of them."""
 
     def __init__(
-        self, clients: ImpersonatingClients, base: Any, *, ttl: float = 120.0, max_entries: int = 4096
+        self,
+        clients: ImpersonatingClients,
+        base: Any,
+        *,
+        ttl: float = 120.0,
+        max_entries: int = 4096,
+        cluster: str = LOCAL,
     ) -> None:
         self._clients, self._base = clients, base
+        #: the cluster ``base`` reaches (LOCAL or a downstream Cluster's namespace/name): its own clients.
+        self._cluster = cluster
         self._ttl, self._max = ttl, max_entries
         self._cache: OrderedDict[tuple[str, str, str, str, str, str], tuple[float, bool]] = OrderedDict()
 
@@ -186,7 +194,7 @@ class AccessReviews:
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        api = self._clients.api_for(self._base, LOCAL, identity)
+        api = self._clients.api_for(self._base, self._cluster, identity)
         attrs: dict[str, Any] = {"verb": verb, "group": group, "resource": resource}
         if namespace:
             attrs["namespace"] = namespace

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from helmops import tasks
-from helmops.api.keys import Key
+from helmops.api.keys import LOCAL, Key
 from helmops.clusters.connections import ClusterUnreachable
 from helmops.clusters.identity import denial_message, denied
 from helmops.clusters.live import ACCESS_DENIED
@@ -112,6 +112,9 @@ class Apply(Teardown):
         uid, entry = helmapp_uid(obj), Entry(t.name, rel.namespace, rel.name)
         recorded = entry in await self.ledger.entries(uid)
         own = ownership(live, *key, recorded=recorded, take_ownership=rel.take_ownership)
+        drift_cluster = LOCAL if conn.local else f"{conn.namespace}/{conn.name}"
+        if self.drift is not None and not conn.local and conn.api is not None:
+            self.drift.attach(drift_cluster, conn.api, conn.driver.holds)
         if not own.allowed:
             return await self._refused(key, obj, t, conn, own.refusal, chart.version, "ReleaseNotOwned")
         if own.adopt:
@@ -126,7 +129,7 @@ class Apply(Teardown):
             now=now,
             timeout_seconds=rel.timeout_seconds or 300,
             grace_seconds=self.config.pending_grace_seconds,
-            drift=self.drift.drifted(key) if self.drift is not None and conn.local else "",
+            drift=self.drift.drifted(key, drift_cluster) if self.drift is not None else "",
         )
         d = decide(
             c, deleting=False, keep_resources=False, now=now,
@@ -188,7 +191,7 @@ class Apply(Teardown):
                 r.failed = True
                 return r
             if self.drift is not None:
-                self.drift.cleared(key)
+                self.drift.cleared(key, drift_cluster)
             return await self._ready(key, t, conn, rel.namespace, rel.name, chart)
         if not res.ok:
             # The last good release keeps running: nothing is uninstalled or rolled back on our side.

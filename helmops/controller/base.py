@@ -8,7 +8,7 @@ readiness), :mod:`.teardown` (deletion, clusters no longer targeted, releases no
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -78,14 +78,19 @@ class KubeAccess(LedgerStore, Protocol):
 
 
 class DriftFindings(Protocol):
-    """What the drift monitor (helmops.drift) found on the local cluster's releases."""
+    """What the drift monitors (helmops.drift) found on each cluster's releases. ``cluster`` is LOCAL or a
+    downstream Fleet Cluster's ``namespace/name``."""
 
-    def drifted(self, key: Key) -> str:
-        """What drifted on the HelmApp's deployed release ("" = nothing), as status names it."""
+    def drifted(self, key: Key, cluster: str) -> str:
+        """What drifted on the HelmApp's deployed release there ("" = nothing), as status names it."""
         ...
 
-    def cleared(self, key: Key) -> None:
+    def cleared(self, key: Key, cluster: str) -> None:
         """A correction succeeded: nothing drifted until the next check says otherwise."""
+        ...
+
+    def attach(self, cluster: str, api: Any, busy: Callable[[str, str], bool]) -> None:
+        """A reconcile reached a downstream cluster: watch drift there too."""
         ...
 
 

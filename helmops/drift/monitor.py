@@ -1,21 +1,25 @@
-"""Drift detection: deployed objects compared with their release's manifest, on a timer.
+"""Drift detection: deployed objects compared with their release's manifest, when they change.
 
-Design (why a timer and not per-object watches): one check costs a fixed number of API calls however
-many HelmApps there are — one cluster-wide list of helmops' deployed release Secrets (label
-``helmops.cattle.io/managed-by=helmops,status=deployed``; manifests are decoded once per revision) and one
-cluster-wide list per kind found in those manifests (its REST path from the cluster's discovery,
-``helmops.kubeio.mapping``), filtered by Helm's label ``app.kubernetes.io/managed-by=Helm``. Watches would
-notice edits sooner but hold one connection per kind open forever and need a cache of every object; the
-check period (``HELMOPS_DRIFT_CHECK_PERIOD``, 60s) bounds detection time instead.
+Two paths feed one comparison. The *check* is the reference: one cluster-wide list of helmops' deployed
+release Secrets (label ``helmops.cattle.io/managed-by=helmops,status=deployed``; manifests are decoded once
+per revision) and one cluster-wide list per kind found in those manifests (its REST path from the cluster's
+discovery, ``helmops.kubeio.mapping``), filtered by Helm's label ``app.kubernetes.io/managed-by=Helm``; it
+runs every ``HELMOPS_DRIFT_CHECK_PERIOD`` (60s) whatever happens, so nothing depends on a watch staying up.
+The *watches* (``helmops.drift.watchers``, ``HELMOPS_DRIFT_WATCH``, on by default) make it prompt: one watch
+per kind the releases deploy (not per object: a fixed number of connections however many HelmApps there
+are, and no object cache), each event compared alone with the object's manifest; only an event that
+changes what drifted (drift began, changed or ended) starts a check, 0.2 s later and at most one per
+second. A watch on the deployed release records makes the check learn new releases' objects (and watch new
+kinds) within 5 s of helm finishing. An event of a release helm is working on is not drift.
 
 Only fields the chart set are compared (the manifest's fields; ``metadata`` only for labels and
 annotations; never ``status``), so values the API server defaults are not drift. ``diff.comparePatches``
 entries matching an object (kind/apiVersion/namespace/name, empty = any) remove the fields named by their
 ``remove``/``ignore`` operations' paths and their ``jsonPointers`` from both sides before comparing.
 
-A newly drifted HelmApp is enqueued after ``HELMOPS_DRIFT_DELAY`` (5s, as Fleet's agent), so a burst of
-edits is handled once. Its reconcile reports it as ``Modified`` naming the resources, and with
-``correctDrift.enabled`` the worker then rolls the release back to its current revision
+A newly drifted HelmApp is enqueued after ``HELMOPS_DRIFT_DELAY`` (1s; the watches already coalesce an
+edit's events), so a burst of edits is handled once. Its reconcile reports it as ``Modified`` naming the
+resources, and with ``correctDrift.enabled`` the worker then rolls the release back to its current revision
 (``reconcile/rollback.py``, run by the executor).
 """
 
@@ -29,18 +33,21 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from helmops.api.keys import Key
+from helmops.api.keys import LOCAL, Key
 from helmops.drift.compare import (
     HELM_MANAGED_SELECTOR,
     MAX_NAMED,
     RELEASE_SELECTOR,
     Modified,
+    compare_object,
     compare_release,
 )
+from helmops.drift.watchers import KindWatches
 from helmops.kubeio import rest
 from helmops.kubeio.bounded import loads as bounded_loads
 from helmops.kubeio.client import core_v1
 from helmops.kubeio.mapping import Resource, RestMapper
+from helmops.kubeio.watch import OVERSIZED, WatchEvent
 from helmops.reconcile.manifest import ObjectRef, manifest_objects, object_ref
 from helmops.reconcile.release import OWNER_LABEL
 from helmops.reconcile.storage import decode_release
@@ -50,6 +57,16 @@ log = logging.getLogger("helmops.controller")
 
 #: kinds remembered for once-only log lines: the manifests they come from may be tenant-written.
 MAX_WARNED = 1024
+#: a watch event that shows drift starts a check after this long (the events of one edit arrive together)...
+WATCH_DEBOUNCE = 0.2
+#: ...and at most one watch-started check runs per this many seconds (a burst costs one or two checks).
+WATCH_MIN_INTERVAL = 1.0
+#: a deployed release record changed (helm finished an action): the check that learns its objects (and
+#: starts watching new kinds) comes this long after the last check, so a rollout of many releases costs a
+#: check per this many seconds, not one per release.
+RELEASE_REFRESH = 5.0
+#: helm's release records, watched for :data:`RELEASE_REFRESH`.
+SECRETS = Resource("", "v1", "Secret", "secrets", True)
 
 
 # --- I/O -------------------------------------------------------------------------------------------
@@ -103,8 +120,28 @@ class DriftMonitor:
         delay: float,
         rng: random.Random | None = None,
         busy: Callable[[str, str], bool] | None = None,
+        watch: bool = True,
+        cluster: str = LOCAL,
+        gauge: Callable[[], None] | None = None,
     ) -> None:
         self._api = api
+        #: which cluster this monitor compares (LOCAL or the Fleet Cluster's namespace/name): logs name it.
+        self.cluster = cluster
+        #: replaces the drifted-HelmApps gauge update when several monitors share it (one per cluster).
+        self._gauge = gauge
+        self._failing = False
+        #: per-kind watches making detection prompt; None: the periodic check only.
+        self.watches: KindWatches | None = None
+        self.release_watch: KindWatches | None = None
+        self._watch = watch
+        #: object → the releases (owner, manifest, desired object) that deploy it, from the last check.
+        self._index: dict[ObjectRef, list[tuple[Key, _Manifest, dict[str, Any]]]] = {}
+        self._check_lock = asyncio.Lock()
+        self._soon: asyncio.TimerHandle | None = None
+        self._soon_task: asyncio.Task[None] | None = None
+        self._last_check = 0.0
+        #: an event came while a watch-started check ran: the debounce of the check to run after it.
+        self._again: float | None = None
         #: (namespace, release) → True while helm works on it: mid-upgrade objects are not drift.
         self._busy = busy
         self._enqueue_after = enqueue_after
@@ -125,6 +162,11 @@ class DriftMonitor:
         #: write Secrets in the release namespace, and the lists above are read with the controller's rights.
         #: None: every object is compared (no serviceAccounts in play).
         self.can_read: Callable[[Key, str, str, str], Awaitable[bool]] | None = None
+
+    @property
+    def api(self) -> Any:
+        """The API client of the cluster this monitor compares."""
+        return self._api
 
     # --- what the controller tells us ---
     def update(self, helmapp: Mapping[str, Any]) -> None:
@@ -169,6 +211,12 @@ class DriftMonitor:
     # --- the loop ---
     def start(self) -> None:
         if self.period > 0 and self._task is None:
+            if self._watch:
+                self.watches = KindWatches(self._api, self.on_event, HELM_MANAGED_SELECTOR, cluster=self.cluster)
+                self.release_watch = KindWatches(
+                    self._api, self.on_release_event, RELEASE_SELECTOR, cluster=self.cluster
+                )
+                self.release_watch.sync([SECRETS])
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="helmops-drift")
 
     async def stop(self) -> None:
@@ -176,19 +224,105 @@ class DriftMonitor:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
+        if self._soon_task is not None:
+            self._soon_task.cancel()
+            await asyncio.gather(self._soon_task, return_exceptions=True)
+            self._soon_task = None
+        for w in (self.watches, self.release_watch):
+            if w is not None:
+                await w.stop()
+        self.watches = self.release_watch = None
         for t in self._tracked.values():
             if t.pending is not None:
                 t.pending.cancel()
 
     async def _loop(self) -> None:
+        first = True
         while True:
-            await asyncio.sleep(self.period * (1 + 0.1 * self._rng.uniform(-1, 1)))
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("drift check failed: %s", exc)
+            # the first check comes early: it starts the watches
+            await asyncio.sleep(
+                min(self.period, 2.0) if first and self._watch else self.period * (1 + 0.1 * self._rng.uniform(-1, 1))
+            )
+            first = False
+            await self._guarded_check()
+
+    # --- watch events ---
+    def on_event(self, res: Resource, event: WatchEvent) -> None:
+        """One watched object changed: compare it alone, and check the cluster if it drifted (or stopped
+        drifting). Events of objects no tracked release deploys, or of releases helm is working on, cost a
+        dictionary lookup."""
+        if event.type == OVERSIZED or event.object is None:
+            self._check_soon()
+            return
+        obj = event.object
+        ref = object_ref({**obj, "apiVersion": res.api_version, "kind": res.kind}, "", bool(res.namespaced))
+        for owner, m, desired in self._index.get(ref, ()):
+            t = self._tracked.get(owner)
+            if t is None or t.spec.get("paused"):
+                continue
+            if self._busy is not None and self._busy(m.release_namespace, m.release_name):
+                continue
+            cmp = (t.spec.get("diff") or {}).get("comparePatches") or []
+            live = None if event.type == "DELETED" else obj
+            known = next((x for x in t.modified if x.ref == ref), None)
+            if compare_object(ref, desired, live, cmp) != known:  # drift began, changed or ended
+                self._check_soon()
+                return
+
+    def on_release_event(self, _res: Resource, _event: WatchEvent) -> None:
+        """A deployed release record changed: learn its objects soon (new kinds get watched then)."""
+        if self._tracked:
+            self._check_soon(RELEASE_REFRESH, RELEASE_REFRESH)
+
+    def _check_soon(self, debounce: float | None = None, min_interval: float | None = None) -> None:
+        """One check at the earliest time any caller asked for; never two running at once."""
+        debounce = WATCH_DEBOUNCE if debounce is None else debounce
+        min_interval = WATCH_MIN_INTERVAL if min_interval is None else min_interval
+        if self._soon_task is not None and not self._soon_task.done():
+            # the running check may have read this object before the change: one more check after it
+            self._again = min(self._again or debounce, debounce)
+            return
+        loop = asyncio.get_running_loop()
+        when = loop.time() + max(debounce, self._last_check + min_interval - loop.time())
+        if self._soon is not None:
+            if self._soon.when() <= when:
+                return
+            self._soon.cancel()
+
+        def fire() -> None:
+            self._soon = None
+            self._soon_task = loop.create_task(self._watched_check(), name="helmops-drift-watched-check")
+
+        self._soon = loop.call_at(when, fire)
+
+    async def _guarded_check(self) -> None:
+        """A check that never raises: a failure is said once per outage (WARNING), then at DEBUG."""
+        try:
+            await self.check()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            text = str(exc).splitlines()[0] if str(exc) else ""
+            reason = getattr(exc, "reason", None) or text or type(exc).__name__
+            if not self._failing:
+                log.warning("drift check failed on cluster %s (retried every check): %s", self.cluster, reason)
+            else:
+                log.debug("drift check failed on cluster %s again: %s", self.cluster, reason)
+            self._failing = True
+        else:
+            if self._failing:
+                log.info("drift checks on cluster %s work again", self.cluster)
+            self._failing = False
+
+    async def _watched_check(self) -> None:
+        await self._guarded_check()
+        again, self._again = self._again, None
+        if again is not None:
+            self._soon_task = None
+            self._check_soon(again)
 
     async def _scope(self, api_version: str, kind: str) -> Resource | None:
         """The discovered resource, or None for kinds the server does not serve."""
@@ -249,7 +383,15 @@ class DriftMonitor:
 
     async def check(self) -> dict[Key, tuple[Modified, ...]]:
         """One pass over every tracked HelmApp's deployed release. Returns what drifted, by HelmApp."""
+        async with self._check_lock:
+            self._last_check = asyncio.get_running_loop().time()
+            return await self._check()
+
+    async def _check(self) -> dict[Key, tuple[Modified, ...]]:
         if not self._tracked:
+            self._index = {}
+            if self.watches is not None:
+                self.watches.sync(())
             return {}
         releases = await self._releases()
         kinds: dict[tuple[str, str], Resource | None] = {}
@@ -294,20 +436,29 @@ class DriftMonitor:
             return bool(res.namespaced)
 
         result: dict[Key, tuple[Modified, ...]] = {}
+        index: dict[ObjectRef, list[tuple[Key, _Manifest, dict[str, Any]]]] = {}
         for m in releases:
             owner = self._owners.get(m.owner)
             if owner is None or owner not in self._tracked:
                 continue
             t = self._tracked[owner]
+            objects = await self._readable(owner, m, kinds)
+            for obj in objects:
+                res = kinds.get((str(obj.get("apiVersion") or ""), str(obj.get("kind") or "")))
+                if res is not None:
+                    ref = object_ref(obj, m.release_namespace, bool(res.namespaced))
+                    index.setdefault(ref, []).append((owner, m, obj))
             if t.spec.get("paused") or (self._busy is not None and self._busy(m.release_namespace, m.release_name)):
                 continue
             metrics.DRIFT_CHECKS.inc()
             cmp = (t.spec.get("diff") or {}).get("comparePatches") or []
-            objects = await self._readable(owner, m, kinds)
             found = tuple(compare_release(objects, live, m.release_namespace, cmp, scoped))
             t.resources = len(m.objects)
             result[owner] = found
             self._record(owner, t, found)
+        self._index = index
+        if self.watches is not None:
+            self.watches.sync(res for res in kinds.values() if res is not None)
         self._refresh_gauge()
         return result
 
@@ -336,13 +487,18 @@ class DriftMonitor:
         if found:
             metrics.DRIFT_DETECTIONS.inc()
             log.info(
-                "drift: HelmApp %s/%s: %s",
+                "drift: HelmApp %s/%s%s: %s",
                 *key,
+                "" if self.cluster == LOCAL else f" on cluster {self.cluster}",
                 "; ".join(m.describe() for m in found[:MAX_NAMED]),
                 extra={"helmapp": f"{key[0]}/{key[1]}"},
             )
         elif before:
-            log.info("drift: HelmApp %s/%s no longer drifted", *key)
+            log.info(
+                "drift: HelmApp %s/%s%s no longer drifted",
+                *key,
+                "" if self.cluster == LOCAL else f" on cluster {self.cluster}",
+            )
         if t.pending is None:
             # A delayed enqueue: a burst of edits within the delay is handled by one reconcile.
             loop = asyncio.get_running_loop()
@@ -353,8 +509,16 @@ class DriftMonitor:
 
             t.pending = loop.call_later(self.delay if found else 0.0, fire)
 
+    @property
+    def drifted_count(self) -> int:
+        """HelmApps with drifted objects on this cluster."""
+        return sum(1 for t in self._tracked.values() if t.modified)
+
     def _refresh_gauge(self) -> None:
-        metrics.DRIFT_MODIFIED.set(sum(1 for t in self._tracked.values() if t.modified))
+        if self._gauge is not None:
+            self._gauge()
+        else:
+            metrics.DRIFT_MODIFIED.set(self.drifted_count)
 
     async def close(self) -> None:
         await self.stop()

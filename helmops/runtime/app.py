@@ -234,6 +234,17 @@ async def run_enabled(settings: Settings) -> int:
 
     day2.drift.can_read = can_read
 
+    def can_read_on(cluster: str, api: Any) -> Any:
+        """The identity check of a downstream cluster's drift monitor, asked on that cluster."""
+        downstream = AccessReviews(identities, api, cluster=cluster)
+
+        async def check(key: Key, group: str, resource: str, namespace: str) -> bool:
+            return await downstream.allowed(reconciler.identity_of(key), "get", group, resource, namespace)
+
+        return check
+
+    day2.can_read_on = can_read_on
+
     async def handle(key: Key) -> float | None:
         nonlocal busy
         if leadership is not None and leadership.lost.is_set():

@@ -7,12 +7,14 @@ action itself: what the drift monitor finds is an input of the reconcile's ``cla
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from helmops.api.keys import Key
+from helmops.api.keys import LOCAL, Key
 from helmops.desired.adapters import SourcesFetcher
 from helmops.drift.compare import MAX_NAMED
 from helmops.drift.monitor import (
@@ -30,6 +32,12 @@ from helmops.runtime.queue import WorkQueue
 from helmops.runtime.settings import Settings
 
 log = logging.getLogger("helmops.controller")
+
+#: downstream clusters with a drift monitor at once (least recently reconciled stopped first).
+MAX_DOWNSTREAM_MONITORS = 256
+
+#: (HelmApp, API group, resource, namespace) → may the HelmApp's identity get it there?
+CanRead = Callable[[Key, str, str, str], Awaitable[bool]]
 
 
 def resource_counts(status: Mapping[str, Any], resources: int, modified: int, missing: int) -> dict[str, float]:
@@ -92,7 +100,17 @@ class Day2:
             period=settings.drift_check_seconds,
             delay=settings.drift_delay_seconds,
             busy=driver.holds,
+            watch=settings.drift_watch,
+            gauge=self._drift_gauge,
         )
+        #: downstream cluster id (namespace/name) → its monitor, fed the same HelmApps as the local one.
+        self._downstream: OrderedDict[str, DriftMonitor] = OrderedDict()
+        #: the HelmApps seen (drift settings), so a monitor started later knows them all.
+        self._bodies: dict[Key, Mapping[str, Any]] = {}
+        #: builds the identity check of a downstream cluster's monitor (set by the process wiring).
+        self.can_read_on: Callable[[str, Any], CanRead] | None = None
+        self._started = False
+        self._closing: set[asyncio.Task[None]] = set()
         if isinstance(charts, SourcesFetcher):
             metrics.watch_chart_cache(lambda: charts.stats)
 
@@ -101,30 +119,94 @@ class Day2:
         if self.poller is not None:
             self.poller.update(body)
             metrics.POLLED_HELMAPPS.set(len(self.poller))
-        self.drift.update(body)
+        meta = body.get("metadata") or {}
+        key: Key = (str(meta.get("namespace")), str(meta.get("name")))
+        if meta.get("deletionTimestamp"):
+            self._bodies.pop(key, None)
+        else:
+            self._bodies[key] = {"metadata": {"namespace": key[0], "name": key[1]}, "spec": body.get("spec") or {}}
+        for monitor in self._monitors():
+            monitor.update(body)
         self._gauges(body)
 
     def forget(self, key: Key) -> None:
         if self.poller is not None:
             self.poller.forget(key)
             metrics.POLLED_HELMAPPS.set(len(self.poller))
-        self.drift.forget(key)
+        self._bodies.pop(key, None)
+        for monitor in self._monitors():
+            monitor.forget(key)
         metrics.remove_helmapp(*key)
 
     def start(self) -> None:
+        self._started = True
         self.drift.start()
 
     async def stop(self) -> None:
+        self._started = False
         if self.poller is not None:
             self.poller.close()
         await self.drift.stop()
+        monitors, self._downstream = list(self._downstream.values()), OrderedDict()
+        for monitor in monitors:
+            await monitor.close()
+
+    # --- downstream clusters ---
+    def attach(self, cluster: str, api: Any, busy: Callable[[str, str], bool]) -> None:
+        """A reconcile reached downstream ``cluster`` through ``api``: drift there is watched and checked as on
+        the local cluster, by a monitor of its own (one cluster's failures never delay another's checks).
+        A new ``api`` (the connection was rebuilt) replaces the monitor."""
+        if cluster == LOCAL or not self._started or self.settings.drift_check_seconds <= 0:
+            return
+        current = self._downstream.get(cluster)
+        if current is not None and current.api is api:
+            self._downstream.move_to_end(cluster)
+            return
+        if current is not None:
+            self._close_later(self._downstream.pop(cluster))
+        monitor = DriftMonitor(
+            api,
+            self.queue.add_after,
+            period=self.settings.drift_check_seconds,
+            delay=self.settings.drift_delay_seconds,
+            busy=busy,
+            watch=self.settings.drift_watch,
+            cluster=cluster,
+            gauge=self._drift_gauge,
+        )
+        if self.can_read_on is not None:
+            monitor.can_read = self.can_read_on(cluster, api)
+        for body in self._bodies.values():
+            monitor.update(body)
+        self._downstream[cluster] = monitor
+        monitor.start()
+        while len(self._downstream) > MAX_DOWNSTREAM_MONITORS:
+            _, oldest = self._downstream.popitem(last=False)
+            self._close_later(oldest)
+
+    def _close_later(self, monitor: DriftMonitor) -> None:
+        task = asyncio.get_running_loop().create_task(monitor.close(), name="helmops-drift-close")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _monitors(self) -> list[DriftMonitor]:
+        return [self.drift, *self._downstream.values()]
+
+    def _monitor(self, cluster: str) -> DriftMonitor | None:
+        return self.drift if cluster == LOCAL else self._downstream.get(cluster)
+
+    def _drift_gauge(self) -> None:
+        metrics.DRIFT_MODIFIED.set(sum(m.drifted_count for m in self._monitors()))
 
     # --- what the reconciler reads (controller.base.DriftFindings) ---
-    def cleared(self, key: Key) -> None:
-        self.drift.cleared(key)
+    def cleared(self, key: Key, cluster: str = LOCAL) -> None:
+        monitor = self._monitor(cluster)
+        if monitor is not None:
+            monitor.cleared(key)
 
-    def drifted(self, key: Key) -> str:
-        found = self.drift.modified(key)
+    def drifted(self, key: Key, cluster: str = LOCAL) -> str:
+        monitor = self._monitor(cluster)
+        found = monitor.modified(key) if monitor is not None else ()
         if not found:
             return ""
         parts = [m.describe() for m in found[:MAX_NAMED]]

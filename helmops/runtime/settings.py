@@ -127,8 +127,11 @@ class Settings:
     resync_seconds: float = 600.0
     #: how often deployed releases are compared with the live objects (0 = drift detection off).
     drift_check_seconds: float = 60.0
-    #: delay between noticing drift and acting on it, so bursts of edits are handled once (Fleet: 5s).
-    drift_delay_seconds: float = 5.0
+    #: delay between noticing drift and acting on it, so bursts of edits are handled once (Fleet: 5s;
+    #: the watches already coalesce an edit's events, so 1s keeps edit → reverted within seconds).
+    drift_delay_seconds: float = 1.0
+    #: watch the kinds releases deploy, so drift is noticed when it happens and not at the next check.
+    drift_watch: bool = True
     #: polls of chart sources running at once.
     poll_concurrency: int = 8
     backoff_base_seconds: float = 5.0
@@ -205,7 +208,8 @@ def from_env(
         pending_grace_seconds=_float(env, "HELMOPS_PENDING_GRACE_SECONDS", 60.0),
         resync_seconds=resync_period(env),
         drift_check_seconds=_period(env, "HELMOPS_DRIFT_CHECK_PERIOD", 60.0, allow_zero=True),
-        drift_delay_seconds=_period(env, "HELMOPS_DRIFT_DELAY", 5.0, allow_zero=True),
+        drift_delay_seconds=_period(env, "HELMOPS_DRIFT_DELAY", 1.0, allow_zero=True),
+        drift_watch=parse_bool(env.get("HELMOPS_DRIFT_WATCH", "true")),
         poll_concurrency=_int(env, "HELMOPS_POLL_CONCURRENCY", 8),
         backoff_base_seconds=_float(env, "HELMOPS_BACKOFF_BASE_SECONDS", 5.0),
         backoff_cap_seconds=_float(env, "HELMOPS_BACKOFF_CAP_SECONDS", 300.0),

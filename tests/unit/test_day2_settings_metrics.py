@@ -19,9 +19,17 @@ def test_resync_period_go_duration_seconds_and_alias() -> None:
 
 def test_drift_settings() -> None:
     s = from_env({})
-    assert (s.drift_check_seconds, s.drift_delay_seconds, s.resync_seconds) == (60.0, 5.0, 600.0)
-    s = from_env({"HELMOPS_DRIFT_CHECK_PERIOD": "0", "HELMOPS_DRIFT_DELAY": "2s", "HELMOPS_RESYNC_PERIOD": "2m"})
-    assert (s.drift_check_seconds, s.drift_delay_seconds, s.resync_seconds) == (0.0, 2.0, 120.0)
+    # the watches coalesce an edit's events, so the delay is 1s (Fleet's agent: 5s)
+    assert (s.drift_check_seconds, s.drift_delay_seconds, s.resync_seconds, s.drift_watch) == (60.0, 1.0, 600.0, True)
+    s = from_env(
+        {
+            "HELMOPS_DRIFT_CHECK_PERIOD": "0",
+            "HELMOPS_DRIFT_DELAY": "2s",
+            "HELMOPS_RESYNC_PERIOD": "2m",
+            "HELMOPS_DRIFT_WATCH": "false",
+        }
+    )
+    assert (s.drift_check_seconds, s.drift_delay_seconds, s.resync_seconds, s.drift_watch) == (0.0, 2.0, 120.0, False)
 
 
 def _series(name: str) -> list[tuple[dict[str, str], float]]:

@@ -443,11 +443,14 @@ async def test_drift_correction_never_rolls_back_a_release_that_is_not_this_helm
     class Drifted:
         """The drift monitor reports drift on the release of this HelmApp's name."""
 
-        def drifted(self, key: tuple[str, str]) -> str:
+        def drifted(self, key: tuple[str, str], cluster: str) -> str:
             return "configmap.v1 target/app modified /data/x"
 
-        def cleared(self, key: tuple[str, str]) -> None:
+        def cleared(self, key: tuple[str, str], cluster: str) -> None:
             raise AssertionError("nothing was corrected")
+
+        def attach(self, cluster: str, api: object, busy: object) -> None:
+            pass
 
     obj = _obj()
     obj["spec"]["correctDrift"] = {"enabled": True}
