@@ -87,7 +87,9 @@ class BundleResource(ApiModel):
 
 
 class BundleTargetRestriction(ApiModel):
-    """Clusters a bundle may be deployed to at most. Ignored by helmops."""
+    """An allow-list entry: the HelmApp deploys only to clusters some entry selects (Fleet's rule: the
+    entry and a target must select the cluster through the same ClusterGroup). Selectors in one entry AND;
+    an entry that sets none matches nothing."""
 
     name: str | None = None
     """Name of the restriction."""
@@ -133,7 +135,8 @@ class BundleSpec(BundleDeploymentOptions):
     targets: list[BundleTarget] = Field(default_factory=list)
     """Where to deploy. Empty means the ClusterGroup named default, as in Fleet."""
     target_restrictions: list[BundleTargetRestriction] = Field(default_factory=list)
-    """Fleet-internal allow-list of clusters; ignored by helmops."""
+    """Allow-list of clusters: the HelmApp deploys only where some entry matches; options still come from
+    the first matching target. Empty means no restriction."""
     depends_on: list[BundleRef] | None = None
     """Bundles that must be ready before this one is deployed; not yet honoured by helmops."""
     helm_app_options: HelmAppOptions | None = None

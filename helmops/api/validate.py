@@ -42,7 +42,6 @@ IGNORED_FIELDS: dict[str, str] = {
     "helm.valuesFiles": "valuesFiles are read from git by GitRepos; a HelmApp cannot use them",
     "resources": "bundle resources are internal to Fleet and unused by a HelmApp",
     "contentsId": "contentsId is internal to Fleet and unused by a HelmApp",
-    "targetRestrictions": "targetRestrictions are internal to Fleet and not enforced by helmops",
     "helmAppOptions": "helmAppOptions are internal to Fleet (use helmSecretName/insecureSkipTLSVerify)",
     "rolloutStrategy.partitions": "rollout partitions are not supported by helmops",
     "rolloutStrategy.maxUnavailablePartitions": "rollout partitions are not supported by helmops",

@@ -227,7 +227,6 @@ def test_ignored_fields_warn() -> None:
             "spec.yaml",
             "spec.resources",
             "spec.contentsId",
-            "spec.targetRestrictions",
             "spec.helmAppOptions",
             "spec.rolloutStrategy.partitions",
             "spec.dependsOn",
