@@ -49,7 +49,7 @@ def test_t3_restricted_by_cluster_name() -> None:
 
 
 def test_t4_do_not_deploy_of_the_first_matching_target_still_wins() -> None:
-    targets = [{"clusterGroup": "one", "doNotDeploy": True}, {"clusterGroup": "all"}]
+    targets: list[dict[str, Any]] = [{"clusterGroup": "one", "doNotDeploy": True}, {"clusterGroup": "all"}]
     assert set(deployed(app(targets, [{"clusterGroup": "all"}]))) == {"two", "three"}
 
 
