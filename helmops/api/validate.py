@@ -43,10 +43,6 @@ IGNORED_FIELDS: dict[str, str] = {
     "resources": "bundle resources are internal to Fleet and unused by a HelmApp",
     "contentsId": "contentsId is internal to Fleet and unused by a HelmApp",
     "helmAppOptions": "helmAppOptions are internal to Fleet (use helmSecretName/insecureSkipTLSVerify)",
-    "rolloutStrategy.partitions": "rollout partitions are not supported by helmops",
-    "rolloutStrategy.maxUnavailablePartitions": "rollout partitions are not supported by helmops",
-    "rolloutStrategy.autoPartitionSize": "rollout partitions are not supported by helmops",
-    "dependsOn": "dependsOn is not supported by helmops yet",
 }
 #: Of :data:`IGNORED_FIELDS`, those that can also appear inside a target.
 _TARGET_IGNORED = ("kustomize", "yaml", "helm.valuesFiles")

@@ -142,9 +142,13 @@ class Reconciler(Apply):
                         "GotNewChartVersion",
                         f"chart {first.name} version {first.version} (was {old_version}), digest {first.digest}",
                     )
-            results = await asyncio.gather(*(self._reconcile_cluster(key, obj, t, charts) for t in targets))
+            rnd = await self._rollout_begin(key, obj, targets)  # rollout (issue 17)
+            results = await asyncio.gather(
+                *(rnd.around(t.name, self._reconcile_cluster(key, obj, t, charts)) for t in targets)
+            )
         finally:
             charts.cancel()
+        self._rollout_end(key, obj, {r.outcome.name: r.outcome.state.value for r in results})  # rollout (issue 17)
 
         stale = sorted(remembered - {t.name for t in targets})
         kept = await self._cleanup(key, obj, stale, by_name) if stale else set()

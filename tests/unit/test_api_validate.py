@@ -228,8 +228,6 @@ def test_ignored_fields_warn() -> None:
             "spec.resources",
             "spec.contentsId",
             "spec.helmAppOptions",
-            "spec.rolloutStrategy.partitions",
-            "spec.dependsOn",
             "spec.targets[0].kustomize",
             "spec.targets[0].helm.valuesFiles",
         ]
