@@ -15,6 +15,7 @@ from helmops.clusters.identity import Identity
 from helmops.clusters.resolve import DEPLOYED_ANNOTATION, deployed_clusters, deployed_value, has_targets
 from helmops.controller.apply import Apply, ChartFetches
 from helmops.controller.base import PROTECTED_NAMESPACES, DriftFindings, ReconcilerConfig, namespace_deletable
+from helmops.controller.pruned import report_pruned
 from helmops.desired.release import FetchedChart
 from helmops.kubeio.kube import FINALIZER, Conflict
 from helmops.reconcile import ActionResult
@@ -108,6 +109,7 @@ class Reconciler(Apply):
             await self._events(obj, ActionResult(False, "PolicyViolation", msg))
             return self._retry_in(key)
         obj = policy.apply(obj)
+        await report_pruned(self, key, obj)  # issue 17: misspelled keys the API server dropped
         self._identity[key] = Identity.of(obj)
 
         try:

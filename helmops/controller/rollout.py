@@ -220,7 +220,8 @@ class RolloutControl(Teardown):
         else:
             rnd.leave(t.name)
         if hold is not None:
-            msg = f"{t.describe()}: {hold.message}"
-            log.info("HelmApp %s/%s: %s %s", *key, d.action, msg, extra={"helmapp": f"{key[0]}/{key[1]}"})
-            await self._events(obj, ActionResult(False, hold.reason, msg))
+            log.info("HelmApp %s/%s: %s on %s held: %s", *key, d.action, t.describe(), hold.message,
+                     extra={"helmapp": f"{key[0]}/{key[1]}", "cluster": t.id})  # fmt: skip
+            # one Event slot per cluster, so the held clusters of one pass do not re-post each other's Events
+            await self.events.post(obj, ActionResult(False, hold.reason, hold.message), "", t.describe())
         return hold
