@@ -116,7 +116,8 @@ class RolloutRound:
             or self.previous.get(t.name) in UNAVAILABLE_STATES
         )
         up_to_date = c.phase in (Phase.IN_SYNC, Phase.DRIFTED)
-        return TargetState(cluster, tuple(cluster_groups(cluster, self.groups)), new, up_to_date, unavailable)
+        groups = tuple(cluster_groups(cluster, self.groups))
+        return TargetState(cluster, groups, new, up_to_date, unavailable, paused=t.paused)
 
     async def decide(self, name: str, state: TargetState) -> str | None:
         """Reports this cluster's state and waits for the pass over all clusters; why it is held, or None."""

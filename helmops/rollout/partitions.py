@@ -55,6 +55,8 @@ class TargetState:
     up_to_date: bool = True
     #: failed/pending release, or not Ready at the last reconcile (never True for a new target).
     unavailable: bool = False
+    #: the HelmApp or the Cluster is paused: never changed by the pass, uses no budget (Fleet stages only).
+    paused: bool = False
 
     @property
     def name(self) -> str:
@@ -179,7 +181,7 @@ def plan(strategy: RolloutStrategy | None, targets: Sequence[TargetState]) -> Ro
             continue
         p_unavailable = sum(1 for t in members if t.unavailable and not t.new)
         for t in members:
-            if t.name in go or (t.up_to_date and not t.new):
+            if t.name in go or (t.up_to_date and not t.new) or t.paused:
                 continue
             if t.new:
                 if created < MAX_NEW:

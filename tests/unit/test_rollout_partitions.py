@@ -161,3 +161,10 @@ def test_limit_error_holds_everything() -> None:
     p = plan(strategy(maxUnavailable="abc"), targets(3))
     assert p.error is not None and p.go == frozenset()
     assert (p.hold("c000") or "").startswith("rollout: rolloutStrategy: invalid value 'abc'")
+
+
+def test_paused_cluster_is_not_changed_and_uses_no_budget() -> None:
+    ts = targets(3)
+    ts[0] = TargetState(ts[0].cluster, ts[0].groups, up_to_date=False, paused=True)
+    p = plan(strategy(maxUnavailable=1), ts)
+    assert p.go == frozenset({"c001"})
