@@ -83,3 +83,37 @@ async def test_cluster_not_ready_at_its_last_reconcile_counts_as_unavailable() -
     await r.reconcile(KEY)
     # b (already unavailable) is updated at once and uses the budget: a waits
     assert conns.stores["b"].calls == ["upgrade"] * 2 and conns.stores["a"].calls == ["upgrade"]
+
+
+async def test_a_cluster_failing_before_the_barrier_does_not_stall_the_others() -> None:
+    r, kube, conns = _setup([{"clusterSelector": {}}], rolloutStrategy={"maxUnavailable": 2})
+    await r.reconcile(KEY)
+    assert kube.obj is not None
+    kube.obj["spec"]["helm"]["version"] = "2.0.0"
+    conns.down.add("b")  # b never reaches the barrier: it leaves it, counted unavailable (1 of limit 2)
+    await r.reconcile(KEY)
+    assert conns.stores["a"].calls == ["upgrade"] * 2
+    st = _status(kube)
+    assert st["display"]["state"] == "ErrApplied" and "unreachable" in _ready_message(st)
+
+
+async def test_barrier_gives_up_after_its_timeout(monkeypatch: Any) -> None:
+    import asyncio
+
+    from helmops.controller import rollout
+    from helmops.desired.targets import resolve_targets
+    from helmops.rollout.index import RolloutIndex
+    from helmops.rollout.partitions import TargetState
+    from tests.unit.test_clusters_reconcile import _cluster
+
+    monkeypatch.setattr(rollout, "BARRIER_SECONDS", 0.05)
+    app = {
+        "metadata": {"name": "app", "namespace": "ns"},
+        "spec": {"helm": {"chart": "c"}, "targets": [{"clusterSelector": {}}]},
+    }
+    targets = resolve_targets(app, [_cluster("a", "x"), _cluster("b", "y")])
+    rnd = rollout.RolloutRound(KEY, None, RolloutIndex(), rollout.RolloutStrategy(maxUnavailable=1), targets, [])
+    a = rnd._clusters["a"]
+    why = await asyncio.wait_for(rnd.decide("a", TargetState(a, up_to_date=False)), 5)
+    # b never came: counted unavailable, so it uses the whole budget of 1 and a is held
+    assert why is not None and "1 of 2 clusters unavailable" in why
