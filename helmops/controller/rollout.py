@@ -36,7 +36,7 @@ from helmops.status import State
 
 log = logging.getLogger("helmops.controller")
 
-__all__ = ["BARRIER_SECONDS", "RolloutControl", "RolloutHold", "RolloutRound"]
+__all__ = ["BARRIER_SECONDS", "RolloutControl", "RolloutHold", "RolloutRound", "previous_from_status"]
 
 T = TypeVar("T")
 
@@ -60,6 +60,20 @@ class RolloutHold:
     delay: float
 
 
+def previous_from_status(status: Mapping[str, Any]) -> dict[str, str]:
+    """Per-cluster availability from a status written before this process started (a restart): a cluster
+    whose resources were not all ready counts as NotReady, so the first pass after a restart is not more
+    eager than the last one before it. Bounded by the status itself (perClusterResourceCounts is capped)."""
+    out: dict[str, str] = {}
+    counts = status.get("perClusterResourceCounts")
+    if not isinstance(counts, Mapping):
+        return out
+    for cid, c in counts.items():
+        if isinstance(c, Mapping) and any(c.get(k) for k in ("notReady", "missing", "waitApplied")):
+            out[str(cid).rsplit("/", 1)[-1]] = State.NOT_READY.value
+    return out
+
+
 class RolloutRound:
     """One reconcile of one HelmApp: the dependsOn snapshot and the rollout barrier."""
 
@@ -71,11 +85,15 @@ class RolloutRound:
         strategy: RolloutStrategy | None,
         targets: Sequence[ClusterTarget],
         groups: Sequence[ClusterGroup],
+        previous: Mapping[str, Any] | None = None,
     ) -> None:
+        """``previous``: the HelmApp's live status, read only when this process has not reconciled it yet."""
         self.key = key
         self.refs = [r for r in refs or () if r.name or r.selector is not None]
         self.bundles = index.bundles(key[0]) if self.refs else []
         self.previous = dict(index.states(key))
+        if not self.previous and previous is not None:
+            self.previous = previous_from_status(previous)
         self.strategy = strategy
         self.groups = list(groups)
         self.names = {t.name for t in targets}
@@ -190,7 +208,9 @@ class RolloutControl(Teardown):
                     groups.append(ClusterGroup.model_validate(g))
                 except Exception:
                     continue
-        rnd = RolloutRound(key, refs, self.rollout_index, strategy, targets, groups)
+        status = obj.get("status")
+        previous = status if isinstance(status, Mapping) else None
+        rnd = RolloutRound(key, refs, self.rollout_index, strategy, targets, groups, previous)
         self._rounds[key] = rnd
         return rnd
 

@@ -117,3 +117,15 @@ async def test_barrier_gives_up_after_its_timeout(monkeypatch: Any) -> None:
     why = await asyncio.wait_for(rnd.decide("a", TargetState(a, up_to_date=False)), 5)
     # b never came: counted unavailable, so it uses the whole budget of 1 and a is held
     assert why is not None and "1 of 2 clusters unavailable" in why
+
+
+async def test_after_a_restart_not_ready_clusters_come_from_the_live_status() -> None:
+    r, kube, conns = _setup([{"clusterSelector": {}}], rolloutStrategy={"maxUnavailable": "0%"})
+    await r.reconcile(KEY)
+    assert kube.obj is not None
+    kube.obj["status"]["perClusterResourceCounts"] = {"ns/a": {"ready": 1}, "ns/b": {"ready": 0, "notReady": 1}}
+    r.rollout_index.forget(KEY)  # as a new process: nothing remembered
+    kube.obj["spec"]["helm"]["version"] = "2.0.0"
+    await r.reconcile(KEY)
+    # b was NotReady before the restart: it takes the budget, a waits (without the status, a would go first)
+    assert conns.stores["b"].calls == ["upgrade"] * 2 and conns.stores["a"].calls == ["upgrade"]
