@@ -177,7 +177,7 @@ def plan(strategy: RolloutStrategy | None, targets: Sequence[TargetState]) -> Ro
         if stopped is not None:
             for t in members:
                 if t.name not in go and (t.new or not t.up_to_date):
-                    held.setdefault(t.name, stopped)
+                    held.setdefault(t.name, f"rollout: partition {name} waits for {stopped}")
             continue
         p_unavailable = sum(1 for t in members if t.unavailable and not t.new)
         for t in members:
@@ -214,7 +214,7 @@ def plan(strategy: RolloutStrategy | None, targets: Sequence[TargetState]) -> Ro
             unavailable_partitions += 1
             if unavailable_partitions > max_parts:
                 stopped = (
-                    f"rollout: waiting for partition {name}: {behind} of {len(members)} clusters not yet "
+                    f"partition {name}: {behind} of {len(members)} clusters not yet "
                     f"updated and ready, limit {pmax}; {unavailable_partitions} partition(s) unavailable, "
                     f"limit {max_parts} (rolloutStrategy.maxUnavailablePartitions)"
                 )

@@ -178,7 +178,7 @@ def test_partitioned_upgrade_stops_while_a_cluster_is_not_ready_and_continues_af
 
     def held() -> dict[str, Any] | None:
         st = status(mgmt, "roll", ns)
-        return st if "rollout: waiting for partition p1" in ready_text(st) else None
+        return st if "rollout: partition p2 waits for partition p1" in ready_text(st) else None
 
     st = e2e.wait_for("rollout held in status", held, 60)
     time.sleep(12)  # two more passes (held clusters are retried every 5 s): still nothing beyond a
@@ -188,7 +188,10 @@ def test_partitioned_upgrade_stops_while_a_cluster_is_not_ready_and_continues_af
     assert "limit 0 (rolloutStrategy.maxUnavailablePartitions)" in text, text
     assert st["display"]["state"] in ("OutOfSync", "NotReady")
     held_events = [e for e in mgmt.events("roll", ns) if e["reason"] == "RolloutHeld"]
-    assert any(f"cluster b in namespace {ns}: rollout: waiting for partition p1" in e["message"] for e in held_events)
+    assert any(
+        f"cluster b in namespace {ns}: rollout: partition p2 waits for partition p1" in e["message"]
+        for e in held_events
+    )
 
     # a recovers: m, then b and c follow, one at a time
     set_available(planes["a"], "roll-web", target, True)

@@ -98,7 +98,9 @@ def test_r6_partitions_stop_at_the_first_unavailable_one() -> None:
     p = plan(strategy(maxUnavailable="10%"), targets(200))
     assert (p.max_unavailable, [s.max_unavailable for s in p.partitions]) == (20, [5, 5, 5, 5])
     assert sorted(p.go) == [f"c{i:03d}" for i in range(5)]
-    assert "waiting for partition Partition 0 - 50" in (p.hold("c100") or "")
+    assert "rollout: partition Partition 100 - 150 waits for partition Partition 0 - 50: 50 of 50" in (
+        p.hold("c100") or ""
+    )
     p = plan(strategy(maxUnavailable="10%", maxUnavailablePartitions=1), targets(200))
     assert sorted(p.go) == [f"c{i:03d}" for i in [*range(5), *range(50, 55)]]
 
@@ -144,7 +146,7 @@ def test_two_partitions_zero_percent_stop_while_a_cluster_is_not_ready() -> None
     p = plan(s, ts)
     assert p.go == frozenset({"a"})
     assert p.hold("c") == (
-        "rollout: waiting for partition p1: 2 of 2 clusters not yet updated and ready, limit 1; "
+        "rollout: partition p2 waits for partition p1: 2 of 2 clusters not yet updated and ready, limit 1; "
         "1 partition(s) unavailable, limit 0 (rolloutStrategy.maxUnavailablePartitions)"
     )
     # a stays NotReady after its upgrade: nothing more moves
