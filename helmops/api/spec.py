@@ -46,12 +46,14 @@ POLLING_INTERVAL_RULE = (
 
 
 class Partition(ApiModel):
-    """A group of clusters rolled out together. Ignored by helmops."""
+    """A group of clusters rolled out together: a later partition starts when the earlier ones are within
+    their maxUnavailable (or maxUnavailablePartitions allows). Selectors AND; a partition with none is empty."""
 
     name: str | None = None
     """Name of the partition."""
     max_unavailable: int | str | None = Field(default=None, json_schema_extra=INT_OR_STRING)
-    """Clusters (number or percentage) that may be unavailable before the rollout pauses."""
+    """Clusters (number or percentage) of this partition that may be unavailable or being updated at once;
+    default: the rollout's maxUnavailable."""
     cluster_name: str = ""
     """Cluster in this partition."""
     cluster_selector: LabelSelector | None = None
@@ -63,16 +65,18 @@ class Partition(ApiModel):
 
 
 class RolloutStrategy(ApiModel):
-    """Fleet's staged rollout settings. Partitioning is ignored by helmops."""
+    """How fast a change (chart version, values) spreads over the targeted clusters, as in Fleet v0.12."""
 
     max_unavailable: int | str | None = Field(default=None, json_schema_extra=INT_OR_STRING)
-    """Clusters (number or percentage such as 25%) that may be unavailable during a rollout."""
+    """Clusters (number or percentage such as 25%) that may be unavailable or being updated at once;
+    default 100%. An integer 0 never updates a healthy cluster; "0%" means one at a time."""
     max_unavailable_partitions: int | str | None = Field(default=None, json_schema_extra=INT_OR_STRING)
-    """Partitions (number or percentage) that may be unavailable during a rollout."""
+    """Partitions (number or percentage) that may be unavailable before later ones wait; default 0."""
     auto_partition_size: int | str | None = Field(default=None, json_schema_extra=INT_OR_STRING)
-    """Size (number or percentage of clusters) of automatically made partitions."""
+    """Size (number or percentage of clusters) of automatic partitions, made only from 200 targeted
+    clusters on; default 25%."""
     partitions: list[Partition] | None = None
-    """Explicit partitions."""
+    """Explicit partitions, rolled out in order; clusters in none follow in a trailing partition."""
 
 
 class BundleResource(ApiModel):
@@ -87,7 +91,9 @@ class BundleResource(ApiModel):
 
 
 class BundleTargetRestriction(ApiModel):
-    """Clusters a bundle may be deployed to at most. Ignored by helmops."""
+    """An allow-list entry: the HelmApp deploys only to clusters some entry selects (Fleet's rule: the
+    entry and a target must select the cluster through the same ClusterGroup). Selectors in one entry AND;
+    an entry that sets none matches nothing."""
 
     name: str | None = None
     """Name of the restriction."""
@@ -102,12 +108,13 @@ class BundleTargetRestriction(ApiModel):
 
 
 class BundleRef(ApiModel):
-    """A bundle that must be ready first. Not yet honoured by helmops."""
+    """A HelmApp of the same namespace that must be Ready on a cluster before this one is installed or
+    upgraded there."""
 
     name: str | None = None
-    """Name of the bundle."""
+    """Name of the HelmApp (its bundle)."""
     selector: LabelSelector | None = None
-    """Bundles by label."""
+    """HelmApps by their spec.labels (and Fleet's bundle labels)."""
 
 
 class HelmAppOptions(ApiModel):
@@ -133,9 +140,10 @@ class BundleSpec(BundleDeploymentOptions):
     targets: list[BundleTarget] = Field(default_factory=list)
     """Where to deploy. Empty means the ClusterGroup named default, as in Fleet."""
     target_restrictions: list[BundleTargetRestriction] = Field(default_factory=list)
-    """Fleet-internal allow-list of clusters; ignored by helmops."""
+    """Allow-list of clusters: the HelmApp deploys only where some entry matches; options still come from
+    the first matching target. Empty means no restriction."""
     depends_on: list[BundleRef] | None = None
-    """Bundles that must be ready before this one is deployed; not yet honoured by helmops."""
+    """HelmApps that must be Ready on a cluster before this one is installed or upgraded there."""
     helm_app_options: HelmAppOptions | None = None
     """Fleet-internal; ignored in a HelmApp."""
 

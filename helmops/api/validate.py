@@ -42,12 +42,7 @@ IGNORED_FIELDS: dict[str, str] = {
     "helm.valuesFiles": "valuesFiles are read from git by GitRepos; a HelmApp cannot use them",
     "resources": "bundle resources are internal to Fleet and unused by a HelmApp",
     "contentsId": "contentsId is internal to Fleet and unused by a HelmApp",
-    "targetRestrictions": "targetRestrictions are internal to Fleet and not enforced by helmops",
     "helmAppOptions": "helmAppOptions are internal to Fleet (use helmSecretName/insecureSkipTLSVerify)",
-    "rolloutStrategy.partitions": "rollout partitions are not supported by helmops",
-    "rolloutStrategy.maxUnavailablePartitions": "rollout partitions are not supported by helmops",
-    "rolloutStrategy.autoPartitionSize": "rollout partitions are not supported by helmops",
-    "dependsOn": "dependsOn is not supported by helmops yet",
 }
 #: Of :data:`IGNORED_FIELDS`, those that can also appear inside a target.
 _TARGET_IGNORED = ("kustomize", "yaml", "helm.valuesFiles")
@@ -238,6 +233,35 @@ def _check_helm_options(helm: HelmOptions, path: str) -> Iterable[Problem]:
                 yield Problem(f"{entry}.{name}.name", "the name of the object to read values from is empty")
 
 
+def _check_rollout(spec: HelmAppSpec) -> Iterable[Problem]:
+    """rolloutStrategy numbers Fleet cannot use (it then changes nothing; helmops holds every install and
+    upgrade) and dependsOn/partition selectors that cannot be evaluated (issue 17)."""
+    from helmops.rollout.limits import LimitError, limit
+
+    s = spec.rollout_strategy
+    if s is not None:
+        numbers = [("maxUnavailable", s.max_unavailable), ("maxUnavailablePartitions", s.max_unavailable_partitions),
+                   ("autoPartitionSize", s.auto_partition_size)]  # fmt: skip
+        numbers += [(f"partitions[{i}].maxUnavailable", p.max_unavailable) for i, p in enumerate(s.partitions or [])]
+        for field, value in numbers:
+            if value is None:
+                continue
+            try:
+                limit(10, value)
+            except LimitError as exc:
+                yield Problem(f"spec.rolloutStrategy.{field}", str(exc))
+        for index, p in enumerate(s.partitions or []):
+            path = f"spec.rolloutStrategy.partitions[{index}]"
+            yield from _selector_problems(p.cluster_selector, f"{path}.clusterSelector")
+            yield from _selector_problems(p.cluster_group_selector, f"{path}.clusterGroupSelector")
+            if not (p.cluster_name or p.cluster_group or p.cluster_selector or p.cluster_group_selector):
+                yield Problem(path, "partition has no selector, so it takes no cluster", "warning")
+    for index, ref in enumerate(spec.depends_on or []):
+        yield from _selector_problems(ref.selector, f"spec.dependsOn[{index}].selector")
+        if not ref.name and ref.selector is None:
+            yield Problem(f"spec.dependsOn[{index}]", "names neither a HelmApp nor a selector: ignored", "warning")
+
+
 def validate(spec: HelmAppSpec) -> list[Problem]:
     """Everything wrong or ineffective in ``spec``, errors first, in field order within each severity.
 
@@ -276,6 +300,8 @@ def validate(spec: HelmAppSpec) -> list[Problem]:
         found.extend(
             _selector_problems(restriction.cluster_selector, f"spec.targetRestrictions[{index}].clusterSelector")
         )
+
+    found.extend(_check_rollout(spec))
 
     for field, why in IGNORED_FIELDS.items():
         if _set(_lookup(spec, field)):

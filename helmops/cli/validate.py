@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from helmops import GROUP, KIND, VERSION
 from helmops.api import Cluster, ClusterGroup, HelmApp, problems_from_validation_error, validate
+from helmops.api.unknown import unknown_fields
 from helmops.cli.common import EXIT_ERROR, EXIT_OK, ManifestError, add_output_flag, dump, load_documents
 
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -79,6 +80,8 @@ def check_document(body: Any) -> tuple[str, str, list[tuple[str, str, str]]]:
     meta = body.get("metadata")
     if not isinstance(meta, dict) or not meta.get("name"):
         found.append(("error", "metadata.name", "required: the object has no name"))
+    if model is HelmApp:  # keys the API server would drop silently (issue 17)
+        found.extend((p.severity, p.path, p.message) for p in unknown_fields(body))
     try:
         obj = model.model_validate(body)
     except ValidationError as exc:

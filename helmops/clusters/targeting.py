@@ -30,6 +30,8 @@ from helmops.api.keys import LOCAL
 from helmops.api.naming import target_name
 from helmops.api.objects import Cluster, ClusterGroup, ObjectMeta
 from helmops.api.options import BundleTarget
+from helmops.api.spec import BundleTargetRestriction
+from helmops.rollout.restrictions import allowed, allowed_without_targets  # rollout (issue 17)
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -142,11 +144,14 @@ def match_targets(
     namespace: str,
     clusters: Sequence[Cluster],
     groups: Sequence[ClusterGroup] = (),
+    restrictions: Sequence[BundleTargetRestriction] = (),
 ) -> list[TargetMatch]:
     """Every cluster the HelmApp (in ``namespace``, with ``targets``) deploys to, in the order given.
 
-    Clusters without a namespace are taken to be in ``namespace``. See the module docstring for the rules.
+    Clusters without a namespace are taken to be in ``namespace``. See the module docstring for the rules;
+    ``restrictions`` (``targetRestrictions``) narrow where, not with which target (:mod:`helmops.rollout.restrictions`).
     """
+
     candidates = []
     seen: set[str] = set()
     for cluster in clusters:
@@ -163,11 +168,15 @@ def match_targets(
     if not targets:
         if not any(g.metadata.name == DEFAULT_GROUP for g in group_list):
             local = next((c for c in candidates if c.metadata.name == LOCAL), None)
-            return [TargetMatch(local or local_cluster(namespace), None, None, DEFAULT_TARGET.name)]
+            chosen = local or local_cluster(namespace)
+            if not allowed_without_targets(restrictions, chosen, cluster_groups(chosen, group_list)):
+                return []
+            return [TargetMatch(chosen, None, None, DEFAULT_TARGET.name)]
         return [
             TargetMatch(cluster, None, None, DEFAULT_TARGET.name)
             for cluster in candidates
             if first_matching_target([DEFAULT_TARGET], cluster, group_list) is not None
+            and allowed([DEFAULT_TARGET], restrictions, cluster, cluster_groups(cluster, group_list))
         ]
 
     matches = []
@@ -177,6 +186,8 @@ def match_targets(
             continue
         index, target = found
         if target.do_not_deploy:
+            continue
+        if not allowed(targets, restrictions, cluster, cluster_groups(cluster, group_list)):
             continue
         matches.append(TargetMatch(cluster, target, index, target_name(target, index)))
     return matches

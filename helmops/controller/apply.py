@@ -20,7 +20,7 @@ from helmops.clusters.identity import denial_message, denied
 from helmops.clusters.live import ACCESS_DENIED
 from helmops.controller.connect import Conn, brief, chart_ref, helmapp_name, key_of, log_extra, plain
 from helmops.controller.ledger import Entry, LedgerFull, helmapp_uid
-from helmops.controller.teardown import Teardown
+from helmops.controller.rollout import RolloutControl
 from helmops.desired.pipeline import plan_target, release_for
 from helmops.desired.release import ChartFetcher, Desired, DesiredError, FetchedChart, clamp_notice
 from helmops.desired.targets import ClusterTarget
@@ -64,7 +64,7 @@ class ClusterResult:
     chart: FetchedChart | None = None
 
 
-class Apply(Teardown):
+class Apply(RolloutControl):
     async def _reconcile_cluster(
         self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, charts: ChartFetches
     ) -> ClusterResult:
@@ -143,6 +143,11 @@ class Apply(Teardown):
         def done(state: State, delay: float | None, **kw: Any) -> ClusterResult:
             return ClusterResult(out(state, **kw), delay=delay, version=chart.version, chart=chart)
 
+        # rollout (issue 17): dependsOn and rolloutStrategy may hold an install/upgrade back on this cluster
+        if (held := await self._rollout_hold(key, obj, t, c, d)) is not None:
+            if held.state is State.ERR_APPLIED:
+                return done(held.state, held.delay, error=held.message)
+            return done(held.state, held.delay, message=held.message)
         if not recorded and live is not None and labelled_ours(live, *key):
             # a release installed before the ledger existed: recorded the first time it is seen
             try:

@@ -15,6 +15,7 @@ from helmops.clusters.identity import Identity
 from helmops.clusters.resolve import DEPLOYED_ANNOTATION, deployed_clusters, deployed_value, has_targets
 from helmops.controller.apply import Apply, ChartFetches
 from helmops.controller.base import PROTECTED_NAMESPACES, DriftFindings, ReconcilerConfig, namespace_deletable
+from helmops.controller.pruned import report_pruned
 from helmops.desired.release import FetchedChart
 from helmops.kubeio.kube import FINALIZER, Conflict
 from helmops.reconcile import ActionResult
@@ -108,6 +109,7 @@ class Reconciler(Apply):
             await self._events(obj, ActionResult(False, "PolicyViolation", msg))
             return self._retry_in(key)
         obj = policy.apply(obj)
+        await report_pruned(self, key, obj)  # issue 17: misspelled keys the API server dropped
         self._identity[key] = Identity.of(obj)
 
         try:
@@ -142,9 +144,13 @@ class Reconciler(Apply):
                         "GotNewChartVersion",
                         f"chart {first.name} version {first.version} (was {old_version}), digest {first.digest}",
                     )
-            results = await asyncio.gather(*(self._reconcile_cluster(key, obj, t, charts) for t in targets))
+            rnd = await self._rollout_begin(key, obj, targets)  # rollout (issue 17)
+            results = await asyncio.gather(
+                *(rnd.around(t.name, self._reconcile_cluster(key, obj, t, charts)) for t in targets)
+            )
         finally:
             charts.cancel()
+        self._rollout_end(key, obj, {r.outcome.name: r.outcome.state.value for r in results})  # rollout (issue 17)
 
         stale = sorted(remembered - {t.name for t in targets})
         kept = await self._cleanup(key, obj, stale, by_name) if stale else set()

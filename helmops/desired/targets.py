@@ -22,7 +22,9 @@ from typing import Any
 from helmops.api.keys import LOCAL
 from helmops.api.objects import Cluster, ClusterGroup
 from helmops.api.options import BundleTarget
-from helmops.clusters.targeting import match_targets
+from helmops.api.spec import BundleTargetRestriction
+from helmops.clusters.targeting import cluster_groups, local_cluster, match_targets
+from helmops.rollout.restrictions import allowed_without_targets
 from helmops.values.merge import merge_deployment_options
 
 log = logging.getLogger("helmops.clusters")
@@ -85,8 +87,15 @@ def resolve_targets(
     spec: Mapping[str, Any] = helmapp.get("spec") or {}
     raw_targets = list(spec.get("targets") or [])
     base = {k: copy.deepcopy(v) for k, v in spec.items() if k != "targets"}
+    # rollout (issue 17): targetRestrictions narrow where the HelmApp goes, in the controller and the CLI alike
+    restrictions = [BundleTargetRestriction.model_validate(r) for r in spec.get("targetRestrictions") or []]
     if not raw_targets:
         app = {**helmapp, "spec": base}
+        if restrictions:
+            stand_in = Cluster.model_validate(dict(local)) if local is not None else local_cluster(namespace)
+            member_of = cluster_groups(stand_in, _models(groups, ClusterGroup, "ClusterGroup"))
+            if not allowed_without_targets(restrictions, stand_in, member_of):
+                return []
         if local is None:
             return [ClusterTarget(LOCAL, namespace, None, app, DEFAULT_TARGET_NAME, bool(spec.get("paused")))]
         paused = bool(spec.get("paused")) or bool((local.get("spec") or {}).get("paused"))
@@ -99,6 +108,7 @@ def resolve_targets(
         namespace,
         _models(clusters, Cluster, "Cluster"),
         _models(groups, ClusterGroup, "ClusterGroup"),
+        restrictions,
     )
     # Fleet merges the namespaceLabels/namespaceAnnotations of *all* targets into every deployment.
     ns_meta = {

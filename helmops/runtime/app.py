@@ -226,6 +226,7 @@ async def run_enabled(settings: Settings) -> int:
         restrictions=RestrictionSource(kube.custom),
         drift=day2,
     )
+    reconciler.rollout_index.enqueue = queue.add  # rollout (issue 17): a dependency's change queues its dependants
     busy = 0
     reviews = AccessReviews(identities, api)
 
@@ -283,6 +284,7 @@ async def run_enabled(settings: Settings) -> int:
             seen.pop(key, None)
             queue.forget(key)
             day2.forget(key)
+            reconciler.rollout_index.forget(key)  # rollout (issue 17)
             cluster_index.helmapp(key, False)
             return
         cluster_index.helmapp(key, True)

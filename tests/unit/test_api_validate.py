@@ -214,7 +214,7 @@ def test_ignored_fields_warn() -> None:
             contentsId="c",
             targetRestrictions=[{"clusterName": "a"}],
             helmAppOptions={"helmAppSecretName": "s"},
-            rolloutStrategy={"partitions": [{"name": "p"}], "maxUnavailable": 1},
+            rolloutStrategy={"partitions": [{"name": "p", "clusterName": "a"}], "maxUnavailable": 1},
             dependsOn=[{"name": "other"}],
             targets=[{"clusterName": "a", "kustomize": {"dir": "y"}, "helm": {"valuesFiles": ["b"]}}],
         )
@@ -227,10 +227,7 @@ def test_ignored_fields_warn() -> None:
             "spec.yaml",
             "spec.resources",
             "spec.contentsId",
-            "spec.targetRestrictions",
             "spec.helmAppOptions",
-            "spec.rolloutStrategy.partitions",
-            "spec.dependsOn",
             "spec.targets[0].kustomize",
             "spec.targets[0].helm.valuesFiles",
         ]

@@ -63,7 +63,7 @@ def test_validate_stdin_multi_document_with_index_path_and_warnings(
         metadata: {name: good, namespace: apps}
         spec:
           helm: {repo: https://charts.example.com, chart: hello, version: 1.0.0}
-          dependsOn: [{name: other}]
+          kustomize: {dir: other}
         ---
         # an empty document still counts in the index
         ---
@@ -87,7 +87,7 @@ def test_validate_stdin_multi_document_with_index_path_and_warnings(
     located = {(p["document"], p["path"], p["severity"]) for p in report["problems"]}
     assert (2, "spec.helm.chart", "error") in located
     assert (2, "spec.targets[0].clusterSelector.matchExpressions[0]", "error") in located
-    assert (0, "spec.dependsOn", "warning") in located
+    assert (0, "spec.kustomize", "warning") in located
     assert (3, "kind", "warning") in located
     assert all(p["file"] == "<stdin>" for p in report["problems"])
 
