@@ -13,6 +13,7 @@ from helmops.api.duration import is_polling_interval, parse_duration
 from helmops.api.objects import HelmApp
 from helmops.api.problems import Problem
 from helmops.api.validate import validate
+from helmops.promotion.keys import ANNOTATIONS as PROMOTION_ANNOTATIONS
 
 __all__ = [
     "KNOWN_ANNOTATIONS",
@@ -34,6 +35,7 @@ KNOWN_ANNOTATIONS: dict[str, str] = {
     PREFIX + "last-polling-triggered": "set by helmops: when the chart source was last polled (RFC 3339)",
     # written by the controller: which clusters hold a release of this HelmApp (see helmops.clusters.resolve)
     PREFIX + "deployed-clusters": "set by helmops: JSON list of the clusters this HelmApp deployed to",
+    **PROMOTION_ANNOTATIONS,  # safe promotion: approval, windows, soak (helmops.promotion.settings)
 }
 
 

@@ -41,6 +41,9 @@ from helmops.kubeio.client import api_client, kubeconfig_configuration
 from helmops.kubeio.kube import GROUP, PLURAL, VERSION, Kube
 from helmops.policy.source import RestrictionSource
 from helmops.polling.poller import LAST_POLL_ANNOTATION
+from helmops.promotion.wiring import CONTROLLER_ANNOTATIONS as PROMOTION_ANNOTATIONS
+from helmops.promotion.wiring import gates as promotion_gates
+from helmops.reconcile.executor import Executor
 from helmops.runtime import metrics
 from helmops.runtime.day2 import Day2
 from helmops.runtime.leader import Leadership, lease_name
@@ -76,7 +79,7 @@ def _trigger(body: Mapping[str, Any]) -> tuple[Any, ...]:
     generation/label/annotation predicates, plus deletion and finalizer edits)."""
     meta = body.get("metadata") or {}
     # our own bookkeeping annotations are not worth a reconcile
-    own = (LAST_POLL_ANNOTATION, DEPLOYED_ANNOTATION)
+    own = (LAST_POLL_ANNOTATION, DEPLOYED_ANNOTATION, *PROMOTION_ANNOTATIONS)
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in own}
     return (
         meta.get("generation"),
@@ -218,6 +221,7 @@ async def run_enabled(settings: Settings) -> int:
         identities=identities,
         restrictions=RestrictionSource(kube.custom),
         drift=day2,
+        executor=Executor(gates=promotion_gates(kube, settings.helm)),  # safe promotion (helmops.promotion)
     )
     busy = 0
     reviews = AccessReviews(identities, api)
