@@ -75,7 +75,7 @@ def print_plan(view: Mapping[str, Any]) -> None:
     if not view["planHash"]:
         print(f"{view['helmapp']}: no plan awaits approval")
         return
-    state = "approved" if view["approved"] else "awaiting approval"
+    state = "approved" if view["approved"] else "awaiting approval" if view["requireApproval"] else "held"
     print(f"{view['helmapp']}: plan {view['planHash']} ({state})")
     for entry in view["clusters"]:
         done = " [applied]" if entry.get("applied") else ""

@@ -79,8 +79,11 @@ class PromotionGate:
         renderer: Renderer | None = None,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        requeue: Callable[[tuple[str, str], float], None] | None = None,
     ) -> None:
         self.store = store
+        #: reconcile the HelmApp again after this many seconds (the work queue's add_after): when a window opens.
+        self.requeue = requeue
         self.renderer: Renderer = renderer or HelmTemplate()
         self.clock = clock
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -154,6 +157,8 @@ class PromotionGate:
             return ActionResult(False, AWAITING, msg)
         assert closed is not None
         self._set_waiting(key, step.cluster, "window")
+        if self.requeue is not None and closed.opens is not None:
+            self.requeue(key, max(0.0, (closed.opens - self.clock()).total_seconds()) + 0.5)
         msg = (
             f"maintenance window: {closed.message()}; plan {h}: {plans.plan_summary(stored)}"
             f" (run it now: helmops approve {ref} --plan {h} --override)"

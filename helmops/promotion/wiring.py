@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from helmops.promotion.gate import HelmAppStore, PromotionGate
 from helmops.promotion.render import HelmTemplate
 from helmops.promotion.settings import PLAN, PROMOTED, READY_SINCE
@@ -11,8 +13,11 @@ from helmops.reconcile.executor import Gate
 CONTROLLER_ANNOTATIONS = (PLAN, READY_SINCE, PROMOTED)
 
 
-def gates(store: HelmAppStore, helm: str = "helm") -> list[Gate]:
-    return [PromotionGate(store, HelmTemplate(helm))]
+def gates(
+    store: HelmAppStore, helm: str = "helm", requeue: Callable[[tuple[str, str], float], None] | None = None
+) -> list[Gate]:
+    """``requeue``: the work queue's ``add_after``, so a HelmApp held by a window is reconciled as it opens."""
+    return [PromotionGate(store, HelmTemplate(helm), requeue=requeue)]
 
 
 __all__ = ["CONTROLLER_ANNOTATIONS", "gates"]

@@ -221,7 +221,7 @@ async def run_enabled(settings: Settings) -> int:
         identities=identities,
         restrictions=RestrictionSource(kube.custom),
         drift=day2,
-        executor=Executor(gates=promotion_gates(kube, settings.helm)),  # safe promotion (helmops.promotion)
+        executor=Executor(gates=promotion_gates(kube, settings.helm, queue.add_after)),  # helmops.promotion
     )
     busy = 0
     reviews = AccessReviews(identities, api)

@@ -234,3 +234,55 @@ def test_secret_derived_values_never_show(
     helmops(cp, "approve", f"{ns}/canary", "--plan", view["planHash"])
     e2e.wait_for("deployed", lambda: (mgmt.configmap("canary-hello", f"{ns}-target") or {}).get("message") == CANARY)
     assert CANARY not in controller.text() and CANARY not in json.dumps(mgmt.events("canary", ns))
+
+
+WINDOWS = "helmops.cattle.io/windows"
+
+
+def test_deny_window_holds_an_upgrade_that_starts_when_it_ends(
+    mgmt: e2e.Cluster, management_cluster: Any, controller: e2e.Controller, chart_repo: Any, ns: str
+) -> None:
+    target = f"{ns}-target"
+    mgmt.apply(e2e.helmapp("win", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
+    e2e.wait_ready(mgmt, "win", ns)
+    # deny for the first 15 seconds of every half minute (cron with seconds: cronsim's 6-field form)
+    deny = [{"kind": "deny", "schedule": "*/30 * * * * *", "duration": "15s", "timeZone": "Europe/Berlin"}]
+    mgmt.kubectl("annotate", "helmapps.fleet.cattle.io", "win", "-n", ns, f"{WINDOWS}={json.dumps(deny)}")
+    e2e.wait_for("the start of a deny window", lambda: 1 <= time.time() % 30 <= 3, timeout=40, interval=0.2)
+    window_end = time.time() - time.time() % 30 + 15
+    e2e.merge_patch(mgmt, "win", ns, {"spec": {"helm": {"version": "0.2.0"}}})
+    e2e.wait_for(
+        "held by the window",
+        lambda: "OutsideMaintenanceWindow" in mgmt.event_reasons("win", ns) and time.time() < window_end,
+        timeout=12,
+        interval=0.2,
+    )
+    message = json.dumps((mgmt.helmapp("win", ns) or {}).get("status"))
+    assert "inside a deny window; next window opens" in message
+    assert chart_version(mgmt, "win", target) == "0.1.0" and time.time() < window_end
+    e2e.wait_for("0.2.0 deployed", lambda: chart_version(mgmt, "win", target) == "0.2.0", timeout=60, interval=0.2)
+    assert time.time() >= window_end
+
+
+def test_override_runs_one_plan_now(
+    mgmt: e2e.Cluster, management_cluster: Any, controller: e2e.Controller, chart_repo: Any, ns: str
+) -> None:
+    cp, target = management_cluster, f"{ns}-target"
+    obj = e2e.helmapp("ovr", ns, repo=chart_repo.url, chart="hello", version="0.1.0", values={"message": "a"})
+    mgmt.apply(obj)
+    e2e.wait_ready(mgmt, "ovr", ns)
+    always = [{"kind": "deny", "schedule": "* * * * *", "duration": "2h"}]
+    mgmt.kubectl("annotate", "helmapps.fleet.cattle.io", "ovr", "-n", ns, f"{WINDOWS}={json.dumps(always)}")
+    e2e.merge_patch(mgmt, "ovr", ns, {"spec": {"helm": {"version": "0.2.0"}}})
+    view = wait_plan(cp, ns, "ovr")
+    assert "OutsideMaintenanceWindow" in mgmt.event_reasons("ovr", ns)
+    time.sleep(2)
+    assert chart_version(mgmt, "ovr", target) == "0.1.0"
+    out = helmops(cp, "approve", f"{ns}/ovr", "--plan", view["planHash"], "--override").stdout
+    assert "outside maintenance windows" in out
+    e2e.wait_for("0.2.0 deployed", lambda: chart_version(mgmt, "ovr", target) == "0.2.0")
+    # one plan only: the next change waits for the window again
+    e2e.merge_patch(mgmt, "ovr", ns, {"spec": {"helm": {"values": {"message": "b"}}}})
+    wait_plan(cp, ns, "ovr", other_than=view["planHash"])
+    time.sleep(3)
+    assert (mgmt.configmap("ovr-hello", target) or {}).get("message") == "a"

@@ -28,7 +28,8 @@ class Store:
         return dict(self.obj["metadata"]["annotations"])
 
     async def get_helmapp(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return json.loads(json.dumps(self.obj))
+        copy: dict[str, Any] = json.loads(json.dumps(self.obj))
+        return copy
 
     async def patch_annotations(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:
         self.patches.append(annotations)
