@@ -42,7 +42,9 @@ from helmops.kubeio.kube import GROUP, PLURAL, VERSION, Kube
 from helmops.policy.source import RestrictionSource
 from helmops.polling.poller import LAST_POLL_ANNOTATION
 from helmops.promotion.wiring import CONTROLLER_ANNOTATIONS as PROMOTION_ANNOTATIONS
+from helmops.promotion.wiring import after_reconcile as promotion_after_reconcile
 from helmops.promotion.wiring import gates as promotion_gates
+from helmops.promotion.wiring import promoter as promotion_promoter
 from helmops.reconcile.executor import Executor
 from helmops.runtime import metrics
 from helmops.runtime.day2 import Day2
@@ -223,6 +225,7 @@ async def run_enabled(settings: Settings) -> int:
         drift=day2,
         executor=Executor(gates=promotion_gates(kube, settings.helm, queue.add_after)),  # helmops.promotion
     )
+    promoter = promotion_promoter(kube, queue.add_after)  # soak promotion (helmops.promotion.soak)
     busy = 0
     reviews = AccessReviews(identities, api)
 
@@ -240,6 +243,7 @@ async def run_enabled(settings: Settings) -> int:
         metrics.QUEUE_DEPTH.set(len(queue))
         try:
             delay = await reconciler.reconcile(key)
+            await promotion_after_reconcile(promoter, key)
             return day2.after_reconcile(delay)
         finally:
             busy -= 1

@@ -286,3 +286,76 @@ def test_override_runs_one_plan_now(
     wait_plan(cp, ns, "ovr", other_than=view["planHash"])
     time.sleep(3)
     assert (mgmt.configmap("ovr-hello", target) or {}).get("message") == "a"
+
+
+PROMOTE_FROM, SOAK, PROMOTED = "helmops.cattle.io/promote-from", "helmops.cattle.io/soak", "helmops.cattle.io/promoted"
+
+
+def spec_version(c: e2e.Cluster, name: str, ns: str) -> str:
+    return str((((c.helmapp(name, ns) or {}).get("spec") or {}).get("helm") or {}).get("version") or "")
+
+
+def ready_at(c: e2e.Cluster, name: str, ns: str, version: str) -> bool:
+    obj = c.helmapp(name, ns) or {}
+    st = obj.get("status") or {}
+    conds = {x["type"]: x for x in st.get("conditions") or []}
+    return st.get("version") == version and conds.get("Ready", {}).get("status") == "True"
+
+
+def chain_app(name: str, ns: str, repo: str, source: str | None, soak: str) -> dict[str, Any]:
+    obj = e2e.helmapp(name, ns, repo=repo, chart="hello", version="0.1.0", target=f"{ns}-{name}")
+    if source:
+        obj["metadata"]["annotations"] = {PROMOTE_FROM: source, SOAK: soak}
+    return obj
+
+
+def test_two_step_chain_promotes_only_after_the_soak(
+    mgmt: e2e.Cluster, controller: e2e.Controller, chart_repo: Any, ns: str
+) -> None:
+    soak = 8.0
+    for name, source in (("dev", None), ("staging", "dev"), ("prod", "staging")):
+        mgmt.apply(chain_app(name, ns, chart_repo.url, source, f"{soak:g}s"))
+    for name in ("dev", "staging", "prod"):
+        e2e.wait_ready(mgmt, name, ns)
+    e2e.merge_patch(mgmt, "dev", ns, {"spec": {"helm": {"version": "0.2.0"}}})
+    e2e.wait_for("dev Ready at 0.2.0", lambda: ready_at(mgmt, "dev", ns, "0.2.0"), interval=0.2)
+    dev_ready = time.time()
+    assert spec_version(mgmt, "staging", ns) == "0.1.0"
+    e2e.wait_for("staging promoted", lambda: spec_version(mgmt, "staging", ns) == "0.2.0", interval=0.2)
+    assert time.time() - dev_ready >= soak - 1.5  # the controller saw dev Ready at most a moment before we did
+    record = json.loads((mgmt.helmapp("staging", ns) or {})["metadata"]["annotations"][PROMOTED])
+    assert record["version"] == "0.2.0" and record["from"] == f"{ns}/dev" and record["by"]
+    promoted = [e for e in mgmt.events("staging", ns) if e["reason"] == "Promoted"]
+    assert promoted and "0.1.0 -> 0.2.0" in promoted[0]["message"]
+    e2e.wait_for("staging Ready at 0.2.0", lambda: ready_at(mgmt, "staging", ns, "0.2.0"), interval=0.2)
+    staging_ready = time.time()
+    assert spec_version(mgmt, "prod", ns) == "0.1.0"
+    e2e.wait_for("prod promoted", lambda: spec_version(mgmt, "prod", ns) == "0.2.0", interval=0.2)
+    assert time.time() - staging_ready >= soak - 1.5
+    e2e.wait_for("prod deployed", lambda: chart_version(mgmt, "prod", f"{ns}-prod") == "0.2.0")
+
+
+def test_no_promotion_when_the_source_turned_not_ready_during_the_soak(
+    mgmt: e2e.Cluster, controller: e2e.Controller, chart_repo: Any, ns: str
+) -> None:
+    soak = 20.0
+    mgmt.apply(chain_app("src", ns, chart_repo.url, None, ""))
+    mgmt.apply(chain_app("dst", ns, chart_repo.url, "src", f"{soak:g}s"))
+    e2e.wait_ready(mgmt, "src", ns)
+    e2e.wait_ready(mgmt, "dst", ns)
+    e2e.merge_patch(mgmt, "src", ns, {"spec": {"helm": {"version": "0.2.0"}}})
+    e2e.wait_for("src Ready at 0.2.0", lambda: ready_at(mgmt, "src", ns, "0.2.0"), interval=0.2)
+    first_ready = time.time()
+    # break it during the soak: an invalid ConfigMap key makes the upgrade fail, so src is not Ready
+    e2e.merge_patch(mgmt, "src", ns, {"spec": {"helm": {"values": {"extra": {"not a valid key!": "x"}}}}})
+    e2e.wait_for("src NotReady", lambda: not ready_at(mgmt, "src", ns, "0.2.0"), interval=0.2)
+    assert time.time() - first_ready < soak
+    while time.time() < first_ready + soak + 6:
+        assert spec_version(mgmt, "dst", ns) == "0.1.0"
+        time.sleep(0.5)
+    # fixed: a new soak starts from the new Ready run
+    e2e.merge_patch(mgmt, "src", ns, {"spec": {"helm": {"values": None}}})
+    e2e.wait_for("src Ready again", lambda: ready_at(mgmt, "src", ns, "0.2.0"), interval=0.2)
+    again = time.time()
+    e2e.wait_for("dst promoted", lambda: spec_version(mgmt, "dst", ns) == "0.2.0", timeout=60, interval=0.2)
+    assert time.time() - again >= soak - 1.5
