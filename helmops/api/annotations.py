@@ -69,6 +69,10 @@ def annotation_problems(annotations: Mapping[str, str]) -> list[Problem]:
             found.append(Problem(_path(key), f"unknown helmops annotation (known: {known})", "warning"))
         elif key == POLLING_INTERVAL and not is_polling_interval(value):
             found.append(Problem(_path(key), "must be '0' or a Go duration such as 30s, 5m or 1h30m, at most 2562047h"))
+    # safe promotion (helmops.promotion): imported here, as that package imports this one
+    from helmops.promotion.settings import problems as promotion_problems
+
+    found += [Problem(_path(key), why) for key, why in promotion_problems(annotations)]
     return found
 
 

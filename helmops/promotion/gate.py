@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -88,17 +89,29 @@ class PromotionGate:
         self.clock = clock
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._cache: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
-        #: what each held (HelmApp, cluster) waits for: "approval" or "window" (for the gauges).
-        self._waiting: dict[tuple[str, str, str], str] = {}
+        #: what each held (HelmApp, cluster) waits for ("approval" or "window") and since when it was last said.
+        self._waiting: dict[tuple[str, str, str], tuple[str, float]] = {}
 
     def _set_waiting(self, key: tuple[str, str], cluster: str, reason: str | None) -> None:
         if reason is None:
             self._waiting.pop((*key, cluster), None)
         else:
-            self._waiting[(*key, cluster)] = reason
+            self._waiting[(*key, cluster)] = (reason, time.monotonic())
+        self._gauges()
+
+    def _gauges(self) -> None:
         for what in ("approval", "window"):
-            apps = {k[:2] for k, v in self._waiting.items() if v == what}
+            apps = {k[:2] for k, (v, _) in self._waiting.items() if v == what}
             metrics.PROMOTION_WAITING.labels(what).set(len(apps))
+
+    def settle(self, key: tuple[str, str], started: float) -> None:
+        """A reconcile of ``key`` that started at ``started`` (time.monotonic) is over: clusters it did not hold
+        again (reverted, untargeted, deleted) wait no more."""
+        for k in [k for k, (_, at) in self._waiting.items() if k[:2] == key and at < started]:
+            del self._waiting[k]
+        self._gauges()
+        if not any(k[:2] == key for k in self._waiting):
+            self._locks.pop(key, None)
 
     async def hold(self, step: Step) -> ActionResult | None:
         if step.verb == "finalize":

@@ -130,3 +130,22 @@ __all__ = [
     "plan_hash_text",
     "structured",
 ]
+
+
+def problems(annotations: Mapping[str, str], namespace: str = "") -> list[tuple[str, str]]:
+    """(annotation, why) for every malformed safe-promotion annotation: what ``helmops validate`` reports
+    before the controller would hold the HelmApp for it."""
+    from helmops.promotion.soak import soak_setting
+    from helmops.promotion.windows import windows
+
+    found = []
+    for key, check in (
+        (REQUIRE_APPROVAL, approval),
+        (WINDOWS, windows),
+        (PROMOTE_FROM, lambda a: soak_setting(a, namespace)),
+    ):
+        try:
+            check(annotations)
+        except SettingsError as exc:
+            found.append((key, str(exc)))
+    return found

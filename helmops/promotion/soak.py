@@ -49,7 +49,7 @@ def soak_setting(annotations: Mapping[str, str], namespace: str) -> Soak | None:
     if not source:
         return None
     ns, _, name = source.rpartition("/")
-    if ns and ns != namespace:
+    if ns and namespace and ns != namespace:  # namespace "": not known (offline validation)
         raise SettingsError(f"annotation {PROMOTE_FROM} must name a HelmApp of namespace {namespace}")
     if not _NAME.match(name):
         raise SettingsError(f"annotation {PROMOTE_FROM} is not a HelmApp name")
@@ -207,9 +207,7 @@ class Promoter:
         if verdict.version is None:
             if self._said.get(key) != verdict.why:
                 self._said[key] = verdict.why
-                log.info(
-                    "HelmApp %s/%s: promotion: %s", *key, verdict.why, extra={"helmapp": f"{key[0]}/{key[1]}"}
-                )
+                log.info("HelmApp %s/%s: promotion: %s", *key, verdict.why, extra={"helmapp": f"{key[0]}/{key[1]}"})
             return
         await self._promote(key, obj, soak, verdict, now)
 

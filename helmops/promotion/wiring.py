@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from helmops import GROUP, PLURAL, VERSION
-from helmops.promotion.gate import HelmAppStore, PromotionGate
+from helmops.promotion.gate import PromotionGate
 from helmops.promotion.keys import PLAN, PROMOTED, READY_SINCE
 from helmops.promotion.render import HelmTemplate
 from helmops.promotion.soak import Promoter
@@ -22,9 +22,27 @@ CONTROLLER_ANNOTATIONS = (PLAN, READY_SINCE, PROMOTED)
 Requeue = Callable[[tuple[str, str], float], None]
 
 
-def gates(store: HelmAppStore, helm: str = "helm", requeue: Requeue | None = None) -> list[Gate]:
-    """``requeue``: the work queue's ``add_after``, so a HelmApp held by a window is reconciled as it opens."""
-    return [PromotionGate(store, HelmTemplate(helm), requeue=requeue)]
+class Promotion:
+    """The gate (for ``Executor(gates=...)``) and the soak promoter; :meth:`after_reconcile` runs after each
+    reconcile of a HelmApp. ``requeue``: the work queue's ``add_after`` (a window opens, a soak ends)."""
+
+    def __init__(self, kube: Any, helm: str = "helm", requeue: Requeue | None = None) -> None:
+        self.requeue: Requeue = requeue or (lambda key, delay: None)
+        self.gate = PromotionGate(kube, HelmTemplate(helm), requeue=self.requeue)
+        self.promoter = Promoter(KubeStore(kube), self.requeue)
+
+    @property
+    def gates(self) -> list[Gate]:
+        return [self.gate]
+
+    async def after_reconcile(self, key: tuple[str, str], started: float) -> None:
+        """``started``: the reconcile's start (time.monotonic). Failures are logged, never the reconcile's."""
+        self.gate.settle(key, started)
+        try:
+            await self.promoter.after_reconcile(key)
+        except Exception as exc:
+            log.warning("HelmApp %s/%s: promotion check failed: %s", *key, exc, extra={"helmapp": f"{key[0]}/{key[1]}"})
+            self.requeue(key, 30.0)
 
 
 class KubeStore:
@@ -57,17 +75,4 @@ class KubeStore:
         return True
 
 
-def promoter(kube: Any, requeue: Requeue) -> Promoter:
-    return Promoter(KubeStore(kube), requeue)
-
-
-async def after_reconcile(p: Promoter, key: tuple[str, str]) -> None:
-    """The soak promotion's step after a reconcile; its failures are logged, never the reconcile's."""
-    try:
-        await p.after_reconcile(key)
-    except Exception as exc:
-        log.warning("HelmApp %s/%s: promotion check failed: %s", *key, exc, extra={"helmapp": f"{key[0]}/{key[1]}"})
-        p.requeue(key, 30.0)
-
-
-__all__ = ["CONTROLLER_ANNOTATIONS", "KubeStore", "after_reconcile", "gates", "promoter"]
+__all__ = ["CONTROLLER_ANNOTATIONS", "KubeStore", "Promotion"]

@@ -95,6 +95,7 @@ class Executor:
             gated = dataclasses.replace(step, tools=tools)
             for gate in self.gates:
                 if (held := await gate.hold(gated)) is not None:
+                    held = dataclasses.replace(held, held=True)
                     log.info("%s %s/%s: %s held: %s", step.verb, *step.helmapp, step.describe(), held.message)
                     await report(held, "")
                     return held

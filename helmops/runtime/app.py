@@ -21,6 +21,7 @@ import contextlib
 import logging
 import signal
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,7 @@ from helmops.kubeio.kube import GROUP, PLURAL, VERSION, Kube
 from helmops.policy.source import RestrictionSource
 from helmops.polling.poller import LAST_POLL_ANNOTATION
 from helmops.promotion.wiring import CONTROLLER_ANNOTATIONS as PROMOTION_ANNOTATIONS
-from helmops.promotion.wiring import after_reconcile as promotion_after_reconcile
-from helmops.promotion.wiring import gates as promotion_gates
-from helmops.promotion.wiring import promoter as promotion_promoter
+from helmops.promotion.wiring import Promotion
 from helmops.reconcile.executor import Executor
 from helmops.runtime import metrics
 from helmops.runtime.day2 import Day2
@@ -200,6 +199,7 @@ async def run_enabled(settings: Settings) -> int:
     identities = ImpersonatingClients()
     queue: WorkQueue[Key] = WorkQueue(max_per_tenant=settings.tenant_workers or max(1, settings.workers - 1))
     day2 = Day2(settings, api, kube, driver, charts, queue)
+    promotion = Promotion(kube, settings.helm, queue.add_after)  # helmops.promotion (docs/promotion.md)
     reconciler = Reconciler(
         kube,
         driver,
@@ -223,9 +223,8 @@ async def run_enabled(settings: Settings) -> int:
         identities=identities,
         restrictions=RestrictionSource(kube.custom),
         drift=day2,
-        executor=Executor(gates=promotion_gates(kube, settings.helm, queue.add_after)),  # helmops.promotion
+        executor=Executor(gates=promotion.gates),  # safe promotion: approval, windows (helmops.promotion)
     )
-    promoter = promotion_promoter(kube, queue.add_after)  # soak promotion (helmops.promotion.soak)
     busy = 0
     reviews = AccessReviews(identities, api)
 
@@ -242,8 +241,9 @@ async def run_enabled(settings: Settings) -> int:
         metrics.WORKERS_ACTIVE.set(busy)
         metrics.QUEUE_DEPTH.set(len(queue))
         try:
+            started = time.monotonic()
             delay = await reconciler.reconcile(key)
-            await promotion_after_reconcile(promoter, key)
+            await promotion.after_reconcile(key, started)  # soak promotion, waiting gauges
             return day2.after_reconcile(delay)
         finally:
             busy -= 1

@@ -185,7 +185,7 @@ async def test_a_holding_gate_prevents_the_action(action: Action, caplog: pytest
         res = await Executor(gate).run(s, tools(driver), reports)
     assert [dataclasses.replace(a, tools=None) for a in gate.asked] == [s]
     assert driver.calls == []
-    assert res == ActionResult(False, "ActionHeld", "maintenance window closed")
+    assert res == ActionResult(False, "ActionHeld", "maintenance window closed", held=True)
     assert reports.calls == [(res, "")]
     assert counters() == before
     assert any(

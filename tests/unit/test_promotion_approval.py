@@ -138,3 +138,24 @@ async def test_secret_strings_never_reach_the_plan() -> None:
     held = await ApprovalGate(store, Renderer()).hold(s)
     assert held is not None
     assert "sekret" not in store.annotations[PLAN] and "sekret" not in held.message
+
+
+def gauge(reason: str) -> float:
+    from helmops.runtime import metrics
+
+    value = metrics.REGISTRY.get_sample_value("helmops_promotion_waiting_helmapps", {"reason": reason})
+    return float(value or 0)
+
+
+async def test_waiting_gauge_counts_held_helmapps_until_a_reconcile_no_longer_holds_them() -> None:
+    import time
+
+    gate = ApprovalGate(Store({REQUIRE_APPROVAL: "true"}), Renderer())  # the process has one gate: it sets the gauge
+    started = time.monotonic()
+    assert await gate.hold(upgrade(cluster="team/a")) is not None
+    assert await gate.hold(upgrade(cluster="team/b")) is not None
+    assert gauge("approval") == 1  # HelmApps, not clusters
+    gate.settle(("team", "app"), started)  # both held during that reconcile: still waiting
+    assert gauge("approval") == 1
+    gate.settle(("team", "app"), time.monotonic())  # the next reconcile held nothing (reverted)
+    assert gauge("approval") == 0
