@@ -80,6 +80,10 @@ class History:
             text = log.read_text(errors="replace")
             counts = {w: text.count(f" {w} ") for w in ("WARNING", "ERROR")}
             helm = text.count("helmops.helm: helm:")
+            promoted = text.count("by helmops soak promotion:")
+            held = text.count(" held: ")
+            if promoted or held:
+                lines.append(f"  safe promotion: {promoted} automatic promotion(s), {held} held action(s)")
             lines.append(
                 f"  helmops log: {counts['WARNING']} warning(s), {counts['ERROR']} error(s), {helm} helm command(s)"
             )
