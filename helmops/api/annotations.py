@@ -13,6 +13,7 @@ from helmops.api.duration import is_polling_interval, parse_duration
 from helmops.api.objects import HelmApp
 from helmops.api.problems import Problem
 from helmops.api.validate import validate
+from helmops.promotion.keys import ANNOTATIONS as PROMOTION_ANNOTATIONS
 
 __all__ = [
     "KNOWN_ANNOTATIONS",
@@ -34,6 +35,7 @@ KNOWN_ANNOTATIONS: dict[str, str] = {
     PREFIX + "last-polling-triggered": "set by helmops: when the chart source was last polled (RFC 3339)",
     # written by the controller: which clusters hold a release of this HelmApp (see helmops.clusters.resolve)
     PREFIX + "deployed-clusters": "set by helmops: JSON list of the clusters this HelmApp deployed to",
+    **PROMOTION_ANNOTATIONS,  # safe promotion: approval, windows, soak (helmops.promotion.settings)
 }
 
 
@@ -67,6 +69,10 @@ def annotation_problems(annotations: Mapping[str, str]) -> list[Problem]:
             found.append(Problem(_path(key), f"unknown helmops annotation (known: {known})", "warning"))
         elif key == POLLING_INTERVAL and not is_polling_interval(value):
             found.append(Problem(_path(key), "must be '0' or a Go duration such as 30s, 5m or 1h30m, at most 2562047h"))
+    # safe promotion (helmops.promotion): imported here, as that package imports this one
+    from helmops.promotion.settings import problems as promotion_problems
+
+    found += [Problem(_path(key), why) for key, why in promotion_problems(annotations)]
     return found
 
 

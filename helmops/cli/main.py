@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 #: modules under helmops.cli that provide ``add_parser(subparsers)``; missing ones are skipped.
-SUBCOMMANDS = ("run", "validate", "render", "diff", "status", "promote")
+SUBCOMMANDS = ("run", "validate", "render", "diff", "status", "promote", "approve")  # approve: plan + approve
 
 
 def build_parser() -> argparse.ArgumentParser:

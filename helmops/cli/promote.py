@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from helmops import GROUP, PLURAL, VERSION
@@ -33,39 +32,9 @@ from helmops.cli.common import (
     kube_session,
     split_ref,
 )
-from helmops.cli.status import condition
+from helmops.promotion.readiness import not_ready_reasons, promotion_patch
 
 COMMAND = "promote"
-
-
-def not_ready_reasons(obj: Mapping[str, Any], version: str | None = None) -> list[str]:
-    """Why ``obj`` is not Ready everywhere (at ``version``, when given); empty when it is."""
-    status = obj.get("status") or {}
-    meta = obj.get("metadata") or {}
-    reasons = []
-    deployed = status.get("version") or ""
-    if not deployed:
-        reasons.append("status.version is empty (no version deployed yet)")
-    elif version is not None and deployed != version:
-        reasons.append(f"status.version is {deployed}, not {version}")
-    ready = condition(obj, "Ready")
-    if ready.get("status") != "True":
-        message = ready.get("message") or ""
-        reasons.append(f"Ready is {ready.get('status') or 'unknown'}" + (f": {message}" if message else ""))
-    accepted = condition(obj, "Accepted")
-    if accepted.get("status") == "False":
-        reasons.append(f"Accepted is False: {accepted.get('message') or ''}".rstrip(": "))
-    ready_clusters = int(status.get("readyClusters") or 0)
-    desired_clusters = int(status.get("desiredReadyClusters") or 0)
-    if desired_clusters == 0:
-        reasons.append("no clusters are targeted (desiredReadyClusters is 0)")
-    elif ready_clusters != desired_clusters:
-        reasons.append(f"{ready_clusters}/{desired_clusters} clusters ready")
-    observed = status.get("observedGeneration")
-    generation = meta.get("generation")
-    if observed is not None and generation is not None and int(observed) != int(generation):
-        reasons.append(f"status describes generation {observed}, the spec is at generation {generation}")
-    return reasons
 
 
 def _get(custom: Any, namespace: str, name: str) -> dict[str, Any]:
@@ -167,10 +136,7 @@ def run(args: argparse.Namespace) -> int:
                 "changed": old != version,
             }
             if old != version and not args.dry_run:
-                patch = {
-                    "metadata": {"resourceVersion": target["metadata"]["resourceVersion"]},
-                    "spec": {"helm": {"version": version}},
-                }
+                patch = promotion_patch(target, version)
                 try:
                     custom.patch_namespaced_custom_object(GROUP, VERSION, dst_ns, PLURAL, dst_name, patch)
                 except ApiException as exc:

@@ -121,11 +121,32 @@ def conditions(obj: Mapping[str, Any]) -> list[dict[str, str]]:
     return out
 
 
-def _print(items: Sequence[Mapping[str, Any]], args: argparse.Namespace, one: bool) -> None:
+def promotion_waits(
+    obj: Mapping[str, Any], others: Mapping[tuple[str, str], Mapping[str, Any]]
+) -> list[dict[str, str]]:
+    """What the HelmApp waits for (approval, window, soak; helmops.promotion.view)."""
+    from datetime import UTC, datetime
+
+    from helmops.promotion.keys import PROMOTE_FROM
+    from helmops.promotion.view import waits
+
+    meta = obj.get("metadata") or {}
+    source = str((meta.get("annotations") or {}).get(PROMOTE_FROM) or "").rpartition("/")[2]
+    return waits(obj, others.get((str(meta.get("namespace")), source)) if source else None, datetime.now(UTC))
+
+
+def _print(
+    items: Sequence[Mapping[str, Any]],
+    args: argparse.Namespace,
+    one: bool,
+    others: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+) -> None:
+    known = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in items} | dict(others or {})
     if args.output in ("json", "yaml"):
         if one:
             obj = items[0]
-            dump({**summary_row(obj), "clusters": cluster_rows(obj), "conditions": conditions(obj)}, args.output)
+            detail = {"clusters": cluster_rows(obj), "conditions": conditions(obj)}
+            dump({**summary_row(obj), **detail, "waiting": promotion_waits(obj, known)}, args.output)
         else:
             dump({"items": [summary_row(o) for o in items]}, args.output)
         return
@@ -141,6 +162,10 @@ def _print(items: Sequence[Mapping[str, Any]], args: argparse.Namespace, one: bo
         if conds:
             print()
             table(["condition", "status", "reason", "message"], [list(c.values()) for c in conds])
+        waiting = promotion_waits(items[0], known)
+        if waiting:
+            print()
+            table(["cluster", "waits-for", "until", "detail"], [list(w.values()) for w in waiting])
         return
     wide = args.all_namespaces
     headers = ["namespace"] if wide else []
@@ -262,6 +287,22 @@ def _watch(custom: Any, args: argparse.Namespace, namespace: str, name: str | No
             w.stop()
 
 
+def _sources(custom: Any, items: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Mapping[str, Any]]:
+    """The promotion source of a shown HelmApp (helmops.cattle.io/promote-from), when it can be read."""
+    from helmops.promotion.keys import PROMOTE_FROM
+
+    out: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for obj in items:
+        ns = obj["metadata"]["namespace"]
+        source = str((obj["metadata"].get("annotations") or {}).get(PROMOTE_FROM) or "").rpartition("/")[2]
+        if source:
+            try:
+                out[(ns, source)] = custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, source)
+            except Exception:
+                continue
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from helmops.kubeio.client import sync_custom_objects
 
@@ -281,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
                     pass
             else:
                 items, _ = _list(custom, args, namespace, name)
-                _print(items, args, name is not None)
+                _print(items, args, name is not None, _sources(custom, items) if name is not None else None)
     except FAILURES as exc:
         return fail(COMMAND, exc)
     return EXIT_OK

@@ -16,7 +16,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from helmops import GROUP, KIND, VERSION
-from helmops.api import Cluster, ClusterGroup, HelmApp, problems_from_validation_error, validate
+from helmops.api import (
+    Cluster,
+    ClusterGroup,
+    HelmApp,
+    annotation_problems,
+    problems_from_validation_error,
+    validate,
+)
 from helmops.api.unknown import unknown_fields
 from helmops.cli.common import EXIT_ERROR, EXIT_OK, ManifestError, add_output_flag, dump, load_documents
 
@@ -89,6 +96,8 @@ def check_document(body: Any) -> tuple[str, str, list[tuple[str, str, str]]]:
         return kind, name, found
     if isinstance(obj, HelmApp):
         found.extend((p.severity, p.path, p.message) for p in validate(obj.spec))
+        # helmops.cattle.io/ annotations (polling interval, safe promotion: docs/promotion.md)
+        found.extend((p.severity, p.path, p.message) for p in annotation_problems(obj.metadata.annotations))
     elif isinstance(obj, ClusterGroup) and obj.spec.selector is not None:
         for where, why in obj.spec.selector.problems():
             found.append(("error", f"spec.selector.{where}", why))

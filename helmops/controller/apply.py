@@ -188,6 +188,8 @@ class Apply(RolloutControl):
             else f" (chart {chart.name} {chart.version}, digest {chart.digest})",
         )  # fmt: skip
         res = await self.executor.run(step, conn.tools, self._report(obj, conn))
+        if res.held:  # helmops.promotion: held by a gate (approval, window) is waiting, not failing
+            return done(State.WAIT_APPLIED, self.config.resync_seconds, message=res.message)
         if d.action is Action.INSTALL and not res.ok and await conn.releases.read(rel.namespace, rel.name) is None:
             await self.ledger.forget(uid, helmapp_name(key), entry)  # nothing was created
         if d.action is Action.CORRECT_DRIFT:

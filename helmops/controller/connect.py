@@ -44,7 +44,7 @@ class Conn:
     def tools(self) -> ClusterTools:
         """What the executor runs an action against on this cluster."""
         core = self.core
-        return ClusterTools(self.driver, self.releases, SecretHistory(core) if core is not None else None)
+        return ClusterTools(self.driver, self.releases, SecretHistory(core) if core is not None else None, core=core)
 
 
 class NoApi:

@@ -9,9 +9,10 @@ rollout budget) is added here, once, as a :class:`Gate`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 from helmops.reconcile import install, recover, rollback, uninstall, upgrade
@@ -46,7 +47,7 @@ Report = Callable[[ActionResult, str], Awaitable[None]]
 
 class Gate(Protocol):
     """May this action run now? None: yes; otherwise why not (the action is not run, the caller reports the
-    returned result and retries later)."""
+    returned result and retries later). ``step.tools`` is what the action would run against."""
 
     async def hold(self, step: Step) -> ActionResult | None: ...
 
@@ -81,19 +82,23 @@ def log_decision(
 class Executor:
     """Runs one :class:`Step` at a time per call; safe to share between all workers and clusters."""
 
-    def __init__(self, gate: Gate | None = None) -> None:
-        #: the hook a later rule plugs into (None: every action may run at once).
-        self.gate = gate
+    def __init__(self, gate: Gate | None = None, *, gates: Sequence[Gate] = ()) -> None:
+        #: the rules every action passes, in order; the first that holds it wins (none: run at once).
+        self.gates: tuple[Gate, ...] = (*((gate,) if gate is not None else ()), *gates)
 
     async def run(self, step: Step, tools: ClusterTools, report: Report) -> ActionResult:
         """Runs the action ``step`` names against ``tools`` and reports it; never raises for a helm failure
         (that is an ``ActionResult`` with ``ok=False``)."""
         if step.action not in MUTATING:
             raise ValueError(f"{step.action} is not an action the executor runs")
-        if self.gate is not None and (held := await self.gate.hold(step)) is not None:
-            log.info("%s %s/%s: %s held: %s", step.verb, *step.helmapp, step.describe(), held.message)
-            await report(held, "")
-            return held
+        if self.gates:
+            gated = dataclasses.replace(step, tools=tools)
+            for gate in self.gates:
+                if (held := await gate.hold(gated)) is not None:
+                    held = dataclasses.replace(held, held=True)
+                    log.info("%s %s/%s: %s held: %s", step.verb, *step.helmapp, step.describe(), held.message)
+                    await report(held, "")
+                    return held
         label = METRIC_LABEL[step.action]
         start = time.monotonic()
         metrics.HELM_ACTIVE.inc()

@@ -16,6 +16,8 @@ class ActionResult:
     error: str | None = None
     #: extra Events (reason, message), e.g. RolledBack after an atomic upgrade failed.
     extra_events: tuple[tuple[str, str], ...] = ()
+    #: not run: a gate of the executor holds it (awaiting approval, outside a maintenance window).
+    held: bool = False
 
 
 def helm_error_text(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from helmops.helm.driver import ReleaseOutcome, ReleaseSpec
 from helmops.reconcile.classify import Action, Classification, Decision
@@ -78,6 +78,8 @@ class ClusterTools:
     driver: ReleaseDriver
     releases: ReleaseReader
     history: ReleaseHistory | None = None
+    #: the cluster's CoreV1Api (kubernetes.aio), for gates that read the deployed release record.
+    core: Any = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,8 @@ class Step:
     orphan: bool = False
     #: appended to the Event message (the chart that was applied).
     event_suffix: str = ""
+    #: set by the executor for its gates: what the action would run against.
+    tools: ClusterTools | None = None
 
     @property
     def action(self) -> Action:

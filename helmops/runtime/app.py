@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ from helmops.kubeio.client import api_client, kubeconfig_configuration
 from helmops.kubeio.kube import GROUP, PLURAL, VERSION, Kube
 from helmops.policy.source import RestrictionSource
 from helmops.polling.poller import LAST_POLL_ANNOTATION
+from helmops.promotion.wiring import CONTROLLER_ANNOTATIONS as PROMOTION_ANNOTATIONS
+from helmops.promotion.wiring import Promotion
+from helmops.reconcile.executor import Executor
 from helmops.runtime import metrics
 from helmops.runtime.day2 import Day2
 from helmops.runtime.leader import Leadership, lease_name
@@ -77,7 +81,7 @@ def _trigger(body: Mapping[str, Any]) -> tuple[Any, ...]:
     generation/label/annotation predicates, plus deletion and finalizer edits)."""
     meta = body.get("metadata") or {}
     # our own bookkeeping annotations are not worth a reconcile
-    own = (LAST_POLL_ANNOTATION, DEPLOYED_ANNOTATION)
+    own = (LAST_POLL_ANNOTATION, DEPLOYED_ANNOTATION, *PROMOTION_ANNOTATIONS)
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in own}
     return (
         meta.get("generation"),
@@ -202,6 +206,7 @@ async def run_enabled(settings: Settings) -> int:
     identities = ImpersonatingClients()
     queue: WorkQueue[Key] = WorkQueue(max_per_tenant=settings.tenant_workers or max(1, settings.workers - 1))
     day2 = Day2(settings, api, kube, driver, charts, queue)
+    promotion = Promotion(kube, settings.helm, queue.add_after)  # helmops.promotion (docs/promotion.md)
     reconciler = Reconciler(
         kube,
         driver,
@@ -225,6 +230,7 @@ async def run_enabled(settings: Settings) -> int:
         identities=identities,
         restrictions=RestrictionSource(kube.custom),
         drift=day2,
+        executor=Executor(gates=promotion.gates),  # safe promotion: approval, windows (helmops.promotion)
     )
     reconciler.rollout_index.enqueue = queue.add  # rollout (issue 17): a dependency's change queues its dependants
     busy = 0
@@ -254,7 +260,9 @@ async def run_enabled(settings: Settings) -> int:
         metrics.WORKERS_ACTIVE.set(busy)
         metrics.QUEUE_DEPTH.set(len(queue))
         try:
+            started = time.monotonic()
             delay = await reconciler.reconcile(key)
+            await promotion.after_reconcile(key, started)  # soak promotion, waiting gauges
             return day2.after_reconcile(delay)
         finally:
             busy -= 1

@@ -70,6 +70,18 @@ DRIFT_CORRECTIONS = Counter(
     ["result"],
     registry=REGISTRY,
 )
+PROMOTION_WAITING = Gauge(
+    "helmops_promotion_waiting_helmapps",
+    "HelmApps with a mutating action held, by what it waits for (approval, window)",
+    ["reason"],
+    registry=REGISTRY,
+)
+PROMOTIONS = Counter(
+    "helmops_promotions_total",
+    "Automatic promotions (helmops.cattle.io/promote-from) by result",
+    ["result"],
+    registry=REGISTRY,
+)
 DRIFT_MODIFIED = Gauge("helmops_drift_modified_helmapps", "HelmApps currently reported Modified", registry=REGISTRY)
 LEADER = Gauge(
     "helmops_leader", "1 while this process holds the leader Lease (or runs without election)", registry=REGISTRY

@@ -4,6 +4,7 @@ guarantee that nothing else in helmops runs one."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -182,9 +183,9 @@ async def test_a_holding_gate_prevents_the_action(action: Action, caplog: pytest
     before = counters()
     with caplog.at_level("INFO", logger="helmops.controller"):
         res = await Executor(gate).run(s, tools(driver), reports)
-    assert gate.asked == [s]
+    assert [dataclasses.replace(a, tools=None) for a in gate.asked] == [s]
     assert driver.calls == []
-    assert res == ActionResult(False, "ActionHeld", "maintenance window closed")
+    assert res == ActionResult(False, "ActionHeld", "maintenance window closed", held=True)
     assert reports.calls == [(res, "")]
     assert counters() == before
     assert any(
@@ -196,8 +197,18 @@ async def test_an_allowing_gate_lets_the_action_run() -> None:
     gate, driver, reports = AllowAll(), FakeDriver(), Reports()
     s = steps()[Action.UNINSTALL]
     res = await Executor(gate).run(s, tools(driver), reports)
-    assert gate.asked == [s] and [c.method for c in driver.calls] == ["uninstall"]
+    assert [dataclasses.replace(a, tools=None) for a in gate.asked] == [s]
+    assert [c.method for c in driver.calls] == ["uninstall"]
     assert res.reason == "Uninstalled" and reports.calls == [(res, "")]
+
+
+async def test_several_gates_are_asked_in_order_and_the_first_hold_wins() -> None:
+    first, second, third, driver, reports = AllowAll(), HoldAll(), AllowAll(), FakeDriver(), Reports()
+    s = steps()[Action.UPGRADE]
+    t = tools(driver)
+    res = await Executor(gates=[first, second, third]).run(s, t, reports)
+    assert res.reason == "ActionHeld" and driver.calls == [] and third.asked == []
+    assert [a.tools for a in first.asked + second.asked] == [t, t]  # gates see what the action would run on
 
 
 async def test_gate_is_not_asked_for_a_non_mutating_action() -> None:
