@@ -12,14 +12,15 @@ import pytest
 from kube_fake import KubeFake
 from pyhelm3 import errors as helm_errors
 
+from helmops.api.objects import HelmApp
+from helmops.api.parse import parse_helmapp
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
 from helmops.desired.release import (
+    Checked,
     DesiredError,
     FetchedChart,
     Values,
     build_release,
-    spec_release_name,
-    spec_release_namespace,
 )
 from helmops.helm.driver import ReleaseOutcome, ReleaseSpec
 from helmops.kubeio.kube import FINALIZER
@@ -118,17 +119,11 @@ class FakeDriver:
 class BasicSpec:
     """The SpecChecker fake: a chart is required; release name and namespace from the raw spec."""
 
-    def problems(self, helmapp: Mapping[str, Any]) -> list[str]:
-        helm = (helmapp.get("spec") or {}).get("helm") or {}
-        if not helm.get("chart"):
-            return ["spec.helm.chart is required"]
-        return []
-
-    def release_name(self, helmapp: Mapping[str, Any]) -> str:
-        return spec_release_name(helmapp)
-
-    def release_namespace(self, helmapp: Mapping[str, Any]) -> str:
-        return spec_release_namespace(helmapp)
+    def check(self, helmapp: Mapping[str, Any]) -> Checked:
+        app = parse_helmapp(helmapp)
+        if not app.spec.helm.chart:
+            return Checked(app, ["spec.helm.chart is required"])
+        return Checked(app, [])
 
 
 class FakeCharts:
@@ -136,15 +131,15 @@ class FakeCharts:
         self.version = "1.0.0"
         self.error: DesiredError | None = None
 
-    async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
+    async def fetch(self, helmapp: HelmApp) -> FetchedChart:
         if self.error:
             raise self.error
         return FetchedChart("hello", self.version, f"sha256:{self.version}", Path("/c.tgz"))
 
 
 class FakeValues:
-    async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
-        values = dict(helmapp["spec"]["helm"].get("values") or {})
+    async def render_values(self, helmapp: HelmApp, release_namespace: str) -> Values:
+        values = dict(helmapp.spec.helm.values or {})
         return Values(values, f"sha256:{sorted(values.items())}")
 
 
@@ -291,9 +286,14 @@ def test_values_unpack_and_build_release_forms() -> None:
     values, digest = v
     assert values == {"a": 1} and digest == "sha256:x" and "secret" not in repr(v)
     chart = FetchedChart("hello", "1.0.0", "sha256:c", Path("/c.tgz"))
-    a = build_release(_obj(), release_name="r", release_namespace="n", chart=chart, values=v)
+    a = build_release(parse_helmapp(_obj()), release_name="r", release_namespace="n", chart=chart, values=v)
     b = build_release(
-        _obj(), release_name="r", release_namespace="n", chart=chart, values={"a": 1}, values_digest="sha256:x"
+        parse_helmapp(_obj()),
+        release_name="r",
+        release_namespace="n",
+        chart=chart,
+        values={"a": 1},
+        values_digest="sha256:x",
     )
     assert a.fingerprint == b.fingerprint and a.release.redact == ("secret",) and b.release.redact == ()
 
