@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from helmops.api.keys import Key
+from helmops.api.objects import HelmApp
+from helmops.api.parse import lenient_helmapp
 from helmops.desired.adapters import SourcesFetcher
 from helmops.drift.compare import MAX_NAMED
 from helmops.drift.monitor import (
@@ -98,11 +100,14 @@ class Day2:
 
     # --- events ---
     def observe(self, body: Mapping[str, Any]) -> None:
+        """A watch event: the HelmApp is parsed once here (leniently: day-2 work follows a HelmApp the
+        reconcile refuses as it did before) for drift and the gauges; the poller reads the body itself."""
         if self.poller is not None:
             self.poller.update(body)
             metrics.POLLED_HELMAPPS.set(len(self.poller))
-        self.drift.update(body)
-        self._gauges(body)
+        app = lenient_helmapp(body)
+        self.drift.update(app)
+        self._gauges(app, body.get("status") or {})
 
     def forget(self, key: Key) -> None:
         if self.poller is not None:
@@ -138,13 +143,11 @@ class Day2:
         return delay
 
     # --- metrics ---
-    def _gauges(self, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata") or {}
-        key: Key = (str(meta.get("namespace")), str(meta.get("name")))
-        status = body.get("status") or {}
+    def _gauges(self, app: HelmApp, status: Mapping[str, Any]) -> None:
+        key = app.key
         if not status:
             return
-        helm = (body.get("spec") or {}).get("helm") or {}
+        helm = app.spec.helm
         found = self.drift.modified(key)
         missing = sum(1 for m in found if m.missing)
         values: dict[str, float] = {
@@ -155,8 +158,8 @@ class Day2:
         metrics.set_helmapp(
             key[0],
             key[1],
-            str(helm.get("repo") or ""),
-            str(helm.get("chart") or ""),
+            helm.repo or "",
+            helm.chart or "",
             str(status.get("version") or ""),
             values,
         )
