@@ -193,7 +193,7 @@ class ReconcilerBase:
 
     async def _events(self, app: HelmApp, res: ActionResult, suffix: str = "", conn: Conn | None = None) -> None:
         """Events on the HelmApp; for a cluster other than the local one the message names it."""
-        await self.events.post(app.ref(), res, suffix, "" if conn is None else conn.where)
+        await self.events.post(app, res, suffix, "" if conn is None else conn.where)
 
     def _report(self, obj: HelmApp, conn: Conn) -> Report:
         """The executor's Event sink for one HelmApp on one cluster."""

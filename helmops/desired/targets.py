@@ -149,7 +149,7 @@ def resolve_targets(
             merged = merge_deployment_options(base, raw_target)
             merged.update({field: value for field, value in ns_meta.items() if value})
             merged_specs[m.target_index] = HelmAppSpec.model_validate(merged)
-        paused = spec.paused or bool((obj.get("spec") or {}).get("paused"))
+        paused = spec.paused or m.cluster.spec.paused
         app = helmapp.model_copy(update={"spec": merged_specs[m.target_index]})
         app.unparsed = helmapp.unparsed
         out.append(
