@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from kube_fake import KubeFake
+from pydantic import ValidationError
 from pyhelm3 import errors as helm_errors
 
 from helmops.api.objects import HelmApp
@@ -120,7 +121,10 @@ class BasicSpec:
     """The SpecChecker fake: a chart is required; release name and namespace from the raw spec."""
 
     def check(self, helmapp: Mapping[str, Any]) -> Checked:
-        app = parse_helmapp(helmapp)
+        try:
+            app = parse_helmapp(helmapp)
+        except ValidationError as exc:
+            return Checked(None, [str(exc).splitlines()[0]])
         if not app.spec.helm.chart:
             return Checked(app, ["spec.helm.chart is required"])
         return Checked(app, [])
@@ -247,6 +251,24 @@ async def test_deletion(spec: dict[str, Any], uninstalled: bool, deleted_ns: lis
     assert ("uninstall" in driver.calls) is uninstalled
     assert kube.deleted_namespaces == deleted_ns
     assert kube.obj is None  # finalizer removed
+
+
+async def test_an_invalid_helmapp_being_deleted_is_still_finalized() -> None:
+    """The spec stopped validating after the install (here: a releaseName helm would refuse, and a field of
+    the wrong type): the release named as written is uninstalled and the finalizer removed."""
+    r, kube, driver, _, releases = _setup(_obj())
+    await r.reconcile(KEY)
+    assert releases.info is not None and releases.info.name == "app"
+    assert kube.obj is not None
+    kube.obj["spec"]["helm"]["releaseName"] = "app"
+    kube.obj["spec"]["helm"]["timeoutSeconds"] = "soon"
+    writes = len(kube.status_patches)
+    await r.reconcile(KEY)  # refused: status and Event, nothing run
+    assert _cond(kube, "Accepted")["status"] == "False" and driver.calls == ["upgrade"]
+    assert len(kube.status_patches) > writes and kube.events[-1][0] == "InvalidSpec"
+    kube.obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert await r.reconcile(KEY) is None
+    assert driver.calls == ["upgrade", "uninstall"] and releases.info is None and kube.obj is None
 
 
 async def test_deletion_of_gone_release() -> None:
