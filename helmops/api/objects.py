@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from helmops import GROUP, KIND, VERSION
 from helmops.api.base import FREE_FORM, ApiModel
@@ -72,6 +72,39 @@ class HelmApp(KubeObject):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: HelmAppSpec = Field(default_factory=HelmAppSpec)
     status: HelmAppStatus | None = None
+
+    #: spec fields a lenient parse (:func:`helmops.api.parse.lenient_helmapp`) had to drop; empty when valid.
+    _unparsed: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def unparsed(self) -> frozenset[str]:
+        """Spec fields (camelCase; ``helm.x`` inside ``helm``) dropped because they did not parse."""
+        return self._unparsed
+
+    @unparsed.setter
+    def unparsed(self, fields: frozenset[str]) -> None:
+        self._unparsed = fields
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(namespace, name): the HelmApp's work-queue key."""
+        return (self.metadata.namespace, self.metadata.name)
+
+    def ref(self) -> dict[str, Any]:
+        """What the API writes back need to name this object (Events, finalizer patches): its metadata
+        identity, in the stored shape."""
+        meta = self.metadata
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "metadata": {
+                "name": meta.name,
+                "namespace": meta.namespace,
+                "uid": meta.uid,
+                "resourceVersion": meta.resource_version,
+                "finalizers": list(meta.finalizers),
+            },
+        }
 
 
 class ClusterSpec(ApiModel):

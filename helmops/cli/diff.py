@@ -309,8 +309,8 @@ def compare(result: ClusterResult, conn: Connection) -> ClusterDiff:
     rel = desired.release
     with kube_session(conn.kubeconfig, conn.context) as api:
         out.live = live_release(api, rel.namespace, rel.name)
-    meta = result.plan.helmapp["metadata"]
-    owner = foreign_owner(out.live, meta["namespace"], meta["name"])
+    meta = result.plan.helmapp.metadata
+    owner = foreign_owner(out.live, meta.namespace, meta.name)
     if owner is not None:
         raise CliError(
             f"release {rel.namespace}/{rel.name} belongs to another HelmApp ({OWNER_LABEL}={owner}); "

@@ -27,6 +27,7 @@ from helmops.api import (
     ClusterGroup,
     HelmApp,
     ObjectMeta,
+    ValuesFrom,
     chart_ref,
     problems_from_validation_error,
 )
@@ -34,7 +35,7 @@ from helmops.api import validate as validate_spec
 from helmops.api.objects import ClusterSpec
 from helmops.cli.common import CliError, ManifestError, load_objects
 from helmops.clusters.targeting import local_cluster
-from helmops.desired.targets import ClusterTarget, resolve_targets
+from helmops.desired.targets import ClusterTarget, resolve_targets, untargeted
 from helmops.sources import ChartRequest, RepoAuth, SourceError, auth_from_secret
 from helmops.sources.versions import is_exact
 from helmops.values import RenderedValues, ValuesFromReader
@@ -50,8 +51,9 @@ UNRESOLVED = "unresolved"
 # inputs
 
 
-def load_helmapp(path: str, namespace: str | None = None) -> dict[str, Any]:
-    """The single HelmApp in ``path`` (``-`` = stdin) as a dict, namespace defaulted, checked offline.
+def load_helmapp(path: str, namespace: str | None = None) -> HelmApp:
+    """The single HelmApp in ``path`` (``-`` = stdin), namespace defaulted, checked offline and parsed once:
+    the CLI's edge, as the watch event is the controller's.
 
     Raises CliError listing every error-severity problem (schema and semantic), with file and document.
     """
@@ -77,7 +79,7 @@ def load_helmapp(path: str, namespace: str | None = None) -> dict[str, Any]:
     errors = [p for p in validate_spec(app.spec) if p.severity == "error"]
     if errors:
         raise CliError("invalid HelmApp:\n  " + "\n  ".join(f"{doc.where}: {p}" for p in errors))
-    return body
+    return app
 
 
 @dataclass(frozen=True)
@@ -152,11 +154,10 @@ def secret_data(path: str) -> dict[str, bytes | str]:
     return out
 
 
-def repo_auth(helmapp: Mapping[str, Any], data: Mapping[str, bytes | str] | None) -> RepoAuth:
-    spec = helmapp.get("spec") or {}
+def repo_auth(helmapp: HelmApp, data: Mapping[str, bytes | str] | None) -> RepoAuth:
     try:
         return auth_from_secret(
-            data or {}, insecure_skip_tls_verify=bool(spec.get("insecureSkipTLSVerify")), fallback_ca_pem=None
+            data or {}, insecure_skip_tls_verify=helmapp.spec.insecure_skip_tls_verify, fallback_ca_pem=None
         )
     except SourceError as exc:
         raise CliError(str(exc)) from None
@@ -193,7 +194,7 @@ class ClusterPlan:
         return self.step.target.target_name
 
     @property
-    def helmapp(self) -> Mapping[str, Any]:
+    def helmapp(self) -> HelmApp:
         """The HelmApp with the target's options merged into its spec (what the controller would deploy)."""
         return self.step.helmapp
 
@@ -229,19 +230,18 @@ def _objects(items: Sequence[Cluster] | Sequence[ClusterGroup], namespace: str) 
     return out
 
 
-def targets(helmapp: Mapping[str, Any], inventory: Inventory) -> list[ClusterTarget]:
+def targets(helmapp: HelmApp, inventory: Inventory) -> list[ClusterTarget]:
     """The clusters the HelmApp targets, by the controller's rules (``helmops.desired.targets``).
 
     Without an inventory only the local cluster exists and targets are not consulted (the controller deploys
     a HelmApp to the cluster it runs in); a cluster described by flags stands for the local cluster of a
     HelmApp without targets."""
-    namespace = str((helmapp.get("metadata") or {}).get("namespace") or "")
-    spec: Mapping[str, Any] = helmapp.get("spec") or {}
+    namespace = helmapp.metadata.namespace
     try:
         if not inventory.given:
-            return resolve_targets({**helmapp, "spec": {k: v for k, v in spec.items() if k != "targets"}})
+            return resolve_targets(untargeted(helmapp))
         clusters = _objects(inventory.clusters, namespace)
-        if inventory.described and not spec.get("targets"):
+        if inventory.described and not helmapp.spec.targets:
             # the described cluster, when it is in the HelmApp's namespace (as any target would require)
             mine = [c for c in clusters if c["metadata"]["namespace"] == namespace]
             return resolve_targets(helmapp, local=mine[0]) if mine else []
@@ -250,13 +250,11 @@ def targets(helmapp: Mapping[str, Any], inventory: Inventory) -> list[ClusterTar
         raise CliError(f"cannot match targets: {exc}") from None
 
 
-def plan(helmapp: Mapping[str, Any], inventory: Inventory) -> list[ClusterPlan]:
+def plan(helmapp: HelmApp, inventory: Inventory) -> list[ClusterPlan]:
     """One ClusterPlan per cluster the HelmApp targets (the local cluster when no inventory is given)."""
-    from helmops.desired.adapters import spec_checker
     from helmops.desired.pipeline import plan_target
 
-    checker = spec_checker()
-    return [ClusterPlan(plan_target(t, checker)) for t in targets(helmapp, inventory)]
+    return [ClusterPlan(plan_target(t)) for t in targets(helmapp, inventory)]
 
 
 def offline_version(request: ChartRequest) -> str:
@@ -324,9 +322,8 @@ class ClusterResult:
         return out
 
 
-def values_from_entries(plan_: ClusterPlan) -> list[Any]:
-    helm = (plan_.helmapp.get("spec") or {}).get("helm") or {}
-    return list(helm.get("valuesFrom") or [])
+def values_from_entries(plan_: ClusterPlan) -> list[ValuesFrom]:
+    return list(plan_.helmapp.spec.helm.values_from or [])
 
 
 async def compute_values(plan_: ClusterPlan, reader: ValuesFromReader | None) -> tuple[RenderedValues, list[str]]:

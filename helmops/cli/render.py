@@ -18,9 +18,10 @@ import asyncio
 import base64
 import contextlib
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
+from helmops.api.objects import HelmApp
 from helmops.cli.common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -107,15 +108,14 @@ def inventory(args: argparse.Namespace) -> Inventory:
     return Inventory()
 
 
-def helm_secret_auth(args: argparse.Namespace, helmapp: Mapping[str, Any], api: Any | None) -> RepoAuth:
+def helm_secret_auth(args: argparse.Namespace, helmapp: HelmApp, api: Any | None) -> RepoAuth:
     """Credentials: --helm-secret, else the helmSecretName Secret read with ``api`` (when given)."""
     if args.helm_secret:
         return repo_auth(helmapp, secret_data(args.helm_secret))
-    spec = helmapp.get("spec") or {}
-    name = spec.get("helmSecretName")
+    name = helmapp.spec.helm_secret_name
     if not name:
         return repo_auth(helmapp, None)
-    namespace = helmapp["metadata"]["namespace"]
+    namespace = helmapp.metadata.namespace
     if api is None:
         error(
             args.command,
@@ -209,7 +209,7 @@ def _maybe_client(args: argparse.Namespace) -> Iterator[Any]:
         yield api
 
 
-def policy_warnings(args: argparse.Namespace, helmapp: Mapping[str, Any]) -> list[str]:
+def policy_warnings(args: argparse.Namespace, helmapp: HelmApp) -> list[str]:
     """What the controller's operator policy would refuse (GitRepoRestrictions of the HelmApp's namespace,
     read with --kubeconfig/--context; nothing without them). Warnings only: render and diff still show
     what the HelmApp would deploy."""
@@ -219,7 +219,7 @@ def policy_warnings(args: argparse.Namespace, helmapp: Mapping[str, Any]) -> lis
     from helmops.policy import aggregate, evaluate
     from helmops.policy.source import GROUP, PLURAL, VERSION
 
-    namespace = str(helmapp["metadata"]["namespace"])
+    namespace = helmapp.metadata.namespace
     with _maybe_client(args) as api:
         if api is None:
             return []
@@ -236,7 +236,7 @@ def policy_warnings(args: argparse.Namespace, helmapp: Mapping[str, Any]) -> lis
     return [f"the controller would refuse this HelmApp: {v.message}" for v in result.violations]
 
 
-async def _resolve_all(args: argparse.Namespace, helmapp: dict[str, Any], inv: Inventory) -> list[ClusterResult]:
+async def _resolve_all(args: argparse.Namespace, helmapp: HelmApp, inv: Inventory) -> list[ClusterResult]:
     plans = plan(helmapp, inv)
     with _maybe_client(args) as api:
         auth = helm_secret_auth(args, helmapp, api) if not args.values_only else RepoAuth()
@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     except CliError as exc:
         error(COMMAND, str(exc))
         return EXIT_ERROR
-    ref = f"{helmapp['metadata']['namespace']}/{helmapp['metadata']['name']}"
+    ref = f"{helmapp.metadata.namespace}/{helmapp.metadata.name}"
     if not results:
         error(COMMAND, f"HelmApp {ref} targets none of the given clusters")
     manifests: dict[str, str] = {}

@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
 from helmops import tasks
 from helmops.api.keys import LOCAL, Key
+from helmops.api.objects import HelmApp
 from helmops.clusters.connections import ClusterUnreachable
 from helmops.clusters.identity import denial_message, denied
 from helmops.clusters.live import ACCESS_DENIED
@@ -41,7 +40,7 @@ class ChartFetches:
         self._fetcher = fetcher
         self._fetches: dict[str, asyncio.Task[tuple[FetchedChart | None, Exception | None]]] = {}
 
-    async def get(self, helmapp: Mapping[str, Any]) -> FetchedChart:
+    async def get(self, helmapp: HelmApp) -> FetchedChart:
         ref = chart_ref(helmapp)
         if ref not in self._fetches:
             self._fetches[ref] = tasks.shared(lambda: self._fetcher.fetch(helmapp))
@@ -65,9 +64,7 @@ class ClusterResult:
 
 
 class Apply(RolloutControl):
-    async def _reconcile_cluster(
-        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, charts: ChartFetches
-    ) -> ClusterResult:
+    async def _reconcile_cluster(self, key: Key, obj: HelmApp, t: ClusterTarget, charts: ChartFetches) -> ClusterResult:
         try:
             conn = await self.connect.to(t)
         except ClusterUnreachable as exc:
@@ -87,10 +84,10 @@ class Apply(RolloutControl):
             return ClusterResult(outcome, failed=True)
 
     async def _reconcile_on(
-        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, conn: Conn, charts: ChartFetches
+        self, key: Key, obj: HelmApp, t: ClusterTarget, conn: Conn, charts: ChartFetches
     ) -> ClusterResult:
-        def out(state: State, **kw: Any) -> ClusterOutcome:
-            return ClusterOutcome(t.name, t.namespace, state, **kw)
+        def out(state: State, *, error: str | None = None, message: str | None = None) -> ClusterOutcome:
+            return ClusterOutcome(t.name, t.namespace, state, error=error, message=message)
 
         try:
             desired = await self._desired(t, conn, charts)
@@ -119,8 +116,8 @@ class Apply(RolloutControl):
             return await self._refused(key, obj, t, conn, own.refusal, chart.version, "ReleaseNotOwned")
         if own.adopt:
             log.info("HelmApp %s/%s adopts %s (takeOwnership)", *key, entry.describe(), extra=log_extra(key, t))
-        spec = t.helmapp.get("spec") or {}
-        correct = spec.get("correctDrift") or {}
+        spec = t.spec
+        correct = spec.correct_drift
         now = now_utc()
         c = classify(
             live,
@@ -133,15 +130,19 @@ class Apply(RolloutControl):
         )
         d = decide(
             c, deleting=False, keep_resources=False, now=now,
-            correct_drift=bool(correct.get("enabled")) and not spec.get("paused"),
+            correct_drift=correct.enabled and not spec.paused,
         )  # fmt: skip
         log_decision(
             "reconcile", key, rel.namespace, rel.name, c, d, cluster=t.id, where=conn.where,
             chart=chart.name, chartVersion=chart.version, fingerprint=desired.fingerprint,
         )  # fmt: skip
 
-        def done(state: State, delay: float | None, **kw: Any) -> ClusterResult:
-            return ClusterResult(out(state, **kw), delay=delay, version=chart.version, chart=chart)
+        def done(
+            state: State, delay: float | None, *, error: str | None = None, message: str | None = None
+        ) -> ClusterResult:
+            return ClusterResult(
+                out(state, error=error, message=message), delay=delay, version=chart.version, chart=chart
+            )
 
         # rollout (issue 17): dependsOn and rolloutStrategy may hold an install/upgrade back on this cluster
         if (held := await self._rollout_hold(key, obj, t, c, d)) is not None:
@@ -166,7 +167,7 @@ class Apply(RolloutControl):
             return done(State.WAIT_APPLIED, d.wait_seconds, message=d.reason)
         if t.paused:
             # Fleet: a paused HelmApp's (or Cluster's) deployment is not updated, only reported as out of sync.
-            what = "HelmApp" if spec.get("paused") else "Cluster"
+            what = "HelmApp" if spec.paused else "Cluster"
             note = f"paused ({what}): release is {c.phase}, {d.action} skipped"
             return done(State.OUT_OF_SYNC, self.config.resync_seconds, message=note)
 
@@ -183,7 +184,7 @@ class Apply(RolloutControl):
             rel = dataclasses.replace(rel, create_namespace=False)
         step = Step(
             "reconcile", key, t.id, conn.where, rel.namespace, rel.name, c, d, HelmCall.of(rel), spec=rel,
-            force=bool(correct.get("force")), keep_fail_history=bool(correct.get("keepFailHistory")),
+            force=correct.force, keep_fail_history=correct.keep_fail_history,
             event_suffix="" if d.action is Action.CORRECT_DRIFT
             else f" (chart {chart.name} {chart.version}, digest {chart.digest})",
         )  # fmt: skip
@@ -266,7 +267,7 @@ class Apply(RolloutControl):
         return ClusterResult(outcome, delay=delay, version=chart.version, chart=chart)
 
     async def _refused(
-        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, conn: Conn, msg: str, version: str, reason: str
+        self, key: Key, obj: HelmApp, t: ClusterTarget, conn: Conn, msg: str, version: str, reason: str
     ) -> ClusterResult:
         """Not accepted on this cluster: status condition, Event and log line; the release is not touched."""
         log.warning("HelmApp %s/%s not accepted on %s: %s", *key, t.describe(), msg, extra=log_extra(key, t))
@@ -274,12 +275,12 @@ class Apply(RolloutControl):
         outcome = ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=msg)
         return ClusterResult(outcome, failed=True, accepted_error=msg, stalled=True, version=version)
 
-    async def _namespace_metadata(self, obj: Mapping[str, Any], namespace: str, conn: Conn) -> str | None:
+    async def _namespace_metadata(self, obj: HelmApp, namespace: str, conn: Conn) -> str | None:
         """Fleet's namespaceLabels/namespaceAnnotations, applied to the release namespace (added or
         overwritten, never removed) as the HelmApp's serviceAccount. Returns why it was refused (reported as
         an Event and a log line here), None when done."""
-        spec = obj.get("spec") or {}
-        labels, annotations = spec.get("namespaceLabels") or {}, spec.get("namespaceAnnotations") or {}
+        spec = obj.spec
+        labels, annotations = spec.namespace_labels or {}, spec.namespace_annotations or {}
         if not labels and not annotations:
             return None
         identity, kube = self.connect.acting(obj, conn)
@@ -305,7 +306,7 @@ class Apply(RolloutControl):
     async def _desired(self, t: ClusterTarget, conn: Conn, charts: ChartFetches) -> Desired:
         """The release for one cluster."""
         helmapp = t.helmapp
-        plan = plan_target(t, self.spec)  # the pipeline shared with helmops render/diff (helmops.desired)
+        plan = plan_target(t)  # the pipeline shared with helmops render/diff (helmops.desired)
         ns = plan.release_namespace
         chart = await charts.get(helmapp)
         render_for = getattr(self.values, "render_for", None)
@@ -320,7 +321,7 @@ class Apply(RolloutControl):
             values = await self.values.render_values(helmapp, ns)
         return release_for(plan, chart, values, max_timeout=self.config.max_timeout_seconds)
 
-    async def _say_clamped(self, key: Key, obj: Mapping[str, Any], desired: Desired, conn: Conn) -> None:
+    async def _say_clamped(self, key: Key, obj: HelmApp, desired: Desired, conn: Conn) -> None:
         """One Event (and log line) per HelmApp, cluster and requested value when the cap lowered the timeout."""
         requested = desired.timeout_clamped_from
         where = (key[0], key[1], conn.name)

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from helmops.api.keys import Key
+from helmops.api.objects import HelmApp
 from helmops.clusters.connections import Connections
 from helmops.clusters.identity import Identity, ImpersonatingClients
 from helmops.clusters.live import LiveResources
-from helmops.clusters.resolve import deployed_clusters, has_targets
-from helmops.controller.connect import Conn, Connector
+from helmops.clusters.resolve import deployed_clusters
+from helmops.controller.connect import ClusterKube, Conn, Connector
 from helmops.controller.events import EventRecorder
 from helmops.controller.ledger import Ledger, LedgerStore
 from helmops.desired.release import ChartFetcher, SpecChecker, ValuesRenderer
@@ -45,12 +46,12 @@ def namespace_deletable(name: str, *, own: str, extra: Sequence[str] = ()) -> bo
     return not name.startswith("kube-")
 
 
-class KubeAccess(LedgerStore, Protocol):
+class KubeAccess(LedgerStore, ClusterKube, Protocol):
     """What the reconciler reads and writes through the Kubernetes API (:class:`helmops.kubeio.kube.Kube`),
-    and the store of the ownership ledger."""
+    and the store of the ownership ledger. HelmApps come back as read (the edge parses them); writes name
+    one by its :meth:`~helmops.api.objects.HelmApp.ref`."""
 
     api: Any
-    core: Any
 
     async def get_helmapp(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
@@ -67,14 +68,6 @@ class KubeAccess(LedgerStore, Protocol):
     async def list_clusters(self, namespace: str) -> list[dict[str, Any]]: ...
 
     async def list_cluster_groups(self, namespace: str) -> list[dict[str, Any]]: ...
-
-    async def namespace_exists(self, name: str) -> bool: ...
-
-    async def delete_namespace(self, name: str) -> bool: ...
-
-    async def ensure_namespace_metadata(
-        self, name: str, labels: Mapping[str, str], annotations: Mapping[str, str]
-    ) -> bool: ...
 
 
 class DriftFindings(Protocol):
@@ -107,6 +100,12 @@ class ReconcilerConfig:
     max_timeout_seconds: int = 0
     #: refuse HelmApps without a serviceAccount (after a GitRepoRestriction's defaultServiceAccount).
     require_service_account: bool = False
+
+
+def deployed(app: HelmApp) -> list[str]:
+    """The deployed-clusters annotation's names (:func:`helmops.clusters.resolve.deployed_clusters`, which
+    reads the manifest form)."""
+    return deployed_clusters({"metadata": {"annotations": app.metadata.annotations}})
 
 
 class ReconcilerBase:
@@ -161,11 +160,11 @@ class ReconcilerBase:
         return self.connect.identities
 
     @property
-    def kube_for(self) -> Any:
+    def kube_for(self) -> Callable[[Any], ClusterKube]:
         return self.connect.kube_for
 
     @kube_for.setter
-    def kube_for(self, make: Any) -> None:
+    def kube_for(self, make: Callable[[Any], ClusterKube]) -> None:
         self.connect.kube_for = make
 
     def identity_of(self, key: Key) -> Identity | None:
@@ -197,13 +196,11 @@ class ReconcilerBase:
         metrics.RECONCILES.labels("error").inc()
         return self._retry_in(key)
 
-    async def _events(
-        self, obj: Mapping[str, Any], res: ActionResult, suffix: str = "", conn: Conn | None = None
-    ) -> None:
+    async def _events(self, app: HelmApp, res: ActionResult, suffix: str = "", conn: Conn | None = None) -> None:
         """Events on the HelmApp; for a cluster other than the local one the message names it."""
-        await self.events.post(obj, res, suffix, "" if conn is None else conn.where)
+        await self.events.post(app, res, suffix, "" if conn is None else conn.where)
 
-    def _report(self, obj: Mapping[str, Any], conn: Conn) -> Report:
+    def _report(self, obj: HelmApp, conn: Conn) -> Report:
         """The executor's Event sink for one HelmApp on one cluster."""
 
         async def report(res: ActionResult, suffix: str) -> None:
@@ -211,8 +208,8 @@ class ReconcilerBase:
 
         return report
 
-    async def _write_status(self, key: Key, obj: Mapping[str, Any], outcome: Outcome) -> None:
-        live = obj.get("status") or {}
+    async def _write_status(self, key: Key, live: Mapping[str, Any], outcome: Outcome) -> None:
+        """``live`` is the status as read (kept in the stored shape: compared and patched as written)."""
         desired = compute_status(outcome, live, now_utc())
         if not status_changed(live, desired):
             return
@@ -224,22 +221,22 @@ class ReconcilerBase:
     async def _cluster_objects(self, namespace: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         return await self.kube.list_clusters(namespace), await self.kube.list_cluster_groups(namespace)
 
-    async def _targets(self, obj: Mapping[str, Any]) -> tuple[list[ClusterTarget], dict[str, dict[str, Any]]]:
+    async def _targets(self, obj: HelmApp) -> tuple[list[ClusterTarget], dict[str, dict[str, Any]]]:
         """The clusters the HelmApp deploys to, and the Cluster objects of its namespace by name."""
-        ns = obj["metadata"]["namespace"]
-        if not has_targets(obj) and not deployed_clusters(obj):
+        ns = obj.metadata.namespace
+        if not obj.spec.targets and "targets" not in obj.unparsed and not deployed(obj):
             return resolve_targets(obj), {}
         clusters, groups = await self._cluster_objects(ns)
         by_name = {str(c["metadata"]["name"]): c for c in clusters}
         return resolve_targets(obj, clusters, groups), by_name
 
-    async def _policy(self, obj: Mapping[str, Any]) -> PolicyResult:
+    async def _policy(self, obj: HelmApp) -> PolicyResult:
         """The operator policy for a HelmApp: GitRepoRestrictions of its namespace and the controller's
         --require-service-account (helmops.policy)."""
         items: list[dict[str, Any]] = []
         if self.restrictions is not None:
             try:
-                items = await self.restrictions.list(obj["metadata"]["namespace"])
+                items = await self.restrictions.list(obj.metadata.namespace)
             except PolicyUnreadable as exc:
                 return PolicyResult(violations=(Violation("policyUnreadable", str(exc)),))
         return evaluate(obj, aggregate(items), require_service_account=self.config.require_service_account)
@@ -251,5 +248,6 @@ __all__ = [
     "KubeAccess",
     "ReconcilerBase",
     "ReconcilerConfig",
+    "deployed",
     "namespace_deletable",
 ]

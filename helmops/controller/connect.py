@@ -6,16 +6,38 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from helmops.api.keys import LOCAL, Key
+from helmops.api.objects import HelmApp
 from helmops.clusters.connections import ClusterUnreachable, Connections
 from helmops.clusters.identity import Identity, ImpersonatingClients
 from helmops.desired.targets import ClusterTarget
 from helmops.kubeio.kube import Kube
 from helmops.reconcile.history import SecretHistory
 from helmops.reconcile.release import OWNER_LABEL, ReleaseInfo, ReleaseReader
-from helmops.reconcile.step import ClusterTools
+from helmops.reconcile.step import ClusterTools, ReleaseDriver
+
+
+class ClusterKube(Protocol):
+    """What the reconciler changes on a cluster's namespaces (:class:`helmops.kubeio.kube.Kube`)."""
+
+    @property
+    def core(self) -> Any: ...
+
+    async def namespace_exists(self, name: str) -> bool: ...
+
+    async def delete_namespace(self, name: str) -> bool: ...
+
+    async def ensure_namespace_metadata(
+        self, name: str, labels: Mapping[str, str], annotations: Mapping[str, str]
+    ) -> bool: ...
+
+
+class LocalKube(ClusterKube, Protocol):
+    """The controller's own cluster access, whose ApiClient the local connection shares."""
+
+    api: Any
 
 
 @dataclass
@@ -24,10 +46,11 @@ class Conn:
 
     name: str
     namespace: str
-    driver: Any
+    driver: ReleaseDriver
     releases: ReleaseReader
+    #: the cluster's kubernetes ApiClient (None in unit tests that fake it away).
     api: Any
-    kube: Any
+    kube: ClusterKube
     local: bool = False
 
     @property
@@ -51,10 +74,17 @@ class NoApi:
     """Stands in when a serviceAccount must act but no API client exists to impersonate it with: every
     change is refused as a 403 would be."""
 
+    core = None
+
+    async def namespace_exists(self, name: str) -> bool:
+        raise Denied()
+
     async def delete_namespace(self, name: str) -> bool:
         raise Denied()
 
-    async def ensure_namespace_metadata(self, name: str, labels: Any, annotations: Any) -> bool:
+    async def ensure_namespace_metadata(
+        self, name: str, labels: Mapping[str, str], annotations: Mapping[str, str]
+    ) -> bool:
         raise Denied()
 
 
@@ -67,8 +97,8 @@ class Connector:
 
     def __init__(
         self,
-        kube: Any,
-        driver: Any,
+        kube: LocalKube,
+        driver: ReleaseDriver,
         releases: ReleaseReader,
         clusters: Connections | None,
         identities: ImpersonatingClients,
@@ -79,7 +109,7 @@ class Connector:
         #: the one source of API clients acting as a HelmApp's serviceAccount (helmops.clusters.identity).
         self.identities = identities
         #: a Kube over an (impersonating) ApiClient; replaceable in tests.
-        self.kube_for: Callable[[Any], Any] = Kube
+        self.kube_for: Callable[[Any], ClusterKube] = Kube
 
     def local(self, namespace: str) -> Conn:
         return Conn(LOCAL, namespace, self.driver, self.releases, self.kube.api, self.kube, local=True)
@@ -97,16 +127,16 @@ class Connector:
             return self.local(t.namespace)
         return Conn(c.name, c.namespace, c.driver, c.releases, c.api, c.kube, local=False)
 
-    def api_as(self, helmapp: Mapping[str, Any], conn: Conn) -> tuple[Identity, Any]:
+    def api_as(self, helmapp: HelmApp, conn: Conn) -> tuple[Identity, Any]:
         """The identity ``helmapp`` acts as and an ApiClient for it on ``conn``'s cluster (the connection's
         own client when the HelmApp has no serviceAccount)."""
-        identity = Identity.of(helmapp)
+        identity = identity_of(helmapp)
         if conn.api is None:
             return identity, None
         cluster = LOCAL if conn.local else f"{conn.namespace}/{conn.name}"
         return identity, self.identities.api_for(conn.api, cluster, identity)
 
-    def acting(self, helmapp: Mapping[str, Any], conn: Conn) -> tuple[Identity, Any]:
+    def acting(self, helmapp: HelmApp, conn: Conn) -> tuple[Identity, ClusterKube]:
         """The identity and a Kube to change namespaces with on its behalf."""
         identity, api = self.api_as(helmapp, conn)
         if not identity.impersonated:
@@ -114,6 +144,11 @@ class Connector:
         if api is None:
             return identity, NoApi()
         return identity, self.kube_for(api)
+
+
+def identity_of(helmapp: HelmApp) -> Identity:
+    """Who ``helmapp`` (or a per-target copy of it) acts as: its ``spec.serviceAccount``, in its namespace."""
+    return Identity(helmapp.metadata.namespace, helmapp.spec.service_account or None)
 
 
 # --- wording shared by the reconcile and finalize paths ----------------------------------------------
@@ -126,18 +161,15 @@ def brief(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
-def chart_ref(helmapp: Mapping[str, Any]) -> str:
+def chart_ref(helmapp: HelmApp) -> str:
     """What identifies a chart fetch (targets may override helm.version/repo/chart)."""
-    spec = helmapp.get("spec") or {}
-    helm = spec.get("helm") or {}
-    return json.dumps(
-        [helm.get("repo"), helm.get("chart"), str(helm.get("version") or ""), spec.get("helmSecretName")],
-        default=str,
-    )
+    spec = helmapp.spec
+    helm = spec.helm
+    return json.dumps([helm.repo, helm.chart, helm.version or "", spec.helm_secret_name], default=str)
 
 
-def key_of(obj: Mapping[str, Any]) -> Key:
-    return (obj["metadata"]["namespace"], obj["metadata"]["name"])
+def key_of(helmapp: HelmApp) -> Key:
+    return helmapp.key
 
 
 def helmapp_name(key: Key) -> str:

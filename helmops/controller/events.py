@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from helmops.api.objects import HelmApp
 from helmops.reconcile.result import ActionResult
 
 #: an identical Event (same reason and message) for the same HelmApp is posted at most this often.
@@ -23,11 +24,12 @@ class EventRecorder:
         #: (namespace, name, where) → (reason, message, monotonic time) of the last Event posted.
         self._last: dict[tuple[str, str, str], tuple[str, str, float]] = {}
 
-    async def post(self, obj: Mapping[str, Any], res: ActionResult, suffix: str = "", where: str = "") -> None:
-        """``res`` as Events on ``obj`` (warning unless ok); ``where`` names a cluster other than the local one
+    async def post(self, app: HelmApp, res: ActionResult, suffix: str = "", where: str = "") -> None:
+        """``res`` as Events on ``app`` (warning unless ok); ``where`` names a cluster other than the local one
         ("cluster NAME in namespace NS") and prefixes every message."""
         prefix = f"{where}: " if where else ""
-        key = (obj["metadata"]["namespace"], obj["metadata"]["name"], prefix)
+        key = (*app.key, prefix)
+        obj = app.ref()
         now = time.monotonic()
         last = self._last.get(key)
         if last and last[:2] == (res.reason, res.message) and now - last[2] < EVENT_REPEAT_SECONDS:

@@ -17,7 +17,9 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
+
+from helmops.api.objects import HelmApp
 
 log = logging.getLogger("helmops.controller")
 
@@ -218,10 +220,10 @@ class MemoryLedgerStore:
         self.maps.pop((namespace, name), None)
 
 
-def helmapp_uid(obj: Mapping[str, Any]) -> str:
+def helmapp_uid(obj: HelmApp) -> str:
     """The key of a HelmApp's ledger: its UID (namespace/name only for objects that have none, in tests)."""
-    meta = obj.get("metadata") or {}
-    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
+    meta = obj.metadata
+    return meta.uid or f"{meta.namespace}/{meta.name}"
 
 
 __all__ = [

@@ -5,10 +5,9 @@ last-applied annotation still holds what the user wrote, so a misspelled key the
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 from helmops.api.keys import Key
+from helmops.api.objects import HelmApp
 from helmops.api.unknown import pruned_fields
 from helmops.controller.base import ReconcilerBase
 from helmops.reconcile import ActionResult
@@ -20,9 +19,9 @@ __all__ = ["report_pruned"]
 MAX_NAMED = 10
 
 
-async def report_pruned(ctl: ReconcilerBase, key: Key, obj: Mapping[str, Any]) -> list[str]:
+async def report_pruned(ctl: ReconcilerBase, key: Key, obj: HelmApp) -> list[str]:
     """Reports the pruned fields of ``obj`` (Event + log line); returns them."""
-    found = pruned_fields(obj)
+    found = pruned_fields(obj.to_dict())
     if found:
         more = f" and {len(found) - MAX_NAMED} more" if len(found) > MAX_NAMED else ""
         msg = "fields dropped by the API server (unknown to the HelmApp schema): " + ", ".join(found[:MAX_NAMED]) + more

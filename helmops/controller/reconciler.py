@@ -11,10 +11,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from helmops.api.keys import LOCAL, Key
+from helmops.api.objects import HelmApp
+from helmops.api.parse import identify_helmapp, lenient_helmapp
 from helmops.clusters.identity import Identity
-from helmops.clusters.resolve import DEPLOYED_ANNOTATION, deployed_clusters, deployed_value, has_targets
+from helmops.clusters.resolve import DEPLOYED_ANNOTATION, deployed_value
 from helmops.controller.apply import Apply, ChartFetches
-from helmops.controller.base import PROTECTED_NAMESPACES, DriftFindings, ReconcilerConfig, namespace_deletable
+from helmops.controller.base import (
+    PROTECTED_NAMESPACES,
+    DriftFindings,
+    ReconcilerConfig,
+    deployed,
+    namespace_deletable,
+)
+from helmops.controller.connect import identity_of
 from helmops.controller.pruned import report_pruned
 from helmops.desired.release import FetchedChart
 from helmops.kubeio.kube import FINALIZER, Conflict
@@ -35,6 +44,12 @@ def in_shard(obj: Mapping[str, Any], shard_id: str | None) -> bool:
 
 
 class Reconciler(Apply):
+    """One HelmApp per call. The HelmApp enters here as the API server returns it and is parsed once:
+    strictly (limits, model, semantic checks: :meth:`SpecChecker.check`) on the reconcile path, leniently
+    (:func:`helmops.api.parse.lenient_helmapp`) when it is being deleted, so an invalid one can still be
+    finalized. Everything after reads the typed :class:`~helmops.api.objects.HelmApp`; only its live status
+    stays as read (compared and patched in the stored shape)."""
+
     # --- entry point -------------------------------------------------------------------------------
     async def reconcile(self, key: Key) -> float | None:
         start = time.monotonic()
@@ -44,8 +59,8 @@ class Reconciler(Apply):
             if obj is None or not in_shard(obj, self.config.shard_id):
                 self._forget(key)
                 return None
-            if obj["metadata"].get("deletionTimestamp"):
-                delay = await self._finalize(key, obj)
+            if (obj.get("metadata") or {}).get("deletionTimestamp"):
+                delay = await self._finalize(key, lenient_helmapp(obj), obj.get("status") or {})
             else:
                 delay = await self._reconcile(key, obj)
             if key in self._failures:
@@ -64,28 +79,30 @@ class Reconciler(Apply):
         await self.kube.patch_annotations(*key, {DEPLOYED_ANNOTATION: deployed_value(names)})
 
     @staticmethod
-    def _remembered(obj: Mapping[str, Any]) -> set[str]:
+    def _remembered(obj: HelmApp, status: Mapping[str, Any]) -> set[str]:
         """The clusters the HelmApp may have releases on. Without the annotation, a HelmApp that was
         reconciled before (it has a status) was deployed to the local cluster, as helmops did before
         targeting; a new one nowhere yet."""
-        if DEPLOYED_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {}):
-            return set(deployed_clusters(obj))
-        status = obj.get("status") or {}
-        return {LOCAL} if has_targets(obj) and (status.get("version") or status.get("summary")) else set()
+        if DEPLOYED_ANNOTATION in obj.metadata.annotations:
+            return set(deployed(obj))
+        return {LOCAL} if obj.spec.targets and (status.get("version") or status.get("summary")) else set()
 
     # --- normal reconcile --------------------------------------------------------------------------
-    async def _reconcile(self, key: Key, obj: Mapping[str, Any]) -> float | None:
-        if FINALIZER not in (obj["metadata"].get("finalizers") or []):
-            await self.kube.add_finalizer(obj)
+    async def _reconcile(self, key: Key, raw: Mapping[str, Any]) -> float | None:
+        if FINALIZER not in ((raw.get("metadata") or {}).get("finalizers") or []):
+            await self.kube.add_finalizer(raw)
             refreshed = await self.kube.get_helmapp(*key)
             if refreshed is None:
                 return None
-            obj = refreshed
-        gen = int(obj["metadata"].get("generation") or 0)
-        live_status: Mapping[str, Any] = obj.get("status") or {}
+            raw = refreshed
+        live_status: Mapping[str, Any] = raw.get("status") or {}
 
-        problems = self.spec.problems(obj)
-        if problems:
+        checked = self.spec.check(raw)  # the one parse of the reconcile path
+        problems = checked.problems
+        if problems or checked.app is None:
+            # not accepted: named by its metadata alone in Events (its spec is not read any further)
+            obj = identify_helmapp(raw)
+            gen = obj.metadata.generation
             outcome = Outcome(
                 key[1],
                 key[0],
@@ -95,9 +112,11 @@ class Reconciler(Apply):
                 accepted_error="invalid spec: " + "; ".join(problems),
                 stalled=True,
             )
-            await self._write_status(key, obj, outcome)
+            await self._write_status(key, live_status, outcome)
             await self._events(obj, ActionResult(False, "InvalidSpec", "invalid spec: " + "; ".join(problems)))
             return self._retry_in(key)
+        obj = checked.app
+        gen = obj.metadata.generation
 
         # Operator policy, before anything runs: nothing is fetched, rendered or installed for a violation.
         policy = await self._policy(obj)
@@ -105,12 +124,12 @@ class Reconciler(Apply):
             msg = "policy violation: " + policy.message()
             log.warning("HelmApp %s/%s: %s", *key, msg, extra={"helmapp": f"{key[0]}/{key[1]}"})
             outcome = Outcome(key[1], key[0], gen, State.ERR_APPLIED, accepted=False, accepted_error=msg, stalled=True)
-            await self._write_status(key, obj, outcome)
+            await self._write_status(key, live_status, outcome)
             await self._events(obj, ActionResult(False, "PolicyViolation", msg))
             return self._retry_in(key)
         obj = policy.apply(obj)
         await report_pruned(self, key, obj)  # issue 17: misspelled keys the API server dropped
-        self._identity[key] = Identity.of(obj)
+        self._identity[key] = identity_of(obj)
 
         try:
             targets, by_name = await self._targets(obj)
@@ -118,12 +137,12 @@ class Reconciler(Apply):
             outcome = Outcome(
                 key[1], key[0], gen, State.ERR_APPLIED, accepted=False, accepted_error=str(exc), stalled=True
             )
-            await self._write_status(key, obj, outcome)
+            await self._write_status(key, live_status, outcome)
             return self._retry_in(key)
         # Remember every targeted cluster before touching it, so a crash cannot lose track of a release.
-        remembered = self._remembered(obj)
-        tracked = has_targets(obj) or DEPLOYED_ANNOTATION in (obj["metadata"].get("annotations") or {})
-        known = set(deployed_clusters(obj))
+        remembered = self._remembered(obj, live_status)
+        tracked = bool(obj.spec.targets) or DEPLOYED_ANNOTATION in obj.metadata.annotations
+        known = set(deployed(obj))
         if tracked and remembered | {t.name for t in targets} != known:
             known = remembered | {t.name for t in targets}
             await self._remember(key, known)
@@ -140,7 +159,7 @@ class Reconciler(Apply):
                 old_version = live_status.get("version")
                 if first is not None and old_version and old_version != first.version:
                     await self.kube.event(
-                        obj,
+                        obj.ref(),
                         "GotNewChartVersion",
                         f"chart {first.name} version {first.version} (was {old_version}), digest {first.digest}",
                     )
@@ -172,7 +191,7 @@ class Reconciler(Apply):
             version=version,
             clusters=outcomes,
         )
-        await self._write_status(key, obj, outcome)
+        await self._write_status(key, live_status, outcome)
         delays = [r.delay for r in results if r.delay is not None]
         if any(r.failed for r in results):
             delays.append(self._retry_in(key))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from helmops.api.keys import Key
-from helmops.api.objects import Cluster, ClusterGroup, ObjectMeta
+from helmops.api.objects import Cluster, ClusterGroup, HelmApp, ObjectMeta
 from helmops.api.spec import BundleRef, RolloutStrategy
 from helmops.clusters.targeting import cluster_groups, local_cluster
 from helmops.controller.teardown import Teardown
@@ -196,11 +196,9 @@ class RolloutControl(Teardown):
         self.rollout_index = RolloutIndex()
         self._rounds: dict[Key, RolloutRound] = {}
 
-    async def _rollout_begin(self, key: Key, obj: Mapping[str, Any], targets: Sequence[ClusterTarget]) -> RolloutRound:
-        spec = obj.get("spec") or {}
-        refs = [BundleRef.model_validate(r) for r in spec.get("dependsOn") or [] if isinstance(r, Mapping)]
-        raw = spec.get("rolloutStrategy")
-        strategy = RolloutStrategy.model_validate(raw) if isinstance(raw, Mapping) else None
+    async def _rollout_begin(self, key: Key, obj: HelmApp, targets: Sequence[ClusterTarget]) -> RolloutRound:
+        refs = list(obj.spec.depends_on or ())
+        strategy = obj.spec.rollout_strategy
         groups: list[ClusterGroup] = []
         if strategy is not None and strategy.partitions:
             for g in await self.kube.list_cluster_groups(key[0]):
@@ -208,17 +206,15 @@ class RolloutControl(Teardown):
                     groups.append(ClusterGroup.model_validate(g))
                 except Exception:
                     continue
-        status = obj.get("status")
-        previous = status if isinstance(status, Mapping) else None
+        previous = obj.status.to_dict() if obj.status is not None else None
         rnd = RolloutRound(key, refs, self.rollout_index, strategy, targets, groups, previous)
         self._rounds[key] = rnd
         return rnd
 
-    def _rollout_end(self, key: Key, obj: Mapping[str, Any], states: Mapping[str, str]) -> None:
+    def _rollout_end(self, key: Key, obj: HelmApp, states: Mapping[str, str]) -> None:
         self._rounds.pop(key, None)
-        spec = obj.get("spec") or {}
-        labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
-        self.rollout_index.record(key, bundle_labels(key[1], labels), states, depends=bool(spec.get("dependsOn")))
+        labels = dict(obj.spec.labels)
+        self.rollout_index.record(key, bundle_labels(key[1], labels), states, depends=bool(obj.spec.depends_on))
 
     def _forget(self, key: Key) -> None:
         super()._forget(key)
@@ -226,7 +222,7 @@ class RolloutControl(Teardown):
         self.rollout_index.forget(key)
 
     async def _rollout_hold(
-        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, c: Classification, d: Decision
+        self, key: Key, obj: HelmApp, t: ClusterTarget, c: Classification, d: Decision
     ) -> RolloutHold | None:
         """None: the decided action may run on this cluster now. Otherwise it is held, and reported here."""
         rnd = self._rounds.get(key)

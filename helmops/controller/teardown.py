@@ -10,14 +10,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from helmops.api.keys import LOCAL, Key
+from helmops.api.objects import HelmApp
 from helmops.clusters.connections import ClusterUnreachable, DuplicateCluster
 from helmops.clusters.identity import denial_message, denied
-from helmops.clusters.resolve import deployed_clusters
-from helmops.controller.base import ReconcilerBase, namespace_deletable
+from helmops.controller.base import ReconcilerBase, deployed, namespace_deletable
 from helmops.controller.connect import Conn, brief, helmapp_name, key_of, log_extra, not_ours, plain
 from helmops.controller.ledger import Entry, helmapp_uid
-from helmops.desired.release import clamp_timeout, helm_options
-from helmops.desired.targets import ClusterTarget
+from helmops.desired.release import clamp_timeout
+from helmops.desired.targets import ClusterTarget, untargeted
 from helmops.kubeio.kube import FINALIZER
 from helmops.reconcile import Action, ActionResult, classify, decide
 from helmops.reconcile.executor import log_decision
@@ -30,8 +30,10 @@ log = logging.getLogger("helmops.controller")
 
 class Teardown(ReconcilerBase):
     # --- deletion ----------------------------------------------------------------------------------
-    async def _finalize(self, key: Key, obj: Mapping[str, Any]) -> float | None:
-        if FINALIZER not in (obj["metadata"].get("finalizers") or []):
+    async def _finalize(self, key: Key, obj: HelmApp, live_status: Mapping[str, Any]) -> float | None:
+        """``obj`` is leniently parsed (:func:`helmops.api.parse.lenient_helmapp`): a HelmApp whose spec no
+        longer validates is still finalized with what of it parses."""
+        if FINALIZER not in obj.metadata.finalizers:
             return None
         obj = (await self._policy(obj)).apply(obj)  # a defaultServiceAccount acts for the deletion too
         try:
@@ -40,7 +42,7 @@ class Teardown(ReconcilerBase):
             targets, by_name = [], {}
         uid = helmapp_uid(obj)
         recorded = {e.cluster for e in await self.ledger.entries(uid)}
-        names = {t.name for t in targets} | set(deployed_clusters(obj)) | recorded
+        names = {t.name for t in targets} | set(deployed(obj)) | recorded
         if not names:
             names = {LOCAL}
         todo: list[ClusterTarget] = list(targets)
@@ -53,28 +55,27 @@ class Teardown(ReconcilerBase):
                 log.warning("finalize %s/%s: %s", *key, msg)
                 await self._events(obj, ActionResult(False, "ClusterGone", msg))
                 continue
-            spec = {k: v for k, v in (obj.get("spec") or {}).items() if k != "targets"}
-            todo.append(ClusterTarget(name, key[0], cluster, {**obj, "spec": spec}, "", False))
-        results = await asyncio.gather(*(self._finalize_cluster(key, obj, t) for t in todo))
+            todo.append(ClusterTarget(name, key[0], cluster, untargeted(obj), "", False))
+        results = await asyncio.gather(*(self._finalize_cluster(key, obj, t, live_status) for t in todo))
         failed = [r for r in results if isinstance(r, ClusterOutcome)]
         waits = [r for r in results if isinstance(r, float)]
         if failed:
-            gen = int(obj["metadata"].get("generation") or 0)
-            await self._write_status(key, obj, Outcome(key[1], key[0], gen, State.ERR_APPLIED, clusters=tuple(failed)))
+            gen = obj.metadata.generation
+            outcome = Outcome(key[1], key[0], gen, State.ERR_APPLIED, clusters=tuple(failed))
+            await self._write_status(key, live_status, outcome)
             return self._retry_in(key)
         if waits:
             return min(waits)
         await self.ledger.drop(uid)
-        await self.kube.remove_finalizer(obj)
+        await self.kube.remove_finalizer(obj.ref())
         self._ok(key)
         return None
 
     async def _finalize_cluster(
-        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget
+        self, key: Key, obj: HelmApp, t: ClusterTarget, live_status: Mapping[str, Any]
     ) -> ClusterOutcome | float | None:
         """Uninstalls the HelmApp's release(s) from one cluster: None when done, a wait in seconds, or the
         failure as a ClusterOutcome."""
-        spec = t.helmapp.get("spec") or {}
         try:
             conn = await self.connect.to(t)
         except DuplicateCluster as exc:  # the release is the original Cluster's: nothing goes through this one
@@ -83,19 +84,18 @@ class Teardown(ReconcilerBase):
         except ClusterUnreachable as exc:
             return ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=plain(exc.message))
         try:
-            return await self._finalize_on(key, obj, t, conn, spec)
+            return await self._finalize_on(key, obj, t, conn, live_status)
         except Exception as exc:  # the API of that cluster failed: retry, naming it
             if conn.local:
                 raise
             return ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=f"unreachable: {brief(exc)}")
 
     async def _finalize_on(
-        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, conn: Conn, spec: Mapping[str, Any]
+        self, key: Key, obj: HelmApp, t: ClusterTarget, conn: Conn, live_status: Mapping[str, Any]
     ) -> ClusterOutcome | float | None:
-        helmapp = t.helmapp
-        name, ns = self.spec.release_name(helmapp), self.spec.release_namespace(helmapp)
-        opts = helm_options(spec)
-        opts["timeoutSeconds"] = clamp_timeout(opts["timeoutSeconds"], self.config.max_timeout_seconds)
+        spec = t.spec
+        name, ns = t.release_name, t.release_namespace
+        timeout = clamp_timeout(spec.helm.timeout_seconds or 0, self.config.max_timeout_seconds)
         live = await conn.releases.read(ns, name)
         if live is not None and not labelled_ours(live, *key):
             log.warning("finalize %s/%s: %s; not uninstalled", *key, not_ours(live))
@@ -106,39 +106,35 @@ class Teardown(ReconcilerBase):
             "",
             held=conn.driver.holds(ns, name),
             now=now,
-            timeout_seconds=opts["timeoutSeconds"] or 300,
+            timeout_seconds=timeout or 300,
             grace_seconds=self.config.pending_grace_seconds,
         )
-        d = decide(c, deleting=True, keep_resources=bool(spec.get("keepResources")), now=now)
+        d = decide(c, deleting=True, keep_resources=spec.keep_resources, now=now)
         log_decision("finalize", key, ns, name, c, d, cluster=t.id, where=conn.where)
         if d.action is Action.WAIT:
             return d.wait_seconds
         if d.action is Action.UNINSTALL:
-            version = (obj.get("status") or {}).get("version")
+            version = live_status.get("version")
             step = Step(
                 "finalize", key, t.id, conn.where, ns, name, c, d,
-                HelmCall(opts["timeoutSeconds"], opts["serviceAccount"] or None, key[0], tenant=key[0]),
+                HelmCall(timeout, spec.service_account or None, key[0], tenant=key[0]),
                 event_suffix=f" (chart version {version})" if version else "",
             )  # fmt: skip
             res = await self.executor.run(step, conn.tools, self._report(obj, conn))
             if not res.ok:
                 return ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error=res.error or res.message)
             await self.ledger.forget(helmapp_uid(obj), helmapp_name(key), Entry(t.name, ns, name))
-        if not spec.get("keepResources") and not await self._uninstall_orphans(
-            obj, keep=None, conn=conn, cluster=t.name
-        ):
+        if not spec.keep_resources and not await self._uninstall_orphans(obj, keep=None, conn=conn, cluster=t.name):
             return ClusterOutcome(t.name, t.namespace, State.ERR_APPLIED, error="uninstalling old releases failed")
-        target = spec.get("namespace") or ""
-        if spec.get("deleteNamespace") and not spec.get("keepResources"):
+        target = spec.namespace or ""
+        if spec.delete_namespace and not spec.keep_resources:
             if namespace_deletable(target, own=self.config.own_namespace, extra=self.config.protected_namespaces):
                 await self._delete_namespace(key, obj, t, conn, target)
             elif target:
                 log.info("deleteNamespace: namespace %r is protected and was kept", target)
         return None
 
-    async def _delete_namespace(
-        self, key: Key, obj: Mapping[str, Any], t: ClusterTarget, conn: Conn, target: str
-    ) -> None:
+    async def _delete_namespace(self, key: Key, obj: HelmApp, t: ClusterTarget, conn: Conn, target: str) -> None:
         """deleteNamespace, as the HelmApp's serviceAccount. A refusal (policy or RBAC) keeps the namespace
         and is reported (Event, log); it does not hold up the HelmApp's deletion."""
         policy = await self._policy(t.helmapp)
@@ -165,11 +161,11 @@ class Teardown(ReconcilerBase):
 
     # --- clusters no longer targeted ---------------------------------------------------------------
     async def _cleanup(
-        self, key: Key, obj: Mapping[str, Any], stale: Sequence[str], by_name: Mapping[str, Mapping[str, Any]]
+        self, key: Key, obj: HelmApp, stale: Sequence[str], by_name: Mapping[str, Mapping[str, Any]]
     ) -> set[str]:
         """Releases on clusters no longer targeted are uninstalled (unless keepResources). Returns the names
         still to be cleaned up later (unreachable clusters)."""
-        spec = obj.get("spec") or {}
+        spec = obj.spec
         kept: set[str] = set()
         for name in stale:
             where = f"cluster {name} in namespace {key[0]}"
@@ -181,14 +177,13 @@ class Teardown(ReconcilerBase):
                 if self.clusters is not None:
                     await self.clusters.forget(key[0], name)
                 continue
-            if spec.get("keepResources"):
+            if spec.keep_resources:
                 log.info("HelmApp %s/%s no longer targets %s; keepResources: release kept", *key, where)
                 continue
-            base = {k: v for k, v in spec.items() if k != "targets"}
-            t = ClusterTarget(name, key[0], cluster, {**obj, "spec": base}, "", False)
+            t = ClusterTarget(name, key[0], cluster, untargeted(obj), "", False)
             try:
                 conn = await self.connect.to(t)
-                current = Entry(name, self.spec.release_namespace(t.helmapp), self.spec.release_name(t.helmapp))
+                current = Entry(name, t.release_namespace, t.release_name)
                 clean = await self._uninstall_orphans(obj, keep=None, conn=conn, cluster=name, current=current)
             except DuplicateCluster as exc:  # what it reaches is the original Cluster's to keep or remove
                 log.warning("HelmApp %s/%s: no longer targeted, nothing uninstalled: %s", *key, exc.message)
@@ -206,7 +201,7 @@ class Teardown(ReconcilerBase):
     # --- releases no longer this HelmApp's ---------------------------------------------------------
     async def _uninstall_orphans(
         self,
-        obj: Mapping[str, Any],
+        obj: HelmApp,
         keep: tuple[str, str] | None,
         conn: Conn,
         cluster: str,
@@ -220,14 +215,12 @@ class Teardown(ReconcilerBase):
         True when none is left."""
         key = key_of(obj)
         uid = helmapp_uid(obj)
-        spec = obj.get("spec") or {}
+        spec = obj.spec
         candidates = {e for e in await self.ledger.entries(uid) if e.cluster == cluster}
         if current is not None and current.cluster == cluster:
             candidates.add(current)
-        timeout = clamp_timeout(
-            int((spec.get("helm") or {}).get("timeoutSeconds") or 0), self.config.max_timeout_seconds
-        )
-        call = HelmCall(timeout, spec.get("serviceAccount") or None, key[0], tenant=key[0])
+        timeout = clamp_timeout(spec.helm.timeout_seconds or 0, self.config.max_timeout_seconds)
+        call = HelmCall(timeout, spec.service_account or None, key[0], tenant=key[0])
         clean = True
         for entry in sorted(candidates):
             if (entry.namespace, entry.name) == keep:

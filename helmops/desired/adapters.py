@@ -13,16 +13,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from helmops import api
+from helmops.api.objects import HelmApp
+from helmops.api.parse import parse_helmapp
 from helmops.api.validate import helmapp_problems
-from helmops.desired.release import (
-    DesiredError,
-    FetchedChart,
-    SpecChecker,
-    Values,
-    spec_release_name,
-    spec_release_namespace,
-)
+from helmops.desired.release import Checked, DesiredError, FetchedChart, SpecChecker, Values
 from helmops.kubeio.kube import Kube
 from helmops.sources import ChartRequest, ChartSources, RepoAuth, SourceError, auth_from_secret
 from helmops.values.kube_reader import KubeValuesFromReader, OwnNamespaceReader
@@ -82,27 +79,22 @@ class SourcesFetcher:
         """The shared ChartSources' cache counters (exported as ``helmops_chart_cache_total``)."""
         return self._sources.stats
 
-    async def _request(self, helmapp: Mapping[str, Any]) -> tuple[ChartRequest, RepoAuth]:
+    async def _request(self, helmapp: HelmApp) -> tuple[ChartRequest, RepoAuth]:
         """``spec.helm``'s chart request and the credentials of ``helmSecretName`` (DesiredError, retryable,
         when that Secret is missing; SourceError when it is unusable)."""
-        spec = helmapp.get("spec") or {}
-        helm = spec.get("helm") or {}
-        ns = helmapp["metadata"]["namespace"]
+        from helmops.desired.pipeline import chart_request
+
+        spec = helmapp.spec
         data: Mapping[str, bytes] = {}
-        if spec.get("helmSecretName"):
-            data = await _secret_data(self._kube, ns, spec["helmSecretName"])
+        if spec.helm_secret_name:
+            data = await _secret_data(self._kube, helmapp.metadata.namespace, spec.helm_secret_name)
         fallback = await self._ca_bundle.pem() if self._ca_bundle is not None else None
         auth = auth_from_secret(
-            data, insecure_skip_tls_verify=bool(spec.get("insecureSkipTLSVerify")), fallback_ca_pem=fallback
+            data, insecure_skip_tls_verify=bool(spec.insecure_skip_tls_verify), fallback_ca_pem=fallback
         )
-        req = ChartRequest(
-            repo=helm.get("repo") or "",
-            chart=helm.get("chart") or "",
-            version=str(helm.get("version") or ""),
-        )
-        return req, auth
+        return chart_request(helmapp), auth
 
-    async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
+    async def fetch(self, helmapp: HelmApp) -> FetchedChart:
         try:
             req, auth = await self._request(helmapp)
             res = await self._sources.fetch(req, auth)
@@ -110,7 +102,7 @@ class SourcesFetcher:
             raise DesiredError(str(exc), retryable=exc.retryable) from exc
         return FetchedChart(name=str(res.name), version=str(res.version), digest=str(res.digest), path=Path(res.path))
 
-    async def resolve_version(self, helmapp: Mapping[str, Any], max_age: float) -> str:
+    async def resolve_version(self, helmapp: HelmApp, max_age: float) -> str:
         """The exact version ``spec.helm.version`` names now, without downloading the chart (polling);
         ``max_age`` bounds how old the cached index or tag list may be. Raises DesiredError."""
         try:
@@ -127,16 +119,16 @@ class AssembleRenderer:
     def __init__(self, api_client: Any) -> None:
         self._api = api_client
 
-    async def render(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
+    async def render(self, helmapp: HelmApp, release_namespace: str) -> Values:
         """Same as :meth:`render_values` (the result also unpacks as ``values, digest``)."""
         return await self.render_values(helmapp, release_namespace)
 
-    async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
+    async def render_values(self, helmapp: HelmApp, release_namespace: str) -> Values:
         return await self.render_for(helmapp, release_namespace, None, None)
 
     async def render_for(
         self,
-        helmapp: Mapping[str, Any],
+        helmapp: HelmApp,
         release_namespace: str,
         cluster: Mapping[str, Any] | None,
         api_client: Any,
@@ -151,14 +143,15 @@ class AssembleRenderer:
         from helmops.desired.pipeline import as_values, assemble_values, cluster_context
 
         reader: KubeValuesFromReader | OwnNamespaceReader
-        sa = (helmapp.get("spec") or {}).get("serviceAccount")
+        sa, namespace = helmapp.spec.service_account, helmapp.metadata.namespace
         if api_client is not None:
-            who = f"serviceAccount {helmapp['metadata']['namespace']}/{sa}" if sa else None
+            who = f"serviceAccount {namespace}/{sa}" if sa else None
             reader = KubeValuesFromReader(api_client, who=who)
         else:
-            reader = OwnNamespaceReader(KubeValuesFromReader(self._api), str(helmapp["metadata"]["namespace"]))
-        ctx = cluster_context(helmapp["metadata"]["namespace"], cluster)
-        helm = (helmapp.get("spec") or {}).get("helm") or {}
+            reader = OwnNamespaceReader(KubeValuesFromReader(self._api), namespace)
+        ctx = cluster_context(namespace, cluster)
+        # helmops.values works on the manifest form of the (target-merged) helm block
+        helm = helmapp.spec.helm.to_dict()
         return as_values(await assemble_values(helm, ctx, release_namespace=release_namespace, reader=reader))
 
 
@@ -193,28 +186,25 @@ def secret_strings(values: Mapping[str, Any], paths: Iterable[tuple[str, ...]]) 
 
 
 class ApiSpec:
-    """``helmops.api``: the pydantic model, semantic validation (errors block, warnings are logged) and
-    Fleet's release naming.  A spec the model rejects still has a release name and namespace, read from
-    the raw spec (:func:`~helmops.desired.release.spec_release_name`), so its release can be found."""
+    """``helmops.api``: the limits on the object as read, the pydantic model (parsed here once: what the
+    reconcile path carries on) and semantic validation (errors block, warnings are logged)."""
 
-    def _spec(self, helmapp: Mapping[str, Any]) -> api.HelmAppSpec:
-        return api.HelmAppSpec.model_validate(helmapp.get("spec") or {})
-
-    def problems(self, helmapp: Mapping[str, Any]) -> list[str]:
+    def check(self, helmapp: Mapping[str, Any]) -> Checked:
         meta = helmapp.get("metadata") or {}
         # limits on the raw object first: nothing recursive may touch a too-deep spec (helmops.kubeio)
         if limits := helmapp_problems(helmapp):
             log.warning("HelmApp %s/%s not accepted: %s", meta.get("namespace"), meta.get("name"), limits[0])
-            return [str(p) for p in limits]
+            return Checked(None, [str(p) for p in limits])
+        app: HelmApp | None = None
         try:
-            spec = self._spec(helmapp)
-        except Exception as exc:  # pydantic.ValidationError
+            app = parse_helmapp(helmapp)
+        except ValidationError as exc:
             try:
-                found = list(api.problems_from_validation_error(exc, "spec"))  # type: ignore[arg-type]
+                found = list(api.problems_from_validation_error(exc, "spec"))
             except Exception:
-                return [str(exc)]
+                return Checked(None, [str(exc)])
         else:
-            found = list(api.validate(spec))
+            found = list(api.validate(app.spec))
         errors = [str(p) for p in found if getattr(p, "severity", "error") == "error"]
         warnings = [str(p) for p in found if getattr(p, "severity", "error") != "error"]
         if errors:
@@ -226,19 +216,11 @@ class ApiSpec:
             )
         if warnings:
             log.info("HelmApp %s/%s: %s", meta.get("namespace"), meta.get("name"), "; ".join(warnings))
-        return errors
+        return Checked(app, errors)
 
-    def release_name(self, helmapp: Mapping[str, Any]) -> str:
-        try:
-            return str(api.release_name(helmapp["metadata"]["name"], self._spec(helmapp)))
-        except Exception:
-            return spec_release_name(helmapp)
-
-    def release_namespace(self, helmapp: Mapping[str, Any]) -> str:
-        try:
-            return str(api.release_namespace(self._spec(helmapp)))
-        except Exception:
-            return spec_release_namespace(helmapp)
+    def problems(self, helmapp: Mapping[str, Any]) -> list[str]:
+        """Why ``helmapp`` is not accepted (empty: it is)."""
+        return self.check(helmapp).problems
 
 
 def spec_checker() -> SpecChecker:

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helmops.api.objects import HelmApp
 from helmops.desired.adapters import secret_strings
-from helmops.desired.release import Desired, DesiredError, FetchedChart, SpecChecker, Values, build_release
+from helmops.desired.release import Desired, DesiredError, FetchedChart, Values, build_release
 from helmops.desired.targets import ClusterTarget
 from helmops.sources import ChartRequest, ChartSources, RepoAuth, SourceError
 from helmops.values import ClusterContext, RenderedValues, ValuesError, ValuesFromReader, assemble, render_inline
@@ -41,23 +42,21 @@ class TargetPlan:
     request: ChartRequest
 
     @property
-    def helmapp(self) -> Mapping[str, Any]:
+    def helmapp(self) -> HelmApp:
         """The HelmApp with the target's options merged into its spec."""
         return self.target.helmapp
 
 
-def chart_request(helmapp: Mapping[str, Any]) -> ChartRequest:
+def chart_request(helmapp: HelmApp) -> ChartRequest:
     """The chart the (target-merged) HelmApp asks for: ``spec.helm`` repo, chart and version."""
-    helm = (helmapp.get("spec") or {}).get("helm") or {}
-    return ChartRequest(
-        repo=str(helm.get("repo") or ""), chart=str(helm.get("chart") or ""), version=str(helm.get("version") or "")
-    )
+    helm = helmapp.spec.helm
+    return ChartRequest(repo=helm.repo or "", chart=helm.chart or "", version=helm.version or "")
 
 
-def plan_target(target: ClusterTarget, spec: SpecChecker) -> TargetPlan:
-    """Release name and namespace (Fleet's rules, via ``spec``) and the chart request for one cluster."""
-    helmapp = target.helmapp
-    return TargetPlan(target, spec.release_name(helmapp), spec.release_namespace(helmapp), chart_request(helmapp))
+def plan_target(target: ClusterTarget) -> TargetPlan:
+    """Release name and namespace (Fleet's rules, computed once on the target) and the chart request for one
+    cluster."""
+    return TargetPlan(target, target.release_name, target.release_namespace, chart_request(target.helmapp))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -99,9 +98,10 @@ async def assemble_values(
 
 
 def _helm_and_target(target: ClusterTarget) -> tuple[Mapping[str, Any], Mapping[str, Any] | None]:
+    """The manifest-form ``helm`` block(s) values assembly reads (helmops.values works on the manifest)."""
     if target.target is not None and target.root_helm is not None:
         return target.root_helm, target.target
-    return (target.helmapp.get("spec") or {}).get("helm") or {}, None
+    return target.spec.helm.to_dict(), None
 
 
 async def cluster_values(
@@ -141,7 +141,7 @@ class FixedAuthFetcher:
         self._auth = auth
         self._sources = ChartSources(cache_dir=cache_dir)
 
-    async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
+    async def fetch(self, helmapp: HelmApp) -> FetchedChart:
         try:
             res = await self._sources.fetch(chart_request(helmapp), self._auth)
         except SourceError as exc:

@@ -6,13 +6,13 @@ its tests do not depend on their internals; ``deps.py`` wires the real implement
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from helmops.api.objects import HelmApp
+from helmops.api.options import BundleDeploymentOptions
 from helmops.errors import HelmopsError
 from helmops.helm.driver import ReleaseSpec
 from helmops.reconcile.fingerprint import fingerprint
@@ -53,7 +53,7 @@ class FetchedChart:
 
 
 class ChartFetcher(Protocol):
-    async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
+    async def fetch(self, helmapp: HelmApp) -> FetchedChart:
         """Resolve and download ``spec.helm`` (repo, chart, version; helmSecretName auth)."""
         ...
 
@@ -71,42 +71,25 @@ class Values:
 
 
 class ValuesRenderer(Protocol):
-    async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
+    async def render_values(self, helmapp: HelmApp, release_namespace: str) -> Values:
         """The values for the local cluster. Raises DesiredError."""
         ...
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A HelmApp as read at the edge: the typed object (None when its spec does not parse) and why it is
+    not accepted (empty: accepted)."""
+
+    app: HelmApp | None
+    problems: list[str]
+
+
 class SpecChecker(Protocol):
-    def problems(self, helmapp: Mapping[str, Any]) -> list[str]: ...
-
-    def release_name(self, helmapp: Mapping[str, Any]) -> str: ...
-
-    def release_namespace(self, helmapp: Mapping[str, Any]) -> str: ...
-
-
-_INVALID = re.compile(r"[^a-z0-9.-]+")
-
-
-def derived_release_name(name: str) -> str:
-    """Fleet's rule: lower-case, invalid characters → '-', a short hash when changed, at most 53 chars."""
-    clean = _INVALID.sub("-", name.lower()).strip("-.") or "release"
-    if clean != name or len(clean) > 53:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:5]
-        clean = f"{clean[: 53 - 6].rstrip('-.')}-{digest}"
-    return clean
-
-
-def spec_release_name(helmapp: Mapping[str, Any]) -> str:
-    """The release name read from the raw spec (``helm.releaseName``, else Fleet's rule on the HelmApp's
-    name): for a spec the API model rejects, whose release must still be found."""
-    helm = (helmapp.get("spec") or {}).get("helm") or {}
-    return str(helm.get("releaseName") or derived_release_name(helmapp["metadata"]["name"]))
-
-
-def spec_release_namespace(helmapp: Mapping[str, Any]) -> str:
-    """The release namespace read from the raw spec (``namespace``, ``defaultNamespace``, else default)."""
-    spec = helmapp.get("spec") or {}
-    return str(spec.get("namespace") or spec.get("defaultNamespace") or "default")
+    def check(self, helmapp: Mapping[str, Any]) -> Checked:
+        """Limits, the model and semantic validation of a HelmApp as read (the one parse of the reconcile
+        path)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -119,26 +102,26 @@ class Desired:
     timeout_clamped_from: int | None = None
 
 
-def helm_options(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The options that shape the release (all in the fingerprint, as in Fleet's deployment ID)."""
-    helm = spec.get("helm") or {}
-    timeout = int(helm.get("timeoutSeconds") or 0)
+def helm_options(spec: BundleDeploymentOptions) -> dict[str, Any]:
+    """The options that shape the release (all in the fingerprint, as in Fleet's deployment ID; the keys
+    are the manifest's, so fingerprints stay as they were)."""
+    helm = spec.helm
     return {
-        "atomic": bool(helm.get("atomic")),
-        "force": bool(helm.get("force")),
-        "takeOwnership": bool(helm.get("takeOwnership")),
-        "timeoutSeconds": max(0, timeout),
-        "waitForJobs": bool(helm.get("waitForJobs")),
-        "maxHistory": int(helm.get("maxHistory") or 0) or DEFAULT_MAX_HISTORY,
-        "skipSchemaValidation": bool(helm.get("skipSchemaValidation")),
-        "disableDNS": bool(helm.get("disableDNS")),
-        "serviceAccount": spec.get("serviceAccount") or "",
-        "forceSyncGeneration": int(spec.get("forceSyncGeneration") or 0),
+        "atomic": bool(helm.atomic),
+        "force": bool(helm.force),
+        "takeOwnership": bool(helm.take_ownership),
+        "timeoutSeconds": max(0, helm.timeout_seconds or 0),
+        "waitForJobs": bool(helm.wait_for_jobs),
+        "maxHistory": (helm.max_history or 0) or DEFAULT_MAX_HISTORY,
+        "skipSchemaValidation": bool(helm.skip_schema_validation),
+        "disableDNS": bool(helm.disable_dns),
+        "serviceAccount": spec.service_account or "",
+        "forceSyncGeneration": spec.force_sync_generation or 0,
     }
 
 
 def build_release(
-    helmapp: Mapping[str, Any],
+    helmapp: HelmApp,
     *,
     release_name: str,
     release_namespace: str,
@@ -155,8 +138,8 @@ def build_release(
         if values_digest is None:
             raise TypeError("values_digest is required with plain values")
         values = Values(dict(values), values_digest)
-    spec = helmapp.get("spec") or {}
-    opts = helm_options(spec)
+    opts = helm_options(helmapp.spec)
+    tenant = helmapp.metadata.namespace
     fp = fingerprint(chart.digest, values.digest, {**opts, "release": f"{release_namespace}/{release_name}"})
     release = ReleaseSpec(
         name=release_name,
@@ -167,7 +150,7 @@ def build_release(
         labels={
             FINGERPRINT_LABEL: fp,
             MANAGED_LABEL: "helmops",
-            OWNER_LABEL: owner_value(helmapp["metadata"]["namespace"], helmapp["metadata"]["name"]),
+            OWNER_LABEL: owner_value(tenant, helmapp.metadata.name),
         },
         atomic=opts["atomic"],
         force=opts["force"],
@@ -181,10 +164,10 @@ def build_release(
         service_account=opts["serviceAccount"] or None,
         # The ServiceAccount is looked up next to the HelmApp, never in the (user-chosen) release namespace:
         # a HelmApp's author can only borrow identities of their own namespace.
-        service_account_namespace=helmapp["metadata"]["namespace"],
+        service_account_namespace=tenant,
         description=f"helmops: chart {chart.name} {chart.version} ({chart.digest[:19]})",
         redact=values.secrets,
-        tenant=helmapp["metadata"]["namespace"],
+        tenant=tenant,
     )
     clamped = opts["timeoutSeconds"] if release.timeout_seconds != opts["timeoutSeconds"] else None
     return Desired(

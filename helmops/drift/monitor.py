@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from helmops.api.keys import LOCAL, Key
+from helmops.api.objects import HelmApp
+from helmops.api.options import BundleDeploymentOptions
+from helmops.api.spec import HelmAppSpec
 from helmops.drift.compare import (
     HELM_MANAGED_SELECTOR,
     MAX_NAMED,
@@ -70,23 +73,23 @@ SECRETS = Resource("", "v1", "Secret", "secrets", True)
 
 
 # --- I/O -------------------------------------------------------------------------------------------
-def release_namespaces(spec: Mapping[str, Any]) -> frozenset[str]:
+def release_namespaces(spec: HelmAppSpec) -> frozenset[str]:
     """Where a HelmApp's releases may live: its own namespace fields and its targets' (else ``default``).
 
     Release Secrets carry a tenant-writable owner label; one found elsewhere was planted by someone who may
     write Secrets in a namespace this HelmApp never deploys to, and is not attributed to it."""
     found: set[str] = set()
-    for part in [spec, *[t for t in spec.get("targets") or () if isinstance(t, Mapping)]]:
-        for field_name in ("namespace", "defaultNamespace"):
-            value = part.get(field_name)
-            if isinstance(value, str) and value:
-                found.add(value)
+    parts: list[BundleDeploymentOptions] = [spec, *spec.targets]
+    for part in parts:
+        found.update(value for value in (part.namespace, part.default_namespace) if value)
     return frozenset(found or {"default"})
 
 
 @dataclass
 class _Tracked:
-    spec: Mapping[str, Any]
+    spec: HelmAppSpec
+    #: ``diff.comparePatches`` in the manifest form :func:`compare_release` reads.
+    compare_patches: list[dict[str, Any]]
     modified: tuple[Modified, ...] = ()
     resources: int = 0
     pending: asyncio.TimerHandle | None = None
@@ -169,21 +172,21 @@ class DriftMonitor:
         return self._api
 
     # --- what the controller tells us ---
-    def update(self, helmapp: Mapping[str, Any]) -> None:
+    def update(self, helmapp: HelmApp) -> None:
         """Every watch event: remembers the spec (comparePatches, correctDrift, paused)."""
-        meta = helmapp.get("metadata") or {}
-        key: Key = (str(meta.get("namespace")), str(meta.get("name")))
-        spec = helmapp.get("spec") or {}
-        if meta.get("deletionTimestamp"):
+        key = helmapp.key
+        spec = helmapp.spec
+        if helmapp.metadata.deletion_timestamp:
             self.forget(key)
             return
+        patches = [p.to_dict() for p in (spec.diff.compare_patches if spec.diff else None) or ()]
         t = self._tracked.get(key)
         if t is None:
-            self._tracked[key] = _Tracked(spec)
+            self._tracked[key] = _Tracked(spec, patches)
             self._owners[owner_value(*key)] = key
         else:
-            t.spec = spec
-            if spec.get("paused") and t.modified:
+            t.spec, t.compare_patches = spec, patches
+            if spec.paused and t.modified:
                 t.modified = ()  # Fleet: paused deployments clear drift
 
     def forget(self, key: Key) -> None:
@@ -261,11 +264,11 @@ class DriftMonitor:
         ref = object_ref({**obj, "apiVersion": res.api_version, "kind": res.kind}, "", bool(res.namespaced))
         for owner, m, desired in self._index.get(ref, ()):
             t = self._tracked.get(owner)
-            if t is None or t.spec.get("paused"):
+            if t is None or t.spec.paused:
                 continue
             if self._busy is not None and self._busy(m.release_namespace, m.release_name):
                 continue
-            cmp = (t.spec.get("diff") or {}).get("comparePatches") or []
+            cmp = t.compare_patches
             live = None if event.type == "DELETED" else obj
             known = next((x for x in t.modified if x.ref == ref), None)
             if compare_object(ref, desired, live, cmp) != known:  # drift began, changed or ended
@@ -448,10 +451,10 @@ class DriftMonitor:
                 if res is not None:
                     ref = object_ref(obj, m.release_namespace, bool(res.namespaced))
                     index.setdefault(ref, []).append((owner, m, obj))
-            if t.spec.get("paused") or (self._busy is not None and self._busy(m.release_namespace, m.release_name)):
+            if t.spec.paused or (self._busy is not None and self._busy(m.release_namespace, m.release_name)):
                 continue
             metrics.DRIFT_CHECKS.inc()
-            cmp = (t.spec.get("diff") or {}).get("comparePatches") or []
+            cmp = t.compare_patches
             found = tuple(compare_release(objects, live, m.release_namespace, cmp, scoped))
             t.resources = len(m.objects)
             result[owner] = found

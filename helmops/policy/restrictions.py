@@ -34,6 +34,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from helmops.api.objects import HelmApp
+from helmops.api.options import HelmOptions
+from helmops.api.spec import HelmAppSpec
+
 #: chart sources longer than this are refused outright (bounds the regular-expression work).
 MAX_SOURCE_LENGTH = 2048
 
@@ -104,30 +108,28 @@ class PolicyResult:
     def message(self) -> str:
         return "; ".join(v.message for v in self.violations)
 
-    def apply(self, helmapp: Mapping[str, Any]) -> dict[str, Any]:
+    def apply(self, helmapp: HelmApp) -> HelmApp:
         """The HelmApp as reconciled: with the defaulted serviceAccount written into its spec."""
-        out = dict(helmapp)
-        if self.defaulted and self.service_account:
-            out["spec"] = {**(helmapp.get("spec") or {}), "serviceAccount": self.service_account}
+        if not (self.defaulted and self.service_account):
+            return helmapp
+        spec = helmapp.spec.model_copy(update={"service_account": self.service_account})
+        out = helmapp.model_copy(update={"spec": spec})
+        out.unparsed = helmapp.unparsed
         return out
 
 
-def source_urls(spec: Mapping[str, Any]) -> list[str]:
+def source_urls(spec: HelmAppSpec) -> list[str]:
     """Where the chart comes from, for the spec and each target that overrides it."""
     out: list[str] = []
 
-    def add(helm: Any) -> None:
-        if not isinstance(helm, Mapping):
-            return
-        repo, chart = str(helm.get("repo") or ""), str(helm.get("chart") or "")
-        value = repo or chart
+    def add(helm: HelmOptions) -> None:
+        value = helm.repo or helm.chart or ""
         if value and value not in out:
             out.append(value)
 
-    add(spec.get("helm"))
-    for target in spec.get("targets") or ():
-        if isinstance(target, Mapping):
-            add(target.get("helm"))
+    add(spec.helm)
+    for target in spec.targets:
+        add(target.helm)
     return out
 
 
@@ -142,20 +144,16 @@ def _pattern_allows(pattern: str, value: str) -> tuple[bool, str | None]:
     return compiled.search(value) is not None, None
 
 
-def _targets(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [t for t in spec.get("targets") or () if isinstance(t, Mapping)]
-
-
 def evaluate(
-    helmapp: Mapping[str, Any],
+    helmapp: HelmApp,
     policy: Policy | None,
     *,
     require_service_account: bool = False,
 ) -> PolicyResult:
     """Every rule ``helmapp`` breaks, and the serviceAccount it acts as. Nothing may run on a HelmApp
     whose result is not ``ok``."""
-    spec: Mapping[str, Any] = helmapp.get("spec") or {}
-    own = str(spec.get("serviceAccount") or "")
+    spec = helmapp.spec
+    own = spec.service_account or ""
     violations: list[Violation] = []
     sa, defaulted = own, False
     if not sa and policy is not None and policy.default_service_account:
@@ -176,7 +174,7 @@ def evaluate(
         # the operator's default is allowed wherever it appears (also once written into the spec)
         allowed = (*policy.allowed_service_accounts, policy.default_service_account)
         wanted = [own] if own else []
-        wanted += [str(t["serviceAccount"]) for t in _targets(spec) if t.get("serviceAccount")]
+        wanted += [t.service_account for t in spec.targets if t.service_account]
         for name in dict.fromkeys(wanted):
             if name not in allowed:
                 violations.append(
@@ -189,7 +187,7 @@ def evaluate(
 
     if policy.allowed_target_namespaces:
         allowed = policy.allowed_target_namespaces
-        base = str(spec.get("namespace") or "")
+        base = spec.namespace or ""
         if not base:
             violations.append(
                 Violation(
@@ -198,7 +196,7 @@ def evaluate(
                 )
             )
         wanted = [base] if base else []
-        wanted += [str(t["namespace"]) for t in _targets(spec) if t.get("namespace")]
+        wanted += [t.namespace for t in spec.targets if t.namespace]
         for ns in dict.fromkeys(wanted):
             if ns not in allowed:
                 violations.append(
@@ -213,7 +211,7 @@ def evaluate(
     return PolicyResult(sa or None, defaulted, tuple(violations))
 
 
-def _check_sources(spec: Mapping[str, Any], patterns: Sequence[str], what: str) -> list[Violation]:
+def _check_sources(spec: HelmAppSpec, patterns: Sequence[str], what: str) -> list[Violation]:
     out: list[Violation] = []
     for url in source_urls(spec):
         if len(url) > MAX_SOURCE_LENGTH:

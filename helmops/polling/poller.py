@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from helmops.api.keys import Key
+from helmops.api.objects import HelmApp
+from helmops.api.parse import lenient_helmapp
 from helmops.desired.release import DesiredError
 from helmops.errors import HelmopsError
 from helmops.kubeio.kube import Conflict
@@ -53,7 +55,7 @@ log = logging.getLogger("helmops.controller")
 
 # --- I/O -------------------------------------------------------------------------------------------
 class VersionResolver(Protocol):
-    async def resolve(self, helmapp: Mapping[str, Any], max_age: float) -> str:
+    async def resolve(self, helmapp: HelmApp, max_age: float) -> str:
         """The exact version the HelmApp's constraint names now. Raises PollError."""
         ...
 
@@ -66,7 +68,7 @@ class PollError(HelmopsError):
 class ChartVersions(Protocol):
     """What polling needs of the controller's chart fetcher (``desired.adapters.SourcesFetcher``)."""
 
-    async def resolve_version(self, helmapp: Mapping[str, Any], max_age: float) -> str:
+    async def resolve_version(self, helmapp: HelmApp, max_age: float) -> str:
         """The exact version ``spec.helm.version`` names now. Raises DesiredError."""
         ...
 
@@ -84,7 +86,7 @@ class SourcesResolver:
         """Whether ``fetcher`` can resolve versions (a fetcher without ``helmops.sources`` cannot)."""
         return isinstance(fetcher, ChartVersions)
 
-    async def resolve(self, helmapp: Mapping[str, Any], max_age: float) -> str:
+    async def resolve(self, helmapp: HelmApp, max_age: float) -> str:
         try:
             return await self._fetcher.resolve_version(helmapp, max_age)
         except DesiredError as exc:
@@ -205,7 +207,8 @@ class Poller:
         status = obj.get("status") or {}
         current = str(status.get("version") or "")
         try:
-            version = await self.resolver.resolve(obj, max_age=max(1.0, interval / 2))
+            # typed where it enters; lenient, so a spec the reconcile refuses is still polled as before
+            version = await self.resolver.resolve(lenient_helmapp(obj), max_age=max(1.0, interval / 2))
         except PollError as exc:
             metrics.POLLS.labels("error").inc()
             metrics.POLL_SECONDS.observe(time.monotonic() - t0)

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from helmops.api.keys import LOCAL, Key
+from helmops.api.objects import HelmApp
+from helmops.api.parse import lenient_helmapp
 from helmops.desired.adapters import SourcesFetcher
 from helmops.drift.compare import MAX_NAMED
 from helmops.drift.monitor import (
@@ -106,7 +108,7 @@ class Day2:
         #: downstream cluster id (namespace/name) → its monitor, fed the same HelmApps as the local one.
         self._downstream: OrderedDict[str, DriftMonitor] = OrderedDict()
         #: the HelmApps seen (drift settings), so a monitor started later knows them all.
-        self._bodies: dict[Key, Mapping[str, Any]] = {}
+        self._apps: dict[Key, HelmApp] = {}
         #: builds the identity check of a downstream cluster's monitor (set by the process wiring).
         self.can_read_on: Callable[[str, Any], CanRead] | None = None
         self._started = False
@@ -116,24 +118,25 @@ class Day2:
 
     # --- events ---
     def observe(self, body: Mapping[str, Any]) -> None:
+        """A watch event: the HelmApp is parsed once here (leniently: day-2 work follows a HelmApp the
+        reconcile refuses as it did before) for drift and the gauges; the poller reads the body itself."""
         if self.poller is not None:
             self.poller.update(body)
             metrics.POLLED_HELMAPPS.set(len(self.poller))
-        meta = body.get("metadata") or {}
-        key: Key = (str(meta.get("namespace")), str(meta.get("name")))
-        if meta.get("deletionTimestamp"):
-            self._bodies.pop(key, None)
+        app = lenient_helmapp(body)
+        if app.metadata.deletion_timestamp:
+            self._apps.pop(app.key, None)
         else:
-            self._bodies[key] = {"metadata": {"namespace": key[0], "name": key[1]}, "spec": body.get("spec") or {}}
+            self._apps[app.key] = app
         for monitor in self._monitors():
-            monitor.update(body)
-        self._gauges(body)
+            monitor.update(app)
+        self._gauges(app, body.get("status") or {})
 
     def forget(self, key: Key) -> None:
         if self.poller is not None:
             self.poller.forget(key)
             metrics.POLLED_HELMAPPS.set(len(self.poller))
-        self._bodies.pop(key, None)
+        self._apps.pop(key, None)
         for monitor in self._monitors():
             monitor.forget(key)
         metrics.remove_helmapp(*key)
@@ -176,8 +179,8 @@ class Day2:
         )
         if self.can_read_on is not None:
             monitor.can_read = self.can_read_on(cluster, api)
-        for body in self._bodies.values():
-            monitor.update(body)
+        for app in self._apps.values():
+            monitor.update(app)
         self._downstream[cluster] = monitor
         monitor.start()
         while len(self._downstream) > MAX_DOWNSTREAM_MONITORS:
@@ -220,13 +223,11 @@ class Day2:
         return delay
 
     # --- metrics ---
-    def _gauges(self, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata") or {}
-        key: Key = (str(meta.get("namespace")), str(meta.get("name")))
-        status = body.get("status") or {}
+    def _gauges(self, app: HelmApp, status: Mapping[str, Any]) -> None:
+        key = app.key
         if not status:
             return
-        helm = (body.get("spec") or {}).get("helm") or {}
+        helm = app.spec.helm
         found = self.drift.modified(key)
         missing = sum(1 for m in found if m.missing)
         values: dict[str, float] = {
@@ -237,8 +238,8 @@ class Day2:
         metrics.set_helmapp(
             key[0],
             key[1],
-            str(helm.get("repo") or ""),
-            str(helm.get("chart") or ""),
+            helm.repo or "",
+            helm.chart or "",
             str(status.get("version") or ""),
             values,
         )

@@ -175,16 +175,19 @@ def test_render_oci_chart(capsys: pytest.CaptureFixture[str], tmp_path: Path, ch
 
 async def _controller_fingerprint(helmapp_obj: dict[str, Any], cache: Path) -> tuple[str, str, str]:
     """What the controller's own adapters (deps.py) compute for this HelmApp on the local cluster."""
+    from helmops.api import release_name, release_namespace
     from helmops.desired.adapters import AssembleRenderer, SourcesFetcher, spec_checker
     from helmops.desired.release import build_release
     from helmops.sources import ChartSources
 
-    checker = spec_checker()
-    name, ns = checker.release_name(helmapp_obj), checker.release_namespace(helmapp_obj)
+    checked = spec_checker().check(helmapp_obj)  # the controller's edge: parsed once
+    assert checked.app is not None and not checked.problems
+    app = checked.app
+    name, ns = release_name(app.metadata.name, app.spec), release_namespace(app.spec)
     async with ChartSources(cache_dir=cache) as sources:
-        chart = await SourcesFetcher(None, sources).fetch(helmapp_obj)  # type: ignore[arg-type]
-    values = await AssembleRenderer(None).render(helmapp_obj, ns)
-    desired = build_release(helmapp_obj, release_name=name, release_namespace=ns, chart=chart, values=values)
+        chart = await SourcesFetcher(None, sources).fetch(app)  # type: ignore[arg-type]
+    values = await AssembleRenderer(None).render(app, ns)
+    desired = build_release(app, release_name=name, release_namespace=ns, chart=chart, values=values)
     return desired.fingerprint, chart.digest, values.digest
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from helmops.api.parse import parse_helmapp
 from helmops.clusters.kubeconfig import KubeconfigRefused, sanitize
 from helmops.clusters.resolve import DEPLOYED_ANNOTATION, deployed_clusters, deployed_value
 from helmops.clusters.watch import ClusterIndex
@@ -26,9 +27,9 @@ def _app(targets: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, 
 
 
 def test_empty_targets_is_the_local_cluster() -> None:
-    [t] = resolve_targets(_app(paused=True), [_cluster("other", {"env": "x"})])
+    [t] = resolve_targets(parse_helmapp(_app(paused=True)), [_cluster("other", {"env": "x"})])
     assert (t.name, t.namespace, t.cluster, t.paused) == ("local", "ns", None, True)
-    assert "targets" not in t.helmapp["spec"]
+    assert "targets" not in t.spec.to_dict()
 
 
 def test_first_match_wins_with_per_target_options_and_do_not_deploy() -> None:
@@ -43,20 +44,20 @@ def test_first_match_wins_with_per_target_options_and_do_not_deploy() -> None:
         _cluster("d", {"env": "dev"}),
         {"metadata": {"name": "elsewhere", "namespace": "other-ns", "labels": {"env": "prod"}}, "spec": {}},
     ]
-    got = {t.name: t for t in resolve_targets(_app(targets), clusters)}
+    got = {t.name: t for t in resolve_targets(parse_helmapp(_app(targets)), clusters)}
     assert sorted(got) == ["d", "p"]
     p, d = got["p"], got["d"]
     assert p.target_name == "target001" and p.paused
-    assert p.helmapp["spec"]["helm"]["version"] == "2.0.0" and p.helmapp["spec"]["helm"]["values"] == {"a": 1, "b": 2}
-    assert d.target_name == "rest" and d.helmapp["spec"]["namespace"] == "other" and not d.paused
-    assert d.helmapp["spec"]["helm"]["version"] == "1.0.0"
+    assert p.spec.to_dict()["helm"]["version"] == "2.0.0" and p.spec.to_dict()["helm"]["values"] == {"a": 1, "b": 2}
+    assert d.target_name == "rest" and d.spec.to_dict()["namespace"] == "other" and not d.paused
+    assert d.spec.to_dict()["helm"]["version"] == "1.0.0"
     assert d.id == "ns/d" and d.describe() == "cluster d in namespace ns"
 
 
 def test_cluster_group_targets() -> None:
     groups = [{"metadata": {"name": "g", "namespace": "ns"}, "spec": {"selector": {"matchLabels": {"env": "dev"}}}}]
     clusters = [_cluster("a", {"env": "dev"}), _cluster("b", {"env": "prod"})]
-    assert [t.name for t in resolve_targets(_app([{"clusterGroup": "g"}]), clusters, groups)] == ["a"]
+    assert [t.name for t in resolve_targets(parse_helmapp(_app([{"clusterGroup": "g"}])), clusters, groups)] == ["a"]
 
 
 def test_bookkeeping_annotation() -> None:
@@ -135,6 +136,6 @@ def test_namespace_metadata_of_all_targets_is_merged_into_every_cluster() -> Non
         ],
         namespaceLabels={"root": "r"},
     )
-    [t] = resolve_targets(app, [_cluster("a")])
-    assert t.helmapp["spec"]["namespaceLabels"] == {"root": "r", "t1": "x"}
-    assert t.helmapp["spec"]["namespaceAnnotations"] == {"n": "y"}
+    [t] = resolve_targets(parse_helmapp(app), [_cluster("a")])
+    assert t.spec.to_dict()["namespaceLabels"] == {"root": "r", "t1": "x"}
+    assert t.spec.to_dict()["namespaceAnnotations"] == {"n": "y"}

@@ -12,6 +12,7 @@ from typing import Any
 
 from kube_fake import KubeFake
 
+from helmops.api.objects import HelmApp
 from helmops.clusters.connections import ClusterUnreachable
 from helmops.clusters.resolve import DEPLOYED_ANNOTATION
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
@@ -119,20 +120,20 @@ class FakeKube(KubeFake):
 
 
 class FakeCharts:
-    async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
-        v = str(helmapp["spec"]["helm"].get("version") or "1.0.0")
+    async def fetch(self, helmapp: HelmApp) -> FetchedChart:
+        v = str(helmapp.spec.helm.version or "1.0.0")
         return FetchedChart("hello", v, f"sha256:{v}", Path("/c.tgz"))
 
 
 class FakeValues:
-    async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
+    async def render_values(self, helmapp: HelmApp, release_namespace: str) -> Values:
         raise AssertionError("clusters from Cluster objects render with render_for")
 
     async def render_for(
-        self, helmapp: Mapping[str, Any], release_namespace: str, cluster: Mapping[str, Any] | None, api: Any
+        self, helmapp: HelmApp, release_namespace: str, cluster: Mapping[str, Any] | None, api: Any
     ) -> Values:
         values = {"cluster": cluster["metadata"]["name"] if cluster else "local"}
-        values.update(helmapp["spec"]["helm"].get("values") or {})
+        values.update(helmapp.spec.helm.values or {})
         return Values(values, f"sha256:{sorted(values.items())}")
 
 

@@ -10,16 +10,18 @@ from typing import Any
 
 import pytest
 from kube_fake import KubeFake
+from pydantic import ValidationError
 from pyhelm3 import errors as helm_errors
 
+from helmops.api.objects import HelmApp
+from helmops.api.parse import parse_helmapp
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
 from helmops.desired.release import (
+    Checked,
     DesiredError,
     FetchedChart,
     Values,
     build_release,
-    spec_release_name,
-    spec_release_namespace,
 )
 from helmops.helm.driver import ReleaseOutcome, ReleaseSpec
 from helmops.kubeio.kube import FINALIZER
@@ -118,17 +120,14 @@ class FakeDriver:
 class BasicSpec:
     """The SpecChecker fake: a chart is required; release name and namespace from the raw spec."""
 
-    def problems(self, helmapp: Mapping[str, Any]) -> list[str]:
-        helm = (helmapp.get("spec") or {}).get("helm") or {}
-        if not helm.get("chart"):
-            return ["spec.helm.chart is required"]
-        return []
-
-    def release_name(self, helmapp: Mapping[str, Any]) -> str:
-        return spec_release_name(helmapp)
-
-    def release_namespace(self, helmapp: Mapping[str, Any]) -> str:
-        return spec_release_namespace(helmapp)
+    def check(self, helmapp: Mapping[str, Any]) -> Checked:
+        try:
+            app = parse_helmapp(helmapp)
+        except ValidationError as exc:
+            return Checked(None, [str(exc).splitlines()[0]])
+        if not app.spec.helm.chart:
+            return Checked(app, ["spec.helm.chart is required"])
+        return Checked(app, [])
 
 
 class FakeCharts:
@@ -136,15 +135,15 @@ class FakeCharts:
         self.version = "1.0.0"
         self.error: DesiredError | None = None
 
-    async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
+    async def fetch(self, helmapp: HelmApp) -> FetchedChart:
         if self.error:
             raise self.error
         return FetchedChart("hello", self.version, f"sha256:{self.version}", Path("/c.tgz"))
 
 
 class FakeValues:
-    async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
-        values = dict(helmapp["spec"]["helm"].get("values") or {})
+    async def render_values(self, helmapp: HelmApp, release_namespace: str) -> Values:
+        values = dict(helmapp.spec.helm.values or {})
         return Values(values, f"sha256:{sorted(values.items())}")
 
 
@@ -254,6 +253,24 @@ async def test_deletion(spec: dict[str, Any], uninstalled: bool, deleted_ns: lis
     assert kube.obj is None  # finalizer removed
 
 
+async def test_an_invalid_helmapp_being_deleted_is_still_finalized() -> None:
+    """The spec stopped validating after the install (here: a releaseName helm would refuse, and a field of
+    the wrong type): the release named as written is uninstalled and the finalizer removed."""
+    r, kube, driver, _, releases = _setup(_obj())
+    await r.reconcile(KEY)
+    assert releases.info is not None and releases.info.name == "app"
+    assert kube.obj is not None
+    kube.obj["spec"]["helm"]["releaseName"] = "app"
+    kube.obj["spec"]["helm"]["timeoutSeconds"] = "soon"
+    writes = len(kube.status_patches)
+    await r.reconcile(KEY)  # refused: status and Event, nothing run
+    assert _cond(kube, "Accepted")["status"] == "False" and driver.calls == ["upgrade"]
+    assert len(kube.status_patches) > writes and kube.events[-1][0] == "InvalidSpec"
+    kube.obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert await r.reconcile(KEY) is None
+    assert driver.calls == ["upgrade", "uninstall"] and releases.info is None and kube.obj is None
+
+
 async def test_deletion_of_gone_release() -> None:
     r, kube, driver, _, releases = _setup(_obj())
     await r.reconcile(KEY)
@@ -291,9 +308,14 @@ def test_values_unpack_and_build_release_forms() -> None:
     values, digest = v
     assert values == {"a": 1} and digest == "sha256:x" and "secret" not in repr(v)
     chart = FetchedChart("hello", "1.0.0", "sha256:c", Path("/c.tgz"))
-    a = build_release(_obj(), release_name="r", release_namespace="n", chart=chart, values=v)
+    a = build_release(parse_helmapp(_obj()), release_name="r", release_namespace="n", chart=chart, values=v)
     b = build_release(
-        _obj(), release_name="r", release_namespace="n", chart=chart, values={"a": 1}, values_digest="sha256:x"
+        parse_helmapp(_obj()),
+        release_name="r",
+        release_namespace="n",
+        chart=chart,
+        values={"a": 1},
+        values_digest="sha256:x",
     )
     assert a.fingerprint == b.fingerprint and a.release.redact == ("secret",) and b.release.redact == ()
 

@@ -6,9 +6,11 @@ import asyncio
 
 import pytest
 
+from helmops.api.parse import fallback_release_name as derived_release_name
+from helmops.api.spec import HelmAppSpec
 from helmops.cli.main import build_parser
 from helmops.controller.reconciler import namespace_deletable
-from helmops.desired.release import derived_release_name, helm_options
+from helmops.desired.release import helm_options
 from helmops.runtime.app import _trigger
 from helmops.runtime.queue import WorkQueue
 from helmops.runtime.settings import from_env, parse_bind_address, parse_bool
@@ -95,7 +97,7 @@ def test_release_name_and_options() -> None:
     weird = derived_release_name("Hello_World")
     assert weird.startswith("hello-world-") and len(weird) <= 53
     assert len(derived_release_name("x" * 80)) <= 53
-    opts = helm_options({"helm": {"maxHistory": 0, "timeoutSeconds": -5}})
+    opts = helm_options(HelmAppSpec.model_validate({"helm": {"maxHistory": 0, "timeoutSeconds": -5}}))
     assert opts["maxHistory"] == 2 and opts["timeoutSeconds"] == 0
 
 

@@ -7,6 +7,9 @@ import gzip
 import json
 from typing import Any
 
+from helmops.api.objects import HelmApp
+from helmops.api.parse import parse_helmapp
+from helmops.api.spec import HelmAppSpec
 from helmops.drift.compare import (
     Modified,
     compare_object,
@@ -208,8 +211,8 @@ class FakeMonitor:
         return m
 
 
-def _helmapp(name: str, **spec: Any) -> dict[str, Any]:
-    return {"metadata": {"namespace": "apps", "name": name}, "spec": {"defaultNamespace": "t", **spec}}
+def _helmapp(name: str, **spec: Any) -> HelmApp:
+    return parse_helmapp({"metadata": {"namespace": "apps", "name": name}, "spec": {"defaultNamespace": "t", **spec}})
 
 
 def test_monitor_check_costs_one_list_per_kind_and_enqueues_once() -> None:
@@ -293,8 +296,10 @@ def test_monitor_ignores_a_release_planted_outside_the_helmapps_namespaces() -> 
         m.update(_helmapp("h0", correctDrift={"enabled": True}))
         found = await m.check()
         assert not any(found.values()) and not m.modified(("apps", "h0"))
-        assert release_namespaces({"namespace": "a", "targets": [{"namespace": "b"}, "x"]}) == {"a", "b"}
-        assert release_namespaces({}) == {"default"}
+        # (a target that is not a map cannot reach the monitor: the HelmApp is parsed where it enters)
+        spec = HelmAppSpec.model_validate({"namespace": "a", "targets": [{"namespace": "b"}, {}]})
+        assert release_namespaces(spec) == {"a", "b"}
+        assert release_namespaces(HelmAppSpec()) == {"default"}
 
     asyncio.run(go())
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helmops.api.parse import parse_helmapp
 from helmops.clusters.connections import ClusterUnreachable
 from helmops.clusters.kubeconfig import KubeconfigRefused
 from helmops.desired.adapters import SourcesFetcher
@@ -17,10 +18,15 @@ from helmops.polling.poller import ChartVersions, PollError, SourcesResolver
 from helmops.sources import AuthError, ChartRequest, RepoAuth, ResolvedChart, SourceError, SourceUnavailable
 from helmops.values.errors import TemplateError, ValuesError
 
-APP = {
-    "metadata": {"namespace": "team", "name": "app"},
-    "spec": {"helmSecretName": "creds", "helm": {"repo": "https://charts.example", "chart": "web", "version": "1.x"}},
-}
+APP = parse_helmapp(
+    {
+        "metadata": {"namespace": "team", "name": "app"},
+        "spec": {
+            "helmSecretName": "creds",
+            "helm": {"repo": "https://charts.example", "chart": "web", "version": "1.x"},
+        },
+    }
+)
 
 
 class FakeKube:

@@ -18,6 +18,8 @@ import pytest
 from kube_fake import KubeFake
 
 from helmops.api import Cluster, ClusterGroup
+from helmops.api.objects import HelmApp
+from helmops.api.parse import parse_helmapp
 from helmops.cli.plan import Inventory, plan, resolve
 from helmops.controller.apply import ChartFetches
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
@@ -31,8 +33,8 @@ NS = "fleet-default"
 class FakeCharts:
     """The ChartFetcher both sides get: the version asked for (targets may override it)."""
 
-    async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
-        v = str(helmapp["spec"]["helm"].get("version") or "1.0.0")
+    async def fetch(self, helmapp: HelmApp) -> FetchedChart:
+        v = str(helmapp.spec.helm.version or "1.0.0")
         return FetchedChart("hello", v, f"sha256:{v}", Path("/c.tgz"))
 
 
@@ -96,11 +98,11 @@ async def controller_view(
         ReconcilerConfig(),
         clusters=Connections(),  # type: ignore[arg-type]
     )
-    targets, _ = await r._targets(helmapp)
+    targets, _ = await r._targets(parse_helmapp(helmapp))
     out = {}
     for t in targets:
         desired = await r._desired(t, await r.connect.to(t), ChartFetches(r.charts))
-        out[t.id] = _view(t.target_name, t.helmapp["spec"], desired)
+        out[t.id] = _view(t.target_name, t.spec.to_dict(), desired)
     return out
 
 
@@ -113,11 +115,13 @@ async def cli_view(
         tuple(ClusterGroup.model_validate(g) for g in groups),
         given=True,
     )
-    results = await resolve(plan(helmapp, inventory), auth=RepoAuth(), fetch_charts=True, charts=FakeCharts())
+    results = await resolve(
+        plan(parse_helmapp(helmapp), inventory), auth=RepoAuth(), fetch_charts=True, charts=FakeCharts()
+    )
     out = {}
     for res in results:
         assert res.error is None, res.error
-        out[res.cluster] = _view(res.plan.target_name, res.plan.helmapp["spec"], res.desired)
+        out[res.cluster] = _view(res.plan.target_name, res.plan.helmapp.spec.to_dict(), res.desired)
     return out
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from helmops.api.parse import parse_helmapp
 from helmops.cli.run import _ENV_FLAGS
 from helmops.desired.release import (
     DEFAULT_MAX_TIMEOUT_SECONDS,
@@ -210,10 +211,9 @@ def test_max_timeout_setting() -> None:
 
 
 def test_build_release_clamps_but_keeps_the_fingerprint() -> None:
-    obj = {
-        "metadata": {"name": "app", "namespace": "team-a"},
-        "spec": {"helm": {"chart": "c", "timeoutSeconds": 86400}},
-    }
+    obj = parse_helmapp(
+        {"metadata": {"name": "app", "namespace": "team-a"}, "spec": {"helm": {"chart": "c", "timeoutSeconds": 86400}}}
+    )
     chart = FetchedChart("c", "1.0.0", "sha256:abc", Path("/c.tgz"))
     capped = build_release(
         obj, release_name="app", release_namespace="t", chart=chart, values=Values({}, "d"), max_timeout=600

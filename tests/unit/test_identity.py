@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from kube_fake import KubeFake
 from kubernetes.aio import client as kclient
 
+from helmops.api.objects import HelmApp
 from helmops.clusters.identity import IMPERSONATE_USER, Identity, ImpersonatingClients, service_account_user
 from helmops.clusters.live import ACCESS_DENIED, LiveResources
 from helmops.controller.reconciler import Reconciler, ReconcilerConfig
@@ -87,11 +87,11 @@ class RecordingValues(FakeValues):
     def __init__(self) -> None:
         self.apis: list[Any] = []
 
-    async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
+    async def render_values(self, helmapp: HelmApp, release_namespace: str) -> Values:
         self.apis.append("render_values")
         return await super().render_values(helmapp, release_namespace)
 
-    async def render_for(self, helmapp: Mapping[str, Any], release_namespace: str, cluster: Any, api: Any) -> Values:
+    async def render_for(self, helmapp: HelmApp, release_namespace: str, cluster: Any, api: Any) -> Values:
         self.apis.append(api)
         return await super().render_values(helmapp, release_namespace)
 

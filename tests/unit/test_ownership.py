@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from kube_fake import KubeFake
 
+from helmops.api.objects import HelmApp
 from helmops.controller.ledger import (
     MAX_PER_CLUSTER,
     Entry,
@@ -188,12 +189,12 @@ class Releases:
 
 
 class Charts:
-    async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
+    async def fetch(self, helmapp: HelmApp) -> FetchedChart:
         return FetchedChart("hello", "1.0.0", "sha256:1", Path("/c.tgz"))
 
 
 class NoValues:
-    async def render_values(self, helmapp: Mapping[str, Any], release_namespace: str) -> Values:
+    async def render_values(self, helmapp: HelmApp, release_namespace: str) -> Values:
         return Values({}, "sha256:none")
 
 

@@ -6,6 +6,9 @@ from typing import Any
 
 import pytest
 
+from helmops.api.objects import HelmApp
+from helmops.api.parse import parse_helmapp
+from helmops.api.spec import HelmAppSpec
 from helmops.policy import Policy, aggregate, evaluate, source_urls
 
 
@@ -14,9 +17,9 @@ def _restriction(name: str, **fields: Any) -> dict[str, Any]:
             "metadata": {"name": name, "namespace": "team"}, **fields}  # fmt: skip
 
 
-def _app(**spec: Any) -> dict[str, Any]:
+def _app(**spec: Any) -> HelmApp:
     base = {"namespace": "apps", "helm": {"repo": "https://charts.example.com/stable", "chart": "web"}}
-    return {"metadata": {"name": "a", "namespace": "team"}, "spec": {**base, **spec}}
+    return parse_helmapp({"metadata": {"name": "a", "namespace": "team"}, "spec": {**base, **spec}})
 
 
 def test_no_restrictions_no_policy() -> None:
@@ -45,10 +48,10 @@ def test_default_service_account_applies_only_when_none_is_set() -> None:
     pol = aggregate([_restriction("r", defaultServiceAccount="deployer")])
     res = evaluate(_app(), pol)
     assert res.ok and res.service_account == "deployer" and res.defaulted
-    assert res.apply(_app())["spec"]["serviceAccount"] == "deployer"
+    assert res.apply(_app()).spec.service_account == "deployer"
     own = evaluate(_app(serviceAccount="mine"), pol)
     assert own.service_account == "mine" and not own.defaulted
-    assert own.apply(_app(serviceAccount="mine"))["spec"]["serviceAccount"] == "mine"
+    assert own.apply(_app(serviceAccount="mine")).spec.service_account == "mine"
 
 
 def test_default_is_not_checked_against_allowed_list_as_in_fleet() -> None:
@@ -105,7 +108,7 @@ def test_repo_pattern_checks_chart_url_without_repo_and_target_overrides() -> No
     assert evaluate(_app(helm={"chart": "oci://ok/web"}), pol).ok
     assert not evaluate(_app(helm={"chart": "oci://bad/web"}), pol).ok
     spec = {"helm": {"chart": "oci://ok/web"}, "targets": [{"name": "t", "helm": {"repo": "https://evil/"}}]}
-    assert source_urls(spec) == ["oci://ok/web", "https://evil/"]
+    assert source_urls(HelmAppSpec.model_validate(spec)) == ["oci://ok/web", "https://evil/"]
     assert not evaluate(_app(**spec), pol).ok
 
 

@@ -4,13 +4,14 @@ process would exit 1); each waiter gets the outcome instead."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from helmops import tasks
+from helmops.api.objects import HelmApp
+from helmops.api.parse import parse_helmapp
 from helmops.controller.apply import ChartFetches
 from helmops.desired.release import DesiredError, FetchedChart
 from helmops.sources.cache import SingleFlight
@@ -66,8 +67,8 @@ class Fetcher:
         self.fail = fail
         self.gate = asyncio.Event()
 
-    async def fetch(self, helmapp: Mapping[str, Any]) -> FetchedChart:
-        version = str(helmapp["spec"]["helm"].get("version") or "")
+    async def fetch(self, helmapp: HelmApp) -> FetchedChart:
+        version = str(helmapp.spec.helm.version or "")
         self.calls.append(version)
         await self.gate.wait()
         if self.fail:
@@ -75,8 +76,8 @@ class Fetcher:
         return FetchedChart("hello", version, "sha256:1", Path("/c.tgz"))
 
 
-def _app(version: str) -> dict[str, Any]:
-    return {"spec": {"helm": {"repo": "http://r/", "chart": "hello", "version": version}}}
+def _app(version: str) -> HelmApp:
+    return parse_helmapp({"spec": {"helm": {"repo": "http://r/", "chart": "hello", "version": version}}})
 
 
 async def test_chart_fetches_fetch_each_reference_once_and_share_errors() -> None:
