@@ -163,7 +163,7 @@ class Reconciler(Apply):
                         "GotNewChartVersion",
                         f"chart {first.name} version {first.version} (was {old_version}), digest {first.digest}",
                     )
-            rnd = await self._rollout_begin(key, obj, targets)  # rollout (issue 17)
+            rnd = await self._rollout_begin(key, obj, targets, live_status)  # rollout (issue 17)
             results = await asyncio.gather(
                 *(rnd.around(t.name, self._reconcile_cluster(key, obj, t, charts)) for t in targets)
             )

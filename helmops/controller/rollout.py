@@ -196,7 +196,11 @@ class RolloutControl(Teardown):
         self.rollout_index = RolloutIndex()
         self._rounds: dict[Key, RolloutRound] = {}
 
-    async def _rollout_begin(self, key: Key, obj: HelmApp, targets: Sequence[ClusterTarget]) -> RolloutRound:
+    async def _rollout_begin(
+        self, key: Key, obj: HelmApp, targets: Sequence[ClusterTarget], status: Mapping[str, Any]
+    ) -> RolloutRound:
+        """``status`` is the HelmApp's status as stored (the typed model leaves it out): after a restart it
+        says which clusters were not ready."""
         refs = list(obj.spec.depends_on or ())
         strategy = obj.spec.rollout_strategy
         groups: list[ClusterGroup] = []
@@ -206,7 +210,7 @@ class RolloutControl(Teardown):
                     groups.append(ClusterGroup.model_validate(g))
                 except Exception:
                     continue
-        previous = obj.status.to_dict() if obj.status is not None else None
+        previous = status or None
         rnd = RolloutRound(key, refs, self.rollout_index, strategy, targets, groups, previous)
         self._rounds[key] = rnd
         return rnd

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from helmops.api.parse import parse_helmapp
 from tests.unit.test_clusters_reconcile import KEY, _setup, _status
 
 
@@ -111,7 +112,7 @@ async def test_barrier_gives_up_after_its_timeout(monkeypatch: Any) -> None:
         "metadata": {"name": "app", "namespace": "ns"},
         "spec": {"helm": {"chart": "c"}, "targets": [{"clusterSelector": {}}]},
     }
-    targets = resolve_targets(app, [_cluster("a", "x"), _cluster("b", "y")])
+    targets = resolve_targets(parse_helmapp(app), [_cluster("a", "x"), _cluster("b", "y")])
     rnd = rollout.RolloutRound(KEY, None, RolloutIndex(), rollout.RolloutStrategy(maxUnavailable=1), targets, [])
     a = rnd._clusters["a"]
     why = await asyncio.wait_for(rnd.decide("a", TargetState(a, up_to_date=False)), 5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from helmops.api import Cluster
+from helmops.api.parse import parse_helmapp
 from helmops.api.spec import BundleTargetRestriction
 from helmops.desired.targets import resolve_targets
 from helmops.rollout.restrictions import allowed_without_targets, restriction_matches
@@ -26,8 +27,8 @@ def app(targets: list[dict[str, Any]], restrictions: list[dict[str, Any]] | None
 
 
 def deployed(helmapp: dict[str, Any]) -> dict[str, Any]:
-    return {t.name: (t.helmapp["spec"].get("helm") or {}).get("values", {}).get("replicas") for t in
-            resolve_targets(helmapp, CLUSTERS, GROUPS)}  # fmt: skip
+    return {t.name: (t.helmapp.spec.helm.values or {}).get("replicas") for t in
+            resolve_targets(parse_helmapp(helmapp), CLUSTERS, GROUPS)}  # fmt: skip
 
 
 ALL2 = {"clusterGroup": "all", "helm": {"values": {"replicas": 2}}}
@@ -61,10 +62,10 @@ def test_same_group_must_serve_target_and_restriction() -> None:
     # target by group `one`, restriction by a group-label selector only `all` has: no common G → nothing.
     groups = [*GROUPS[:3], {**GROUPS[3], "metadata": {"name": "all", "namespace": NS, "labels": {"k": "v"}}}]
     helmapp = app([{"clusterGroup": "one"}], [{"clusterGroupSelector": {"matchLabels": {"k": "v"}}}])
-    assert resolve_targets(helmapp, CLUSTERS, groups) == []
+    assert resolve_targets(parse_helmapp(helmapp), CLUSTERS, groups) == []
     # OR across restrictions, AND inside one
     helmapp = app([{"clusterGroup": "all"}], [{"clusterName": "one", "clusterGroup": "two"}, {"clusterName": "three"}])
-    assert [t.name for t in resolve_targets(helmapp, CLUSTERS, GROUPS)] == ["three"]
+    assert [t.name for t in resolve_targets(parse_helmapp(helmapp), CLUSTERS, GROUPS)] == ["three"]
 
 
 def test_cluster_in_no_group_matches_only_group_free_restrictions() -> None:
@@ -76,9 +77,9 @@ def test_cluster_in_no_group_matches_only_group_free_restrictions() -> None:
 
 def test_helmapp_without_targets_on_the_local_cluster_obeys_restrictions() -> None:
     helmapp: dict[str, Any] = {"metadata": {"name": "app", "namespace": NS}, "spec": {"helm": {"chart": "c"}}}
-    assert [t.name for t in resolve_targets(helmapp)] == ["local"]
+    assert [t.name for t in resolve_targets(parse_helmapp(helmapp))] == ["local"]
     helmapp["spec"]["targetRestrictions"] = [{"clusterName": "elsewhere"}]
-    assert resolve_targets(helmapp) == []
+    assert resolve_targets(parse_helmapp(helmapp)) == []
     helmapp["spec"]["targetRestrictions"] = [{"clusterName": "local"}]
-    assert [t.name for t in resolve_targets(helmapp)] == ["local"]
+    assert [t.name for t in resolve_targets(parse_helmapp(helmapp))] == ["local"]
     assert allowed_without_targets([], Cluster(), [])
