@@ -159,10 +159,13 @@ class Apply(RolloutControl):
         if d.action is Action.NONE:
             if (refused := await self._namespace_metadata(t.helmapp, rel.namespace, conn)) is not None:
                 return ClusterResult(out(State.ERR_APPLIED, error=refused), failed=True, version=chart.version)
-            if c.drift:
-                return done(State.MODIFIED, self.config.resync_seconds, message=c.drift)
             revision = live.revision if live is not None else None
-            return await self._ready(key, t, conn, rel.namespace, rel.name, chart, revision)
+            ready = await self._ready(key, t, conn, rel.namespace, rel.name, chart, revision)
+            if c.drift:
+                # Modified, with the objects' readiness still counted (a deleted object is also `missing`)
+                ready.outcome = dataclasses.replace(ready.outcome, state=State.MODIFIED, message=c.drift, error=None)
+                ready.delay = self.config.resync_seconds
+            return ready
         if d.action is Action.WAIT:
             return done(State.WAIT_APPLIED, d.wait_seconds, message=d.reason)
         if t.paused:

@@ -187,7 +187,8 @@ def test_gated_cluster_waits_while_ungated_cluster_deploys(
 ) -> None:
     cp, target = management_cluster, f"{ns}-target"
     down = e2e.Cluster(downstream_cluster)
-    register(mgmt, ns, "prod", management_cluster, {"env": "prod"})
+    # the management plane as a Fleet Cluster is the local cluster: only "local" may name it (one identity)
+    register(mgmt, ns, "local", management_cluster, {"env": "prod"})
     register(mgmt, ns, "dev", downstream_cluster, {"env": "dev"})
     obj = e2e.helmapp("split", ns, repo=chart_repo.url, chart="hello", version="0.1.0", values={"message": "m"})
     obj["spec"]["targets"] = [{"clusterSelector": {"matchExpressions": [{"key": "env", "operator": "Exists"}]}}]
@@ -195,7 +196,7 @@ def test_gated_cluster_waits_while_ungated_cluster_deploys(
     mgmt.apply(obj)
     e2e.wait_for("dev deployed", lambda: chart_version(down, "split", target) == "0.1.0")
     view = wait_plan(cp, ns, "split")
-    assert [c["cluster"] for c in view["clusters"]] == [f"{ns}/prod"]
+    assert [c["cluster"] for c in view["clusters"]] == [f"{ns}/local"]
     assert view["clusters"][0]["action"] == "install" and view["clusters"][0]["from"] == ""
     time.sleep(3)
     assert mgmt.configmap("split-hello", target) is None

@@ -2,7 +2,7 @@
 Clusters each its own API server — the management plane (``m``), the session's downstream plane (``a``)
 and two planes of this module (``b``, ``c``).
 
-* rolloutStrategy: partitions p1 = {m, a}, p2 = {b, c}, ``maxUnavailable: "0%"``; with ``a`` NotReady (its
+* rolloutStrategy: partitions p1 = {local, a}, p2 = {b, c}, ``maxUnavailable: "0%"``; with ``a`` NotReady (its
   Deployment's status patched) an upgrade changes ``a`` and stops there — p2 untouched, status naming the
   partition, the count and the limit — and continues over every cluster once ``a`` recovers;
 * dependsOn: ``app`` depends on ``db``; ``db`` is Ready on ``m`` only, so ``app`` installs on ``m`` and
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOYED = "helmops.cattle.io/deployed-clusters"
-WAVES = {"m": "1", "a": "1", "b": "2", "c": "2"}
+WAVES = {"local": "1", "a": "1", "b": "2", "c": "2"}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def plane_c(tools: Any) -> Iterator[ControlPlane]:
 def planes(
     management_cluster: ControlPlane, downstream_cluster: ControlPlane, plane_b: ControlPlane, plane_c: ControlPlane
 ) -> dict[str, ControlPlane]:
-    out = {"m": management_cluster, "a": downstream_cluster, "b": plane_b, "c": plane_c}
+    out = {"local": management_cluster, "a": downstream_cluster, "b": plane_b, "c": plane_c}
     assert len({cp.server for cp in out.values()}) == 4  # four API servers, four cluster identities
     return out
 
@@ -182,7 +182,7 @@ def test_partitioned_upgrade_stops_while_a_cluster_is_not_ready_and_continues_af
 
     st = e2e.wait_for("rollout held in status", held, 60)
     time.sleep(12)  # two more passes (held clusters are retried every 5 s): still nothing beyond a
-    assert [message(planes[c], "roll-cm", target) for c in ("m", "b", "c")] == ["v1", "v1", "v1"]
+    assert [message(planes[c], "roll-cm", target) for c in ("local", "b", "c")] == ["v1", "v1", "v1"]
     text = ready_text(status(mgmt, "roll", ns))
     assert "2 of 2 clusters not yet updated and ready, limit 1" in text, text
     assert "limit 0 (rolloutStrategy.maxUnavailablePartitions)" in text, text
@@ -195,7 +195,7 @@ def test_partitioned_upgrade_stops_while_a_cluster_is_not_ready_and_continues_af
 
     # a recovers: m, then b and c follow, one at a time
     set_available(planes["a"], "roll-web", target, True)
-    for cluster in ("m", "b", "c"):
+    for cluster in ("local", "b", "c"):
         e2e.wait_for(f"{cluster} upgraded", functools.partial(upgraded, planes[cluster], "roll-cm", target), 120)
     ready_count(mgmt, "roll", ns, "4/4")
 
@@ -204,18 +204,18 @@ def test_depends_on_waits_per_cluster_and_is_released_within_seconds(
     mgmt: e2e.Cluster, planes: dict[str, ControlPlane], controller: e2e.Controller, chart_repo: Any, ns: str
 ) -> None:
     target = f"{ns}-target"
-    two = [{"clusterName": "m"}, {"clusterName": "b"}]
+    two = [{"clusterName": "local"}, {"clusterName": "b"}]
     mgmt.apply(app("db", ns, chart_repo, "hellodeploy", targets=two))
-    for cluster in ("m", "b"):
+    for cluster in ("local", "b"):
         e2e.wait_for(
             f"db on {cluster}", functools.partial(e2e.Cluster(planes[cluster]).get, "deployment", "db-web", target)
         )
-    set_available(planes["m"], "db-web", target, True)  # db Ready on m only
+    set_available(planes["local"], "db-web", target, True)  # db Ready on local only
     e2e.poke(mgmt, "db", ns)
     ready_count(mgmt, "db", ns, "1/2")
 
     mgmt.apply(app("app", ns, chart_repo, "hello", targets=two, dependsOn=[{"name": "db"}]))
-    e2e.wait_for("app on m", lambda: message(planes["m"], "app-hello", target) is not None, 120)
+    e2e.wait_for("app on local", lambda: message(planes["local"], "app-hello", target) is not None, 120)
 
     def waiting() -> dict[str, Any] | None:
         st = status(mgmt, "app", ns)
@@ -247,6 +247,6 @@ def test_target_restrictions_deploy_only_where_allowed(
     )  # fmt: skip
     mgmt.apply(restricted)
     ready_count(mgmt, "res", ns, "2/2")
-    assert [message(planes[c], "res-hello", target) for c in ("m", "a", "b", "c")] == [None, None, "v1", "v1"]
+    assert [message(planes[c], "res-hello", target) for c in ("local", "a", "b", "c")] == [None, None, "v1", "v1"]
     ann = ((mgmt.helmapp("res", ns) or {}).get("metadata") or {}).get("annotations") or {}
     assert sorted(json.loads(ann.get(DEPLOYED, "[]"))) == ["b", "c"]
