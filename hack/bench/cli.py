@@ -50,6 +50,9 @@ def parser() -> argparse.ArgumentParser:
                         "working tree, so edits in progress do not change what is measured")
     p.add_argument("--controller-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for every helmops run the scenario starts (repeatable)")
+    p.add_argument("--flux-arg", action="append", default=[], metavar="ARG",
+                   help="vs-flux: extra argument for both Flux controllers, e.g. --flux-arg=--kube-api-qps=500 "
+                        "(repeatable)")
     p.add_argument("--force", action="store_true",
                    help="run fanout/poll even when the controller looks like it lacks the feature")
     return p
@@ -82,6 +85,7 @@ def options(argv: Sequence[str] | None = None) -> list[Options]:
             repeat=a.repeat,
             src=a.src,
             controller_env=tuple(sorted(extra_env.items())),
+            flux_args=tuple(a.flux_arg),
         ))
     return out
 
@@ -103,6 +107,9 @@ def runner(name: str) -> tuple[Runner, bool]:
     if name == "curve":
         from . import curve
         return curve.run, False
+    if name == "vs-flux":
+        from . import vsflux
+        return vsflux.run, True
     raise ValueError(f"unknown scenario {name!r}")
 
 

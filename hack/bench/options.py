@@ -17,6 +17,7 @@ DEFAULT_SIZES: dict[str, tuple[int, ...]] = {
     "fanout": (1, 3, 6),
     "poll": (100,),
     "curve": (25, 50, 100, 200),
+    "vs-flux": (50, 200),
 }
 SCENARIOS = tuple(DEFAULT_SIZES)
 
@@ -37,6 +38,8 @@ class Options:
     src: str | None = None
     #: extra environment for every controller a scenario starts (e.g. HELMOPS_DRIFT_CHECK_PERIOD=0).
     controller_env: tuple[tuple[str, str], ...] = ()
+    #: extra arguments for both Flux controllers (vs-flux), e.g. ``--kube-api-qps=500``.
+    flux_args: tuple[str, ...] = ()
 
     @property
     def largest(self) -> int:
