@@ -107,6 +107,9 @@ def runner(name: str) -> tuple[Runner, bool]:
     if name == "curve":
         from . import curve
         return curve.run, False
+    if name == "helm-cost":
+        from . import helmcost
+        return helmcost.run, False
     if name == "vs-flux":
         from . import vsflux
         return vsflux.run, True

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support import proc as sproc
+import support.proc as sproc
 from support.tools import REPO_ROOT, cache_dir
 
 from . import report

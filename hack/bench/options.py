@@ -18,6 +18,7 @@ DEFAULT_SIZES: dict[str, tuple[int, ...]] = {
     "poll": (100,),
     "curve": (25, 50, 100, 200),
     "vs-flux": (50, 200),
+    "helm-cost": (20,),
 }
 SCENARIOS = tuple(DEFAULT_SIZES)
 
