@@ -53,6 +53,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--flux-arg", action="append", default=[], metavar="ARG",
                    help="vs-flux: extra argument for both Flux controllers, e.g. --flux-arg=--kube-api-qps=500 "
                         "(repeatable)")
+    p.add_argument("--sides", default=",".join(Options.sides), metavar="SIDE[,SIDE...]",
+                   help="vs-flux: which sides run, in this order (default: all of helmops, helm, flux_chart, "
+                        "flux_chartref)")
     p.add_argument("--force", action="store_true",
                    help="run fanout/poll even when the controller looks like it lacks the feature")
     return p
@@ -67,6 +70,9 @@ def options(argv: Sequence[str] | None = None) -> list[Options]:
     extra_env = dict(item.split("=", 1) for item in a.controller_env if "=" in item)
     if len(extra_env) != len(a.controller_env):
         p.error("--controller-env takes KEY=VALUE")
+    sides = tuple(x.strip() for x in a.sides.split(",") if x.strip())
+    if not sides or any(x not in Options.sides for x in sides):
+        p.error(f"--sides takes a comma-separated subset of {', '.join(Options.sides)}")
     if a.helm_concurrency < 1 or a.repeat < 1 or (a.workers is not None and a.workers < 1):
         p.error("--helm-concurrency, --workers and --repeat must be at least 1")
     names = SCENARIOS if a.scenario == "all" else (a.scenario,)
@@ -86,6 +92,7 @@ def options(argv: Sequence[str] | None = None) -> list[Options]:
             src=a.src,
             controller_env=tuple(sorted(extra_env.items())),
             flux_args=tuple(a.flux_arg),
+            sides=sides,
         ))
     return out
 

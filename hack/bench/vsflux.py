@@ -196,9 +196,10 @@ def run_flux(st: Stack, opts: Options, bins: flux.Binaries, n: int, tag: str, mo
 
 
 # --- one N, all sides, alternating ------------------------------------------------------------------------
-def run_n(tools: Tools, st: Stack, opts: Options, bins: flux.Binaries, n: int, rep: int) -> list[dict[str, Any]]:
+def run_n(tools: Tools, st: Stack, opts: Options, bins: flux.Binaries | None, n: int,
+          rep: int) -> list[dict[str, Any]]:
     period = resync_seconds(opts, n)
-    order = SIDES if rep % 2 == 0 else tuple(reversed(SIDES))
+    order = opts.sides if rep % 2 == 0 else tuple(reversed(opts.sides))
     rows = []
     for side in order:
         tag = f"{n}-{rep}"
@@ -209,6 +210,7 @@ def run_n(tools: Tools, st: Stack, opts: Options, bins: flux.Binaries, n: int, r
         elif side == "helm":
             row = run_helm(tools, st, opts, n, tag)
         else:
+            assert bins is not None
             row = run_flux(st, opts, bins, n, tag, side.removeprefix("flux_"), period)
         row.update(rep=rep, load_before=before, load_after=loadavg())
         say(f"vs-flux n={n} {side}: {row.get('seconds')} s, {row.get('cpu_ms_per_release')} ms CPU/release, "
@@ -233,11 +235,14 @@ def summarize(n: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     assert st.repo is not None and st.charts is not None and st.cp is not None
-    bins = flux.ensure_binaries()
-    for crd in sorted(bins.crds.glob("*.yaml")):
-        st.cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    st.cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/helmreleases.helm.toolkit.fluxcd.io",
-                  "crd/helmcharts.source.toolkit.fluxcd.io", "crd/helmrepositories.source.toolkit.fluxcd.io")
+    bins = None
+    if any(s.startswith("flux") for s in opts.sides):
+        bins = flux.ensure_binaries()
+        for crd in sorted(bins.crds.glob("*.yaml")):
+            st.cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+        st.cp.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                      "crd/helmreleases.helm.toolkit.fluxcd.io", "crd/helmcharts.source.toolkit.fluxcd.io",
+                      "crd/helmrepositories.source.toolkit.fluxcd.io")
     st.repo.publish(st.charts.package(CHART, VERSION))
     summaries, samples = [], []
     for n in opts.sizes:
@@ -249,5 +254,6 @@ def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[di
     top: dict[str, Any] = dict(summaries[-1])
     top.pop("n")
     top.update(helm_concurrency=opts.helm_concurrency, workers=opts.workers, flux_concurrent=opts.helm_concurrency,
-               flux_versions=bins.versions(), summaries=summaries, samples=samples)
+               flux_versions=bins.versions() if bins else None, sides=list(opts.sides), summaries=summaries,
+               samples=samples)
     return top, []
