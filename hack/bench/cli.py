@@ -56,6 +56,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sides", default=",".join(Options.sides), metavar="SIDE[,SIDE...]",
                    help="vs-flux: which sides run, in this order (default: all of helmops, helm, flux_chart, "
                         "flux_chartref)")
+    p.add_argument("--profile-dir", type=Path, default=None, metavar="DIR",
+                   help="run each controller under cProfile and write DIR/<controller>.prof when it stops "
+                        "(inflates its CPU figures: for finding where time goes, not for the table)")
     p.add_argument("--force", action="store_true",
                    help="run fanout/poll even when the controller looks like it lacks the feature")
     return p
@@ -93,6 +96,7 @@ def options(argv: Sequence[str] | None = None) -> list[Options]:
             controller_env=tuple(sorted(extra_env.items())),
             flux_args=tuple(a.flux_arg),
             sides=sides,
+            profile_dir=a.profile_dir,
         ))
     return out
 
@@ -150,7 +154,7 @@ def run_scenario(opts: Options) -> int:
         else:
             try:
                 with stack.stack(tools, opts.scenario, with_repo=with_repo, src=src,
-                                 controller_env=dict(opts.controller_env)) as st:
+                                 controller_env=dict(opts.controller_env), profile_dir=opts.profile_dir) as st:
                     figures, runs = fn(tools, st, opts)
                 if opts.controller_env:
                     figures["controller_env"] = dict(opts.controller_env)

@@ -41,6 +41,8 @@ class Options:
     controller_env: tuple[tuple[str, str], ...] = ()
     #: extra arguments for both Flux controllers (vs-flux), e.g. ``--kube-api-qps=500``.
     flux_args: tuple[str, ...] = ()
+    #: run every controller under cProfile, one ``.prof`` per controller in this directory.
+    profile_dir: Path | None = None
     #: vs-flux: which sides run (default all four: helmops, helm, flux_chart, flux_chartref).
     sides: tuple[str, ...] = ("helmops", "helm", "flux_chart", "flux_chartref")
 
