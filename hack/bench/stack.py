@@ -108,6 +108,11 @@ class Api:
         with urllib.request.urlopen(req, context=self._ctx(), timeout=timeout) as resp:
             return json.loads(resp.read())
 
+    def text(self, path: str, timeout: float = 30) -> str:
+        req = urllib.request.Request(self.cp.server + path, headers={"Authorization": f"Bearer {self.cp.token}"})
+        with urllib.request.urlopen(req, context=self._ctx(), timeout=timeout) as resp:
+            return str(resp.read().decode())
+
     def helmapps(self, namespace: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.get(f"{API}/namespaces/{namespace}/helmapps")["items"]
         return items
@@ -396,6 +401,8 @@ class Controller:
         if self.src != REPO_ROOT:
             env["PYTHONPATH"] = str(self.src)
         env.update(self.env)
+        if self.profile:
+            self.profile.parent.mkdir(parents=True, exist_ok=True)
         prof = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
         argv: list[str] = [sys.executable, *prof, "-m", "helmops.cli.main", "run", "--enable-helmops",
                            "--kubeconfig", str(self.kubeconfig), "--health-port", str(self.health_port)]

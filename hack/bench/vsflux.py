@@ -35,8 +35,8 @@ from .stack import CHART, Stack, controller_env, loadavg, namespace_doc, say, wa
 SIDES = ("helmops", "helm", "flux_chart", "flux_chartref")
 COLUMNS = ("n", "helmops_seconds", "helm_seconds", "flux_chart_seconds", "flux_chartref_seconds",
            "helmops_vs_helm", "helmops_vs_flux_chart", "helmops_vs_flux_chartref")
-CPU_COLUMNS = ("side", "seconds", "cpu_ms_per_release", "peak_mb", "load1_mean", "load1_max",
-               "resync_cpu_ms_per_release", "resync_pass_seconds")
+CPU_COLUMNS = ("side", "seconds", "cpu_ms_per_release", "peak_mb", "api_requests_per_release", "load1_mean",
+               "load1_max", "resync_cpu_ms_per_release", "resync_pass_seconds")
 VERSION = "1.0.0"
 
 
@@ -63,7 +63,8 @@ def _settle(count: Callable[[], int], quiet: float = 3.0, timeout: float = 90.0)
     return last
 
 
-def resync_pass(count: Callable[[], int], cpu: Callable[[], float], n: int, period: float) -> dict[str, Any]:
+def resync_pass(count: Callable[[], int], cpu: Callable[[], float], n: int, period: float,
+                api: Callable[[], dict[str, int]] | None = None) -> dict[str, Any]:
     """CPU and wall time of the next periodic pass: from the first reconcile past a quiet point to the Nth."""
     base = _settle(count)
     seen = {"c": base}
@@ -75,12 +76,31 @@ def resync_pass(count: Callable[[], int], cpu: Callable[[], float], n: int, peri
         return check
 
     t0 = wait_until("resync start", reached(base + 1), period * 1.2 + 60, interval=0.1)
-    cpu0 = cpu()
+    cpu0, api0 = cpu(), api() if api else {}
     t1 = wait_until("resync pass", reached(base + n), period * 0.3 + ready_timeout(n), interval=0.1,
                     progress=lambda: f"{seen['c'] - base}/{n} reconciles")
     cpu1 = cpu()
-    return {"resync_cpu_ms_per_release": round(1000 * (cpu1 - cpu0) / n, 2),
-            "resync_pass_seconds": round(t1 - t0, 2)}
+    out: dict[str, Any] = {"resync_cpu_ms_per_release": round(1000 * (cpu1 - cpu0) / n, 2),
+                           "resync_pass_seconds": round(t1 - t0, 2)}
+    if api:
+        out.update({f"resync_{k}": v for k, v in api_figures(api0, api(), n).items()})
+    return out
+
+
+#: the harness' own readiness polling (a LIST every 0.5 s), not the side's work
+HARNESS_REQUESTS = ("LIST helmapps", "LIST helmreleases", "LIST secrets")
+
+
+def api_snapshot(st: Stack) -> dict[str, int]:
+    return report.api_requests(report.parse_metrics(st.api.text("/metrics")))
+
+
+def api_figures(before: dict[str, int], after: dict[str, int], n: int) -> dict[str, Any]:
+    """API requests per release during a side's window, by verb and resource, the harness' own left out."""
+    delta = {k: v for k, v in report.count_delta(before, after).items() if k not in HARNESS_REQUESTS}
+    top = sorted(delta.items(), key=lambda kv: -kv[1])[:12]
+    return {"api_requests_per_release": round(sum(delta.values()) / n, 1),
+            "api_requests_top": {k: round(v / n, 2) for k, v in top}}
 
 
 def _side_row(side: str, n: int, seconds: float | None, cpu: float | None, stats: dict[str, Any]) -> dict[str, Any]:
@@ -106,18 +126,19 @@ def run_helmops(st: Stack, opts: Options, n: int, tag: str, period: float) -> di
                       "defaultNamespace": rel}} for i in range(n)]
     sampler = Sampler(lambda: [ctl.pid]).start()
     try:
-        cpu0 = ctl.cpu()
+        cpu0, api0 = ctl.cpu(), api_snapshot(st)
         start = time.monotonic()
         st.apply(docs, ns)
         done = wait_ready(st.api, ns, n, ready_timeout(n))
         cpu1 = ctl.cpu()
         row = _side_row("helmops", n, done - start, sum(cpu1) - sum(cpu0), sampler.stop())
+        row.update(api_figures(api0, api_snapshot(st), n))
         # own CPU vs the reaped helm children's (issue 19 items 2 and 3 are about these two separately)
         row["controller_cpu_ms_per_release"] = round(1000 * (cpu1[0] - cpu0[0]) / n, 1)
         row["helm_cpu_ms_per_release"] = round(1000 * (cpu1[1] - cpu0[1]) / n, 1)
         row["controller_peak_mb"] = ctl.hwm_mb()
         row["helm_actions"] = ctl.helm_actions()
-        row.update(resync_pass(ctl.reconcile_lines, lambda: sum(ctl.cpu()), n, period))
+        row.update(resync_pass(ctl.reconcile_lines, lambda: sum(ctl.cpu()), n, period, lambda: api_snapshot(st)))
     except TimeoutError as exc:
         sampler.stop()
         say(f"{exc}\n{ctl.tail()}")
@@ -136,6 +157,7 @@ def run_helm(tools: Tools, st: Stack, opts: Options, n: int, tag: str) -> dict[s
     argv = ["xargs", "-P", str(opts.helm_concurrency), "-I{}", str(tools.helm), "upgrade", "--install", "{}",
             str(tgz), "--namespace", ns, "--create-namespace", "--kubeconfig", str(st.cp.kubeconfig),
             "--reset-values", "--history-max", "2", "--set", "message=bench"]
+    api0 = api_snapshot(st)
     start = time.monotonic()
     p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          env=env, text=True)
@@ -150,6 +172,7 @@ def run_helm(tools: Tools, st: Stack, opts: Options, n: int, tag: str) -> dict[s
     stats = sampler.stop()
     err = p.stderr.read() if p.stderr else ""
     row = _side_row("helm", n, seconds, usage.ru_utime + usage.ru_stime, stats)
+    row.update(api_figures(api0, api_snapshot(st), n))
     if status != 0:
         row["error"] = f"xargs exited {status}: {err.strip()[-400:]}"
     row["releases"] = st.api.count_release_secrets(ns)
@@ -178,14 +201,15 @@ def run_flux(st: Stack, opts: Options, bins: flux.Binaries, n: int, tag: str, mo
         return seen["ready"] >= n
 
     try:
-        cpu0 = ctl.cpu()
+        cpu0, api0 = ctl.cpu(), api_snapshot(st)
         start = time.monotonic()
         st.apply(docs, ns)
         done = wait_until(f"{n} HelmReleases Ready in {ns}", all_ready, ready_timeout(n), interval=0.5,
                           progress=lambda: f"{seen['ready']}/{n} Ready")
         row = _side_row(side, n, done - start, ctl.cpu() - cpu0, sampler.stop())
+        row.update(api_figures(api0, api_snapshot(st), n))
         row["process_peak_mb"] = ctl.hwm_mb()
-        row.update(resync_pass(ctl.helmrelease_reconciles, ctl.cpu, n, period))
+        row.update(resync_pass(ctl.helmrelease_reconciles, ctl.cpu, n, period, lambda: api_snapshot(st)))
     except TimeoutError as exc:
         sampler.stop()
         say(str(exc))
@@ -224,7 +248,8 @@ def summarize(n: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"n": n}
     for side in SIDES:
         mine = [r for r in rows if r["side"] == side and r.get("seconds") is not None]
-        for key in ("seconds", "cpu_ms_per_release", "peak_mb", "load1_mean", "resync_cpu_ms_per_release"):
+        for key in ("seconds", "cpu_ms_per_release", "peak_mb", "load1_mean", "resync_cpu_ms_per_release",
+                    "api_requests_per_release"):
             values = [r[key] for r in mine if r.get(key) is not None]
             name = f"{side}_{key}"
             out[name] = round(statistics.median(values), 2) if values else None

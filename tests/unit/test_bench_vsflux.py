@@ -104,3 +104,20 @@ def test_summary_takes_medians_and_ratios_per_n() -> None:
     assert out["flux_chartref_seconds"] is None and out["helmops_vs_flux_chartref"] is None
     for key in ("helmops_seconds", "helm_seconds", "flux_chart_seconds", "flux_chartref_seconds"):
         assert key in out
+
+
+def test_api_requests_from_apiserver_metrics() -> None:
+    text = "\n".join(
+        [
+            'apiserver_request_total{code="200",resource="secrets",verb="GET"} 5',
+            'apiserver_request_total{code="404",resource="secrets",verb="GET"} 1',
+            'apiserver_request_total{code="200",resource="helmapps",subresource="status",verb="PATCH"} 2',
+            'apiserver_request_total{code="200",resource="secrets",verb="WATCH"} 9',
+        ]
+    )
+    counts = report.api_requests(report.parse_metrics(text))
+    assert counts == {"GET secrets": 6, "PATCH helmapps/status": 2}
+    assert report.count_delta({"GET secrets": 4}, counts) == {"GET secrets": 2, "PATCH helmapps/status": 2}
+    figures = vsflux.api_figures({}, {**counts, "LIST helmapps": 40}, 2)  # the harness' own polling is left out
+    assert figures["api_requests_per_release"] == 4.0
+    assert figures["api_requests_top"] == {"GET secrets": 3.0, "PATCH helmapps/status": 1.0}
