@@ -88,7 +88,7 @@ def resync_pass(count: Callable[[], int], cpu: Callable[[], float], n: int, peri
 
 
 #: the harness' own readiness polling (a LIST every 0.5 s), not the side's work
-HARNESS_REQUESTS = ("LIST helmapps", "LIST helmreleases", "LIST secrets")
+HARNESS_REQUESTS = ("LIST helmapps", "LIST helmreleases")
 
 
 def api_snapshot(st: Stack) -> dict[str, int]:
