@@ -126,13 +126,14 @@ def run_helmops(st: Stack, opts: Options, n: int, tag: str, period: float) -> di
                       "defaultNamespace": rel}} for i in range(n)]
     sampler = Sampler(lambda: [ctl.pid]).start()
     try:
-        cpu0, api0 = ctl.cpu(), api_snapshot(st)
+        cpu0, api0, lines0 = ctl.cpu(), api_snapshot(st), ctl.reconcile_lines()
         start = time.monotonic()
         st.apply(docs, ns)
         done = wait_ready(st.api, ns, n, ready_timeout(n))
         cpu1 = ctl.cpu()
         row = _side_row("helmops", n, done - start, sum(cpu1) - sum(cpu0), sampler.stop())
         row.update(api_figures(api0, api_snapshot(st), n))
+        row["reconciles_per_release"] = round((ctl.reconcile_lines() - lines0) / n, 2)
         # own CPU vs the reaped helm children's (issue 19 items 2 and 3 are about these two separately)
         row["controller_cpu_ms_per_release"] = round(1000 * (cpu1[0] - cpu0[0]) / n, 1)
         row["helm_cpu_ms_per_release"] = round(1000 * (cpu1[1] - cpu0[1]) / n, 1)
