@@ -19,16 +19,18 @@ mkdir -p "$OUT" "$GOMODCACHE" "$GOCACHE"
 
 build() {  # build NAME VERSION
   local name=$1 ver=$2 mod="github.com/fluxcd/$1" bin="$OUT/$1"
+  # The CRDs ship in the module (a cached download: instant after the first run); the benchmark installs them.
+  local info; info=$(go mod download -json "$mod@$ver")
+  local gomod; gomod=$(printf '%s' "$info" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+  local dir; dir=$(printf '%s' "$info" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+  [ -f "$gomod" ] && [ -d "$dir" ] || { echo "flux-build: could not download $mod@$ver" >&2; return 1; }
+  mkdir -p "$OUT/crds"; cp -f "$dir"/config/crd/bases/*.yaml "$OUT/crds/"; chmod u+w "$OUT/crds/"*.yaml
   if [ -x "$bin" ] && [ "$(cat "$bin.version" 2>/dev/null)" = "$ver" ]; then
     echo "flux-build: $name $ver cached at $bin (no rebuild)"; return 0
   fi
   local work="$CACHE/build/flux-$name-$ver"
   rm -rf "$work"; mkdir -p "$work"; cd "$work"
   echo "flux-build: building $name $ver (cold: ~8-12 min on 2 cores) in $work"
-  local info; info=$(go mod download -json "$mod@$ver")
-  local gomod; gomod=$(printf '%s' "$info" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
-  local dir; dir=$(printf '%s' "$info" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
-  [ -f "$gomod" ] || { echo "flux-build: could not download $mod@$ver" >&2; return 1; }
   # Module line renamed; every local (=> ./...) replace dropped, single-line or inside a replace block.
   sed -e "s#^module .*#module helmops.local/flux-$name-build#" \
       -e '/=> \.\.\{0,1\}\//d' "$gomod" > go.mod
@@ -36,8 +38,6 @@ build() {  # build NAME VERSION
   go build -trimpath -ldflags "-s -w" -o "$bin.tmp" "$mod"
   mv "$bin.tmp" "$bin"
   echo "$ver" > "$bin.version"
-  # The CRDs ship in the module: keep a copy beside the binary for the benchmark to install.
-  mkdir -p "$OUT/crds"; cp -f "$dir"/config/crd/bases/*.yaml "$OUT/crds/"; chmod u+w "$OUT/crds/"*.yaml
   echo "flux-build: $name $ver -> $bin"
 }
 
