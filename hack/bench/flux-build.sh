@@ -19,6 +19,7 @@ mkdir -p "$OUT" "$GOMODCACHE" "$GOCACHE"
 
 build() {  # build NAME VERSION
   local name=$1 ver=$2 mod="github.com/fluxcd/$1" bin="$OUT/$1"
+  cd "$CACHE"  # outside any module: a previous call left us in its wrapper module
   # The CRDs ship in the module (a cached download: instant after the first run); the benchmark installs them.
   local info; info=$(go mod download -json "$mod@$ver")
   local gomod; gomod=$(printf '%s' "$info" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
