@@ -31,7 +31,7 @@ build() {  # build NAME VERSION
   fi
   local work="$CACHE/build/flux-$name-$ver"
   rm -rf "$work"; mkdir -p "$work"; cd "$work"
-  echo "flux-build: building $name $ver (cold: ~8-12 min on 2 cores) in $work"
+  echo "flux-build: building $name $ver (cold: 8-12 min on 2 idle cores, 30+ under load at nice 10) in $work"
   # Module line renamed; every local (=> ./...) replace dropped, single-line or inside a replace block.
   sed -e "s#^module .*#module helmops.local/flux-$name-build#" \
       -e '/=> \.\.\{0,1\}\//d' "$gomod" > go.mod
