@@ -39,8 +39,7 @@ class Binaries:
     crds: Path
 
     def versions(self) -> dict[str, str]:
-        return {"flux-helm-controller": HELM_CONTROLLER_VERSION,
-                "flux-source-controller": SOURCE_CONTROLLER_VERSION}
+        return {"flux-helm-controller": HELM_CONTROLLER_VERSION, "flux-source-controller": SOURCE_CONTROLLER_VERSION}
 
 
 def binaries_dir() -> Path:
@@ -50,28 +49,55 @@ def binaries_dir() -> Path:
 def ensure_binaries() -> Binaries:
     """Builds the controllers unless cached (the script says so and returns at once when they are)."""
     out = binaries_dir()
-    subprocess.run(["nice", "-n", "10", "bash", str(BUILD_SCRIPT), str(out)], check=True,
-                   env={**os.environ, "FLUX_HELM_CONTROLLER_VERSION": HELM_CONTROLLER_VERSION,
-                        "FLUX_SOURCE_CONTROLLER_VERSION": SOURCE_CONTROLLER_VERSION,
-                        "HELMOPS_CACHE_DIR": str(cache_dir())})
+    subprocess.run(
+        ["nice", "-n", "10", "bash", str(BUILD_SCRIPT), str(out)],
+        check=True,
+        env={
+            **os.environ,
+            "FLUX_HELM_CONTROLLER_VERSION": HELM_CONTROLLER_VERSION,
+            "FLUX_SOURCE_CONTROLLER_VERSION": SOURCE_CONTROLLER_VERSION,
+            "HELMOPS_CACHE_DIR": str(cache_dir()),
+        },
+    )
     return Binaries(out / "helm-controller", out / "source-controller", out / "crds")
 
 
 # --- manifests --------------------------------------------------------------------------------------------
 def helm_repository(namespace: str, url: str, interval: str, name: str = "bench") -> dict[str, Any]:
-    return {"apiVersion": SOURCE_API, "kind": "HelmRepository", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"url": url, "interval": interval}}
+    return {
+        "apiVersion": SOURCE_API,
+        "kind": "HelmRepository",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"url": url, "interval": interval},
+    }
 
 
 def helm_chart(namespace: str, chart: str, version: str, interval: str, repo: str = "bench") -> dict[str, Any]:
     """The one shared HelmChart of ``chartref`` mode."""
-    return {"apiVersion": SOURCE_API, "kind": "HelmChart", "metadata": {"name": chart, "namespace": namespace},
-            "spec": {"chart": chart, "version": version, "interval": interval,
-                     "sourceRef": {"kind": "HelmRepository", "name": repo}}}
+    return {
+        "apiVersion": SOURCE_API,
+        "kind": "HelmChart",
+        "metadata": {"name": chart, "namespace": namespace},
+        "spec": {
+            "chart": chart,
+            "version": version,
+            "interval": interval,
+            "sourceRef": {"kind": "HelmRepository", "name": repo},
+        },
+    }
 
 
-def helm_releases(namespace: str, n: int, release_namespace: str, mode: str, chart: str, version: str,
-                  interval: str, prefix: str = "app", repo: str = "bench") -> list[dict[str, Any]]:
+def helm_releases(
+    namespace: str,
+    n: int,
+    release_namespace: str,
+    mode: str,
+    chart: str,
+    version: str,
+    interval: str,
+    prefix: str = "app",
+    repo: str = "bench",
+) -> list[dict[str, Any]]:
     """``n`` HelmReleases of one chart; ``chart`` mode: each its own HelmChart (``spec.chart.spec``, what
     most users write); ``chartref`` mode: all point at one HelmChart (``spec.chartRef``)."""
     if mode not in MODES:
@@ -80,17 +106,33 @@ def helm_releases(namespace: str, n: int, release_namespace: str, mode: str, cha
     docs = []
     for i in range(n):
         spec: dict[str, Any] = {
-            "interval": interval, "releaseName": f"{prefix}-{i:04d}", "targetNamespace": release_namespace,
-            "storageNamespace": release_namespace, "install": dict(no_wait), "upgrade": dict(no_wait),
+            "interval": interval,
+            "releaseName": f"{prefix}-{i:04d}",
+            "targetNamespace": release_namespace,
+            "storageNamespace": release_namespace,
+            "install": dict(no_wait),
+            "upgrade": dict(no_wait),
             "values": {"message": f"bench {i}"},
         }
         if mode == "chart":
-            spec["chart"] = {"spec": {"chart": chart, "version": version, "interval": interval,
-                                      "sourceRef": {"kind": "HelmRepository", "name": repo}}}
+            spec["chart"] = {
+                "spec": {
+                    "chart": chart,
+                    "version": version,
+                    "interval": interval,
+                    "sourceRef": {"kind": "HelmRepository", "name": repo},
+                }
+            }
         else:
             spec["chartRef"] = {"kind": "HelmChart", "name": chart, "namespace": namespace}
-        docs.append({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
-                     "metadata": {"name": f"{prefix}-{i:04d}", "namespace": namespace}, "spec": spec})
+        docs.append(
+            {
+                "apiVersion": "helm.toolkit.fluxcd.io/v2",
+                "kind": "HelmRelease",
+                "metadata": {"name": f"{prefix}-{i:04d}", "namespace": namespace},
+                "spec": spec,
+            }
+        )
     return docs
 
 
@@ -106,8 +148,13 @@ def release_ready(obj: Mapping[str, Any]) -> bool:
 
 def reconcile_count(metrics: Mapping[str, list[tuple[dict[str, str], float]]], controller: str) -> int:
     """controller-runtime's ``controller_runtime_reconcile_total`` summed over results for one controller."""
-    return int(sum(v for labels, v in metrics.get("controller_runtime_reconcile_total", [])
-                   if labels.get("controller", "").lower() == controller))
+    return int(
+        sum(
+            v
+            for labels, v in metrics.get("controller_runtime_reconcile_total", [])
+            if labels.get("controller", "").lower() == controller
+        )
+    )
 
 
 # --- the processes ----------------------------------------------------------------------------------------
@@ -129,23 +176,44 @@ class Controllers:
         storage = self.workdir / f"flux-storage-{self.namespace}"
         storage.mkdir(parents=True, exist_ok=True)
         sport = sproc.free_port()
-        common = ["--enable-leader-election=false", "--watch-all-namespaces=false", f"--concurrent={self.concurrent}",
-                  "--log-level=info", *self.extra_args]
+        common = [
+            "--enable-leader-election=false",
+            "--watch-all-namespaces=false",
+            f"--concurrent={self.concurrent}",
+            "--log-level=info",
+            *self.extra_args,
+        ]
         for name, binary, own in (
-            ("source-controller", self.bins.source_controller,
-             [f"--storage-path={storage}", f"--storage-addr=127.0.0.1:{sport}",
-              f"--storage-adv-addr=127.0.0.1:{sport}"]),
+            (
+                "source-controller",
+                self.bins.source_controller,
+                [
+                    f"--storage-path={storage}",
+                    f"--storage-addr=127.0.0.1:{sport}",
+                    f"--storage-adv-addr=127.0.0.1:{sport}",
+                ],
+            ),
             ("helm-controller", self.bins.helm_controller, []),
         ):
             metrics, health = sproc.free_port(), sproc.free_port()
             self.ports[name] = (metrics, health)
-            argv = [str(binary), f"--metrics-addr=127.0.0.1:{metrics}", f"--health-addr=127.0.0.1:{health}",
-                    *common, *own]
+            argv = [
+                str(binary),
+                f"--metrics-addr=127.0.0.1:{metrics}",
+                f"--health-addr=127.0.0.1:{health}",
+                *common,
+                *own,
+            ]
             log = self.workdir / f"{name}-{self.namespace}.log"
             self.procs[name] = sproc.start(argv, log, env=env)
             popen = self.procs[name]
-            sproc.wait_until(functools.partial(_ok, f"http://127.0.0.1:{health}/readyz"), what=f"flux {name}",
-                            timeout=timeout, proc=popen, log_path=log)
+            sproc.wait_until(
+                functools.partial(_ok, f"http://127.0.0.1:{health}/readyz"),
+                what=f"flux {name}",
+                timeout=timeout,
+                proc=popen,
+                log_path=log,
+            )
         return self
 
     @property

@@ -42,8 +42,10 @@ def measure(run_one: Callable[[int], None], calls: int) -> dict[str, float]:
     cpu0, t0 = _children_cpu(), time.monotonic()
     for i in range(calls):
         run_one(i)
-    return {"cpu_ms_per_call": round(1000 * (_children_cpu() - cpu0) / calls, 1),
-            "wall_ms_per_call": round(1000 * (time.monotonic() - t0) / calls, 1)}
+    return {
+        "cpu_ms_per_call": round(1000 * (_children_cpu() - cpu0) / calls, 1),
+        "wall_ms_per_call": round(1000 * (time.monotonic() - t0) / calls, 1),
+    }
 
 
 def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -62,10 +64,14 @@ def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[di
         """One helm call with per-call helm homes, as the driver gives every call."""
         home = Path(tempfile.mkdtemp(prefix="call-", dir=base))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HELM_", "KUBE"))}
-        env.update(HELM_CACHE_HOME=str(home / "cache"), HELM_CONFIG_HOME=str(home / "config"),
-                   HELM_DATA_HOME=str(home / "data"), HELM_DRIVER="secret",
-                   # a fresh cache dir per call is what a controller whose HOME is unwritable (or per-call) gets
-                   KUBECACHEDIR=str(kube_cache or home / "kube-cache"))
+        env.update(
+            HELM_CACHE_HOME=str(home / "cache"),
+            HELM_CONFIG_HOME=str(home / "config"),
+            HELM_DATA_HOME=str(home / "data"),
+            HELM_DRIVER="secret",
+            # a fresh cache dir per call is what a controller whose HOME is unwritable (or per-call) gets
+            KUBECACHEDIR=str(kube_cache or home / "kube-cache"),
+        )
         argv = [str(tools.helm), *args]
         if cluster:
             argv += ["--kubeconfig", str(st.cp.kubeconfig)]  # type: ignore[union-attr]
@@ -78,26 +84,45 @@ def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[di
         def one(_i: int) -> None:
             counter["n"] += 1
             name = f"c-{counter['n']:05d}"
-            args = ["upgrade", name, str(tgz), "--install", "--history-max", "2", "--output", "json",
-                    "--timeout", "300s", "--namespace", ns, "--create-namespace", "--reset-values",
-                    "--take-ownership", "--enable-dns", *extra]
+            args = [
+                "upgrade",
+                name,
+                str(tgz),
+                "--install",
+                "--history-max",
+                "2",
+                "--output",
+                "json",
+                "--timeout",
+                "300s",
+                "--namespace",
+                ns,
+                "--create-namespace",
+                "--reset-values",
+                "--take-ownership",
+                "--enable-dns",
+                *extra,
+            ]
             if values == "stdin":
                 helm([*args, "--values", "-"], kube_cache=stable_cache if stable else None, stdin=json.dumps(VALUES))
             else:
                 helm([*args, "--values", str(values_file)], kube_cache=stable_cache if stable else None)
+
         return one
 
     variants: list[tuple[str, Callable[[int], None]]] = [
         ("version (process start)", lambda i: helm(["version", "--short"], kube_cache=None, cluster=False)),
-        ("template (chart load + render, no cluster)",
-         lambda i: helm(["template", "x", str(tgz), "--values", "-"], kube_cache=None, cluster=False,
-                        stdin=json.dumps(VALUES))),
+        (
+            "template (chart load + render, no cluster)",
+            lambda i: helm(
+                ["template", "x", str(tgz), "--values", "-"], kube_cache=None, cluster=False, stdin=json.dumps(VALUES)
+            ),
+        ),
         ("list (kube client + storage read)", lambda i: helm(["list", "-n", ns, "-q"], kube_cache=None)),
         ("install, fresh kube cache (as today)", install(stable=False)),
         ("install, stable kube cache", install(stable=True)),
         ("install, stable cache, values file", install(stable=True, values="file")),
-        ("install, stable cache, --disable-openapi-validation",
-         install(["--disable-openapi-validation"], stable=True)),
+        ("install, stable cache, --disable-openapi-validation", install(["--disable-openapi-validation"], stable=True)),
         ("install, stable cache, --skip-schema-validation", install(["--skip-schema-validation"], stable=True)),
     ]
     rows = []

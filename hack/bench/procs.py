@@ -71,8 +71,9 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     total = 0.0
     for pid in pids:
         try:
-            own, children = report.cpu_seconds_from_stat(Path(f"/proc/{pid}/stat").read_text(),
-                                                         os.sysconf("SC_CLK_TCK"))
+            own, children = report.cpu_seconds_from_stat(
+                Path(f"/proc/{pid}/stat").read_text(), os.sysconf("SC_CLK_TCK")
+            )
         except (OSError, ValueError, IndexError):
             continue
         total += own + children
@@ -110,5 +111,8 @@ class Sampler:
         if self._thread is not None:
             self._thread.join(timeout=5)
         load = summary(self.loads)
-        return {"peak_mb": round(self.peak_kb / 1024, 1) if self.peak_kb else None,
-                "load1_max": load["max"], "load1_mean": load["mean"]}
+        return {
+            "peak_mb": round(self.peak_kb / 1024, 1) if self.peak_kb else None,
+            "load1_max": load["max"],
+            "load1_mean": load["mean"],
+        }

@@ -33,10 +33,27 @@ from .procs import Sampler
 from .stack import CHART, Stack, controller_env, loadavg, namespace_doc, say, wait_ready, wait_until
 
 SIDES = ("helmops", "helm", "flux_chart", "flux_chartref")
-COLUMNS = ("n", "helmops_seconds", "helm_seconds", "flux_chart_seconds", "flux_chartref_seconds",
-           "helmops_vs_helm", "helmops_vs_flux_chart", "helmops_vs_flux_chartref")
-CPU_COLUMNS = ("side", "seconds", "cpu_ms_per_release", "peak_mb", "api_requests_per_release", "load1_mean",
-               "load1_max", "resync_cpu_ms_per_release", "resync_pass_seconds")
+COLUMNS = (
+    "n",
+    "helmops_seconds",
+    "helm_seconds",
+    "flux_chart_seconds",
+    "flux_chartref_seconds",
+    "helmops_vs_helm",
+    "helmops_vs_flux_chart",
+    "helmops_vs_flux_chartref",
+)
+CPU_COLUMNS = (
+    "side",
+    "seconds",
+    "cpu_ms_per_release",
+    "peak_mb",
+    "api_requests_per_release",
+    "load1_mean",
+    "load1_max",
+    "resync_cpu_ms_per_release",
+    "resync_pass_seconds",
+)
 VERSION = "1.0.0"
 
 
@@ -63,8 +80,13 @@ def _settle(count: Callable[[], int], quiet: float = 3.0, timeout: float = 90.0)
     return last
 
 
-def resync_pass(count: Callable[[], int], cpu: Callable[[], float], n: int, period: float,
-                api: Callable[[], dict[str, int]] | None = None) -> dict[str, Any]:
+def resync_pass(
+    count: Callable[[], int],
+    cpu: Callable[[], float],
+    n: int,
+    period: float,
+    api: Callable[[], dict[str, int]] | None = None,
+) -> dict[str, Any]:
     """CPU and wall time of the next periodic pass: from the first reconcile past a quiet point to the Nth."""
     base = _settle(count)
     seen = {"c": base}
@@ -73,15 +95,23 @@ def resync_pass(count: Callable[[], int], cpu: Callable[[], float], n: int, peri
         def check() -> bool:
             seen["c"] = count()
             return seen["c"] >= target
+
         return check
 
     t0 = wait_until("resync start", reached(base + 1), period * 1.2 + 60, interval=0.1)
     cpu0, api0 = cpu(), api() if api else {}
-    t1 = wait_until("resync pass", reached(base + n), period * 0.3 + ready_timeout(n), interval=0.1,
-                    progress=lambda: f"{seen['c'] - base}/{n} reconciles")
+    t1 = wait_until(
+        "resync pass",
+        reached(base + n),
+        period * 0.3 + ready_timeout(n),
+        interval=0.1,
+        progress=lambda: f"{seen['c'] - base}/{n} reconciles",
+    )
     cpu1 = cpu()
-    out: dict[str, Any] = {"resync_cpu_ms_per_release": round(1000 * (cpu1 - cpu0) / n, 2),
-                           "resync_pass_seconds": round(t1 - t0, 2)}
+    out: dict[str, Any] = {
+        "resync_cpu_ms_per_release": round(1000 * (cpu1 - cpu0) / n, 2),
+        "resync_pass_seconds": round(t1 - t0, 2),
+    }
     if api:
         out.update({f"resync_{k}": v for k, v in api_figures(api0, api(), n).items()})
     return out
@@ -99,14 +129,20 @@ def api_figures(before: dict[str, int], after: dict[str, int], n: int) -> dict[s
     """API requests per release during a side's window, by verb and resource, the harness' own left out."""
     delta = {k: v for k, v in report.count_delta(before, after).items() if k not in HARNESS_REQUESTS}
     top = sorted(delta.items(), key=lambda kv: -kv[1])[:12]
-    return {"api_requests_per_release": round(sum(delta.values()) / n, 1),
-            "api_requests_top": {k: round(v / n, 2) for k, v in top}}
+    return {
+        "api_requests_per_release": round(sum(delta.values()) / n, 1),
+        "api_requests_top": {k: round(v / n, 2) for k, v in top},
+    }
 
 
 def _side_row(side: str, n: int, seconds: float | None, cpu: float | None, stats: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"side": side, "n": n, "seconds": round(seconds, 2) if seconds is not None else None,
-                           "cpu_seconds": round(cpu, 2) if cpu is not None else None,
-                           "cpu_ms_per_release": round(1000 * cpu / n, 1) if cpu is not None else None}
+    row: dict[str, Any] = {
+        "side": side,
+        "n": n,
+        "seconds": round(seconds, 2) if seconds is not None else None,
+        "cpu_seconds": round(cpu, 2) if cpu is not None else None,
+        "cpu_ms_per_release": round(1000 * cpu / n, 1) if cpu is not None else None,
+    }
     row.update(stats)
     return row
 
@@ -116,14 +152,30 @@ def run_helmops(st: Stack, opts: Options, n: int, tag: str, period: float) -> di
     assert st.repo is not None
     ns, rel = f"vf-ops-{tag}", f"vf-ops-{tag}-rel"
     st.apply([namespace_doc(ns), namespace_doc(rel)], f"{ns}-setup")
-    ctl = st.controller(f"controller-{ns}", [ns], env=controller_env(
-        opts.workers, opts.helm_concurrency, HELMOPS_RESYNC_PERIOD=f"{period:g}"))
+    ctl = st.controller(
+        f"controller-{ns}",
+        [ns],
+        env=controller_env(opts.workers, opts.helm_concurrency, HELMOPS_RESYNC_PERIOD=f"{period:g}"),
+    )
     ctl.start()
-    docs = [{"apiVersion": "fleet.cattle.io/v1alpha1", "kind": "HelmApp",
-             "metadata": {"name": f"app-{i:04d}", "namespace": ns},
-             "spec": {"helm": {"repo": st.repo.url, "chart": CHART, "version": VERSION,
-                               "releaseName": f"app-{i:04d}", "values": {"message": f"bench {i}"}},
-                      "defaultNamespace": rel}} for i in range(n)]
+    docs = [
+        {
+            "apiVersion": "fleet.cattle.io/v1alpha1",
+            "kind": "HelmApp",
+            "metadata": {"name": f"app-{i:04d}", "namespace": ns},
+            "spec": {
+                "helm": {
+                    "repo": st.repo.url,
+                    "chart": CHART,
+                    "version": VERSION,
+                    "releaseName": f"app-{i:04d}",
+                    "values": {"message": f"bench {i}"},
+                },
+                "defaultNamespace": rel,
+            },
+        }
+        for i in range(n)
+    ]
     sampler = Sampler(lambda: [ctl.pid]).start()
     try:
         cpu0, api0, lines0 = ctl.cpu(), api_snapshot(st), ctl.reconcile_lines()
@@ -155,13 +207,32 @@ def run_helm(tools: Tools, st: Stack, opts: Options, n: int, tag: str) -> dict[s
     tgz = st.charts.package(CHART, VERSION)
     ns = f"vf-helm-{tag}"
     env = helm_env(st.workdir / "helm-baseline")
-    argv = ["xargs", "-P", str(opts.helm_concurrency), "-I{}", str(tools.helm), "upgrade", "--install", "{}",
-            str(tgz), "--namespace", ns, "--create-namespace", "--kubeconfig", str(st.cp.kubeconfig),
-            "--reset-values", "--history-max", "2", "--set", "message=bench"]
+    argv = [
+        "xargs",
+        "-P",
+        str(opts.helm_concurrency),
+        "-I{}",
+        str(tools.helm),
+        "upgrade",
+        "--install",
+        "{}",
+        str(tgz),
+        "--namespace",
+        ns,
+        "--create-namespace",
+        "--kubeconfig",
+        str(st.cp.kubeconfig),
+        "--reset-values",
+        "--history-max",
+        "2",
+        "--set",
+        "message=bench",
+    ]
     api0 = api_snapshot(st)
     start = time.monotonic()
-    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         env=env, text=True)
+    p = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True
+    )
     sampler = Sampler(lambda: [p.pid]).start()
     assert p.stdin is not None
     p.stdin.write("".join(f"app-{i:04d}\n" for i in range(n)))
@@ -180,15 +251,17 @@ def run_helm(tools: Tools, st: Stack, opts: Options, n: int, tag: str) -> dict[s
     return row
 
 
-def run_flux(st: Stack, opts: Options, bins: flux.Binaries, n: int, tag: str, mode: str,
-             period: float) -> dict[str, Any]:
+def run_flux(
+    st: Stack, opts: Options, bins: flux.Binaries, n: int, tag: str, mode: str, period: float
+) -> dict[str, Any]:
     assert st.cp is not None and st.repo is not None
     side = f"flux_{mode}"
     ns, rel = f"vf-{mode}-{tag}", f"vf-{mode}-{tag}-rel"
     st.apply([namespace_doc(ns), namespace_doc(rel)], f"{ns}-setup")
     interval = f"{int(period)}s"
-    ctl = flux.Controllers(bins, st.cp.kubeconfig, ns, st.workdir, concurrent=opts.helm_concurrency,
-                           extra_args=opts.flux_args).start()
+    ctl = flux.Controllers(
+        bins, st.cp.kubeconfig, ns, st.workdir, concurrent=opts.helm_concurrency, extra_args=opts.flux_args
+    ).start()
     docs = [flux.helm_repository(ns, st.repo.url, interval)]
     if mode == "chartref":
         docs.append(flux.helm_chart(ns, CHART, VERSION, interval))
@@ -205,8 +278,13 @@ def run_flux(st: Stack, opts: Options, bins: flux.Binaries, n: int, tag: str, mo
         cpu0, api0 = ctl.cpu(), api_snapshot(st)
         start = time.monotonic()
         st.apply(docs, ns)
-        done = wait_until(f"{n} HelmReleases Ready in {ns}", all_ready, ready_timeout(n), interval=0.5,
-                          progress=lambda: f"{seen['ready']}/{n} Ready")
+        done = wait_until(
+            f"{n} HelmReleases Ready in {ns}",
+            all_ready,
+            ready_timeout(n),
+            interval=0.5,
+            progress=lambda: f"{seen['ready']}/{n} Ready",
+        )
         row = _side_row(side, n, done - start, ctl.cpu() - cpu0, sampler.stop())
         row.update(api_figures(api0, api_snapshot(st), n))
         row["process_peak_mb"] = ctl.hwm_mb()
@@ -221,8 +299,7 @@ def run_flux(st: Stack, opts: Options, bins: flux.Binaries, n: int, tag: str, mo
 
 
 # --- one N, all sides, alternating ------------------------------------------------------------------------
-def run_n(tools: Tools, st: Stack, opts: Options, bins: flux.Binaries | None, n: int,
-          rep: int) -> list[dict[str, Any]]:
+def run_n(tools: Tools, st: Stack, opts: Options, bins: flux.Binaries | None, n: int, rep: int) -> list[dict[str, Any]]:
     period = resync_seconds(opts, n)
     order = opts.sides if rep % 2 == 0 else tuple(reversed(opts.sides))
     rows = []
@@ -238,8 +315,10 @@ def run_n(tools: Tools, st: Stack, opts: Options, bins: flux.Binaries | None, n:
             assert bins is not None
             row = run_flux(st, opts, bins, n, tag, side.removeprefix("flux_"), period)
         row.update(rep=rep, load_before=before, load_after=loadavg())
-        say(f"vs-flux n={n} {side}: {row.get('seconds')} s, {row.get('cpu_ms_per_release')} ms CPU/release, "
-            f"peak {row.get('peak_mb')} MB")
+        say(
+            f"vs-flux n={n} {side}: {row.get('seconds')} s, {row.get('cpu_ms_per_release')} ms CPU/release, "
+            f"peak {row.get('peak_mb')} MB"
+        )
         rows.append(row)
     return rows
 
@@ -249,8 +328,14 @@ def summarize(n: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"n": n}
     for side in SIDES:
         mine = [r for r in rows if r["side"] == side and r.get("seconds") is not None]
-        for key in ("seconds", "cpu_ms_per_release", "peak_mb", "load1_mean", "resync_cpu_ms_per_release",
-                    "api_requests_per_release"):
+        for key in (
+            "seconds",
+            "cpu_ms_per_release",
+            "peak_mb",
+            "load1_mean",
+            "resync_cpu_ms_per_release",
+            "api_requests_per_release",
+        ):
             values = [r[key] for r in mine if r.get(key) is not None]
             name = f"{side}_{key}"
             out[name] = round(statistics.median(values), 2) if values else None
@@ -266,9 +351,14 @@ def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[di
         bins = flux.ensure_binaries()
         for crd in sorted(bins.crds.glob("*.yaml")):
             st.cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-        st.cp.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                      "crd/helmreleases.helm.toolkit.fluxcd.io", "crd/helmcharts.source.toolkit.fluxcd.io",
-                      "crd/helmrepositories.source.toolkit.fluxcd.io")
+        st.cp.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/helmreleases.helm.toolkit.fluxcd.io",
+            "crd/helmcharts.source.toolkit.fluxcd.io",
+            "crd/helmrepositories.source.toolkit.fluxcd.io",
+        )
     st.repo.publish(st.charts.package(CHART, VERSION))
     summaries, samples = [], []
     for n in opts.sizes:
@@ -279,7 +369,13 @@ def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[di
     print(report.table(summaries, COLUMNS))
     top: dict[str, Any] = dict(summaries[-1])
     top.pop("n")
-    top.update(helm_concurrency=opts.helm_concurrency, workers=opts.workers, flux_concurrent=opts.helm_concurrency,
-               flux_versions=bins.versions() if bins else None, sides=list(opts.sides), summaries=summaries,
-               samples=samples)
+    top.update(
+        helm_concurrency=opts.helm_concurrency,
+        workers=opts.workers,
+        flux_concurrent=opts.helm_concurrency,
+        flux_versions=bins.versions() if bins else None,
+        sides=list(opts.sides),
+        summaries=summaries,
+        samples=samples,
+    )
     return top, []
