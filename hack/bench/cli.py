@@ -50,6 +50,15 @@ def parser() -> argparse.ArgumentParser:
                         "working tree, so edits in progress do not change what is measured")
     p.add_argument("--controller-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for every helmops run the scenario starts (repeatable)")
+    p.add_argument("--flux-arg", action="append", default=[], metavar="ARG",
+                   help="vs-flux: extra argument for both Flux controllers, e.g. --flux-arg=--kube-api-qps=500 "
+                        "(repeatable)")
+    p.add_argument("--sides", default=",".join(Options.sides), metavar="SIDE[,SIDE...]",
+                   help="vs-flux: which sides run, in this order (default: all of helmops, helm, flux_chart, "
+                        "flux_chartref)")
+    p.add_argument("--profile-dir", type=Path, default=None, metavar="DIR",
+                   help="run each controller under cProfile and write DIR/<controller>.prof when it stops "
+                        "(inflates its CPU figures: for finding where time goes, not for the table)")
     p.add_argument("--force", action="store_true",
                    help="run fanout/poll even when the controller looks like it lacks the feature")
     return p
@@ -64,6 +73,9 @@ def options(argv: Sequence[str] | None = None) -> list[Options]:
     extra_env = dict(item.split("=", 1) for item in a.controller_env if "=" in item)
     if len(extra_env) != len(a.controller_env):
         p.error("--controller-env takes KEY=VALUE")
+    sides = tuple(x.strip() for x in a.sides.split(",") if x.strip())
+    if not sides or any(x not in Options.sides for x in sides):
+        p.error(f"--sides takes a comma-separated subset of {', '.join(Options.sides)}")
     if a.helm_concurrency < 1 or a.repeat < 1 or (a.workers is not None and a.workers < 1):
         p.error("--helm-concurrency, --workers and --repeat must be at least 1")
     names = SCENARIOS if a.scenario == "all" else (a.scenario,)
@@ -82,6 +94,9 @@ def options(argv: Sequence[str] | None = None) -> list[Options]:
             repeat=a.repeat,
             src=a.src,
             controller_env=tuple(sorted(extra_env.items())),
+            flux_args=tuple(a.flux_arg),
+            sides=sides,
+            profile_dir=a.profile_dir,
         ))
     return out
 
@@ -103,6 +118,12 @@ def runner(name: str) -> tuple[Runner, bool]:
     if name == "curve":
         from . import curve
         return curve.run, False
+    if name == "helm-cost":
+        from . import helmcost
+        return helmcost.run, False
+    if name == "vs-flux":
+        from . import vsflux
+        return vsflux.run, True
     if name == "drift":
         from . import drift
         return drift.run, False
@@ -136,7 +157,7 @@ def run_scenario(opts: Options) -> int:
         else:
             try:
                 with stack.stack(tools, opts.scenario, with_repo=with_repo, src=src,
-                                 controller_env=dict(opts.controller_env)) as st:
+                                 controller_env=dict(opts.controller_env), profile_dir=opts.profile_dir) as st:
                     figures, runs = fn(tools, st, opts)
                 if opts.controller_env:
                     figures["controller_env"] = dict(opts.controller_env)

@@ -17,6 +17,8 @@ DEFAULT_SIZES: dict[str, tuple[int, ...]] = {
     "fanout": (1, 3, 6),
     "poll": (100,),
     "curve": (25, 50, 100, 200),
+    "vs-flux": (50, 200),
+    "helm-cost": (20,),
     "drift": (500,),
 }
 SCENARIOS = tuple(DEFAULT_SIZES)
@@ -38,6 +40,12 @@ class Options:
     src: str | None = None
     #: extra environment for every controller a scenario starts (e.g. HELMOPS_DRIFT_CHECK_PERIOD=0).
     controller_env: tuple[tuple[str, str], ...] = ()
+    #: extra arguments for both Flux controllers (vs-flux), e.g. ``--kube-api-qps=500``.
+    flux_args: tuple[str, ...] = ()
+    #: run every controller under cProfile, one ``.prof`` per controller in this directory.
+    profile_dir: Path | None = None
+    #: vs-flux: which sides run (default all four: helmops, helm, flux_chart, flux_chartref).
+    sides: tuple[str, ...] = ("helmops", "helm", "flux_chart", "flux_chartref")
 
     @property
     def largest(self) -> int:

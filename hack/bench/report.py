@@ -182,5 +182,24 @@ def repo_counts(lines: Sequence[str]) -> dict[str, int]:
     return counts
 
 
+def api_requests(metrics: Mapping[str, list[tuple[dict[str, str], float]]]) -> dict[str, int]:
+    """kube-apiserver's ``apiserver_request_total`` as ``{"VERB resource[/subresource]": count}`` (WATCH
+    and CONNECT left out: long-running, not work per release)."""
+    out: dict[str, int] = {}
+    for labels, value in metrics.get("apiserver_request_total", []):
+        verb = labels.get("verb", "")
+        if verb in ("WATCH", "CONNECT"):
+            continue
+        what = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+        key = f"{verb} {what}"
+        out[key] = out.get(key, 0) + int(value)
+    return out
+
+
+def count_delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
+    """What grew between two counter snapshots (keys that did not grow are left out)."""
+    return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v - before.get(k, 0) > 0}
+
+
 def default_json_path(results_dir: Path, scenario: str) -> Path:
     return results_dir / f"{scenario}.json"

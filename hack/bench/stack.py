@@ -108,6 +108,11 @@ class Api:
         with urllib.request.urlopen(req, context=self._ctx(), timeout=timeout) as resp:
             return json.loads(resp.read())
 
+    def text(self, path: str, timeout: float = 30) -> str:
+        req = urllib.request.Request(self.cp.server + path, headers={"Authorization": f"Bearer {self.cp.token}"})
+        with urllib.request.urlopen(req, context=self._ctx(), timeout=timeout) as resp:
+            return str(resp.read().decode())
+
     def helmapps(self, namespace: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.get(f"{API}/namespaces/{namespace}/helmapps")["items"]
         return items
@@ -215,6 +220,8 @@ class Stack:
     extra_planes: list[ControlPlane] = field(default_factory=list)
     controller_src: Path = REPO_ROOT
     controller_env: Mapping[str, str] = field(default_factory=dict)
+    #: when set, every controller runs under cProfile and writes ``<dir>/<controller name>.prof`` on exit.
+    profile_dir: Path | None = None
 
     @property
     def api(self) -> Api:
@@ -242,7 +249,8 @@ class Stack:
         """A (not yet started) ``helmops run`` against this stack's control plane."""
         assert self.cp is not None
         return Controller(self.cp.kubeconfig, helm or self.tools.helm, self.workdir, namespaces,
-                          env={**env, **self.controller_env}, name=name, src=self.controller_src)
+                          env={**env, **self.controller_env}, name=name, src=self.controller_src,
+                          profile=self.profile_dir / f"{name}.prof" if self.profile_dir else None)
 
     def add_plane(self, name: str) -> ControlPlane:
         plane = ControlPlane(self.tools, name=name, workdir=self.workdir / name).start()
@@ -291,10 +299,10 @@ class Stack:
 
 @contextlib.contextmanager
 def stack(tools: Tools, name: str, with_repo: bool = False, src: Path | None = None,
-          controller_env: Mapping[str, str] | None = None) -> Iterator[Stack]:
+          controller_env: Mapping[str, str] | None = None, profile_dir: Path | None = None) -> Iterator[Stack]:
     workdir = Path(tempfile.mkdtemp(prefix=f"helmops-bench-{name}-"))
     s = Stack(tools, workdir, with_repo=with_repo, controller_src=src or REPO_ROOT,
-              controller_env=dict(controller_env or {}))
+              controller_env=dict(controller_env or {}), profile_dir=profile_dir)
     try:
         yield s.start()
     finally:
@@ -366,6 +374,8 @@ class Controller:
     name: str = "controller"
     #: the source tree ``helmops`` is imported from (a ``git archive`` snapshot with ``--src``).
     src: Path = REPO_ROOT
+    #: run under cProfile, written here when the controller exits (SIGTERM is a clean exit).
+    profile: Path | None = None
     metrics_port: int = 0
     health_port: int = 0
     popen: subprocess.Popen[bytes] | None = None
@@ -391,7 +401,10 @@ class Controller:
         if self.src != REPO_ROOT:
             env["PYTHONPATH"] = str(self.src)
         env.update(self.env)
-        argv: list[str] = [sys.executable, "-m", "helmops.cli.main", "run", "--enable-helmops",
+        if self.profile:
+            self.profile.parent.mkdir(parents=True, exist_ok=True)
+        prof = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
+        argv: list[str] = [sys.executable, *prof, "-m", "helmops.cli.main", "run", "--enable-helmops",
                            "--kubeconfig", str(self.kubeconfig), "--health-port", str(self.health_port)]
         for ns in self.namespaces:
             argv += ["--namespace", ns]

@@ -9,7 +9,13 @@ Why it stays cheap with thousands of HelmApps:
 * every poll time carries ±10% jitter, so HelmApps created together drift apart instead of polling in
   lockstep;
 * index/tag lists come from the shared ``ChartSources`` cache with ``max_age`` = half the interval, so a
-  repository sees a handful of requests per interval however many HelmApps poll it.
+  repository sees a handful of requests per interval however many HelmApps poll it;
+* news travels at once: when one poll finds a new version in an index or tag list, every other HelmApp
+  that reads the same one (``schedule.index_key``: repository + chart) is polled right away instead of at its
+  own next poll time. Those polls read the index the first one just fetched (the shared cache), each with
+  its own credentials and constraint, so they cost no extra repository request and decide nothing for one
+  another. A fan-out happens once per (index, version) and at most once per ``FANOUT_MIN_GAP`` per index,
+  and woken polls never fan out themselves, so no HelmApp can make others poll in a loop.
 
 The schedule survives restarts: the next poll is due ``interval`` after ``status.lastPollingTriggered``
 (or the ``helmops.cattle.io/last-polling-triggered`` annotation, written only when the installed CRD prunes
@@ -38,6 +44,7 @@ from helmops.polling.schedule import (
     JITTER,
     LAST_POLL_ANNOTATION,
     POLLED,
+    index_key,
     interval_seconds,
     jittered,
     last_polled,
@@ -51,6 +58,9 @@ from helmops.polling.schedule import (
 from helmops.runtime import metrics
 
 log = logging.getLogger("helmops.controller")
+
+#: seconds between two fan-outs of the same index (a second new version inside it waits for the timers).
+FANOUT_MIN_GAP = 30.0
 
 
 # --- I/O -------------------------------------------------------------------------------------------
@@ -97,8 +107,11 @@ class SourcesResolver:
 class _Entry:
     interval: float
     source: tuple[str, ...]
+    index: tuple[str, str] = ("", "")
     handle: asyncio.TimerHandle | None = None
     running: bool = False
+    #: woken by a fan-out while its own poll ran (maybe on the old index): poll again right after.
+    again: bool = False
 
 
 class Poller:
@@ -119,6 +132,10 @@ class Poller:
         self._rng = rng or random.Random()
         self._now = now
         self._entries: dict[Key, _Entry] = {}
+        #: index -> the polled HelmApps that read it (exactly the keys of ``_entries``, grouped)
+        self._by_index: dict[tuple[str, str], set[Key]] = {}
+        #: index -> (version, loop time) of its last fan-out; dropped with the index's last HelmApp
+        self._fanned: dict[tuple[str, str], tuple[str, float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -145,16 +162,30 @@ class Poller:
         e = self._entries.get(key)
         if e is not None and e.interval == interval and e.source == source:
             return
-        if e is not None and e.handle is not None:
-            e.handle.cancel()
-        e = _Entry(interval, source)
+        if e is not None:
+            self.forget(key)
+        e = _Entry(interval, source, index_key(helmapp))
         self._entries[key] = e
+        self._by_index.setdefault(e.index, set()).add(key)
         self._schedule(key, e, next_poll_delay(interval, last_polled(helmapp), self._now(), self._u()))
 
     def forget(self, key: Key) -> None:
         e = self._entries.pop(key, None)
-        if e is not None and e.handle is not None:
+        if e is None:
+            return
+        if e.handle is not None:
             e.handle.cancel()
+        peers = self._by_index.get(e.index)
+        if peers is not None:
+            peers.discard(key)
+            if not peers:
+                del self._by_index[e.index]
+                self._fanned.pop(e.index, None)
+
+    def peers(self, key: Key) -> set[Key]:
+        """The other polled HelmApps that read the same index or tag list as ``key``."""
+        e = self._entries.get(key)
+        return (self._by_index.get(e.index, set()) - {key}) if e is not None else set()
 
     def close(self) -> None:
         self._closed = True
@@ -163,6 +194,16 @@ class Poller:
         for t in self._tasks:
             t.cancel()
 
+    def poll_now(self, key: Key) -> bool:
+        """Runs ``key``'s poll now, as its timer would (a fan-out included); False when it is not polled."""
+        e = self._entries.get(key)
+        if e is None or self._closed:
+            return False
+        if e.handle is not None:
+            e.handle.cancel()
+        self._fire(key, e)
+        return True
+
     def _u(self) -> float:
         return self._rng.uniform(-1.0, 1.0)
 
@@ -170,22 +211,26 @@ class Poller:
         loop = asyncio.get_running_loop()
         e.handle = loop.call_later(delay, self._fire, key, e)
 
-    def _fire(self, key: Key, e: _Entry) -> None:
+    def _fire(self, key: Key, e: _Entry, woken: bool = False) -> None:
         if self._closed or self._entries.get(key) is not e:
             return
         e.handle = None
-        task = asyncio.get_running_loop().create_task(self._run(key, e), name=f"helmops-poll-{key[0]}/{key[1]}")
+        task = asyncio.get_running_loop().create_task(
+            self._run(key, e, woken=woken), name=f"helmops-poll-{key[0]}/{key[1]}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, key: Key, e: _Entry) -> None:
+    async def _run(self, key: Key, e: _Entry, woken: bool = False) -> None:
         if e.running:
             return
         e.running = True
         started = self._now()
         try:
             async with self._sem:
-                await self.poll(key, e.interval)
+                result, version = await self._poll(key, e.interval)
+            if result == "new_version" and version and not woken:
+                self._fan_out(key, e, version)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -193,15 +238,56 @@ class Poller:
         finally:
             e.running = False
             if not self._closed and self._entries.get(key) is e and e.handle is None:
-                self._schedule(key, e, next_poll_delay(e.interval, started, self._now(), self._u()))
+                if e.again:
+                    e.again = False
+                    self._schedule_woken(key, e)
+                else:
+                    self._schedule(key, e, next_poll_delay(e.interval, started, self._now(), self._u()))
+
+    def _schedule_woken(self, key: Key, e: _Entry) -> None:
+        e.handle = asyncio.get_running_loop().call_later(0, self._fire, key, e, True)
+
+    def _fan_out(self, key: Key, e: _Entry, version: str) -> int:
+        """Polls every other HelmApp on ``key``'s index now (see the module docstring); returns how many."""
+        if not any(e.index):
+            return 0
+        now = asyncio.get_running_loop().time()
+        last = self._fanned.get(e.index)
+        if last is not None and (last[0] == version or now - last[1] < FANOUT_MIN_GAP):
+            return 0
+        self._fanned[e.index] = (version, now)
+        woken = 0
+        for peer in sorted(self.peers(key)):
+            pe = self._entries[peer]
+            if pe.running:
+                pe.again = True
+            else:
+                if pe.handle is not None:
+                    pe.handle.cancel()
+                self._schedule_woken(peer, pe)
+            woken += 1
+        if woken:
+            log.info(
+                "poll HelmApp %s/%s: version %s is new in %s; polling the %d other HelmApp(s) on it now",
+                *key,
+                version,
+                " ".join(p for p in e.index if p),
+                woken,
+                extra={"helmapp": f"{key[0]}/{key[1]}", "chartVersion": version},
+            )
+        return woken
 
     async def poll(self, key: Key, interval: float) -> str | None:
         """One poll: resolve, record ``lastPollingTriggered`` and ``Polled``, enqueue on a new version.
         Returns the result label (``new_version``, ``unchanged``, ``error``) or None if not polled."""
+        return (await self._poll(key, interval))[0]
+
+    async def _poll(self, key: Key, interval: float) -> tuple[str | None, str | None]:
+        """:meth:`poll`, also returning the version it resolved (None when it resolved none)."""
         obj = await self.kube.get_helmapp(*key)
         if obj is None or polling_interval(obj) <= 0:
             self.forget(key)
-            return None
+            return None, None
         started = self._now()
         t0 = time.monotonic()
         status = obj.get("status") or {}
@@ -216,7 +302,7 @@ class Poller:
             log.warning("poll HelmApp %s/%s: %s", *key, message)
             await self.kube.event(obj, "FailedToGetNewChartVersion", message, warning=True)
             await self._record(obj, started, ok=False, message=message)
-            return "error"
+            return "error", None
         metrics.POLL_SECONDS.observe(time.monotonic() - t0)
         result = "new_version" if version != current else "unchanged"
         metrics.POLLS.labels(result).inc()
@@ -231,7 +317,7 @@ class Poller:
                 extra={"helmapp": f"{key[0]}/{key[1]}", "chartVersion": version},
             )
             self.enqueue(key)
-        return result
+        return result, version
 
     async def _record(self, obj: Mapping[str, Any], started: datetime, *, ok: bool, message: str) -> None:
         """Merge-patches ``lastPollingTriggered``, and ``Polled`` only when it changes: the conditions list
@@ -268,6 +354,7 @@ class Poller:
 
 
 __all__ = [
+    "FANOUT_MIN_GAP",
     "JITTER",
     "LAST_POLL_ANNOTATION",
     "ChartVersions",
@@ -275,6 +362,7 @@ __all__ = [
     "Poller",
     "SourcesResolver",
     "VersionResolver",
+    "index_key",
     "interval_seconds",
     "jittered",
     "last_polled",

@@ -64,6 +64,14 @@ def source_key(helmapp: Mapping[str, Any]) -> tuple[str, ...]:
     )
 
 
+def index_key(helmapp: Mapping[str, Any]) -> tuple[str, str]:
+    """The shared thing a poll reads — one repository index or one OCI tag list — so that one poll's news
+    can wake every HelmApp that reads the same one. Credentials are left out on purpose: a woken HelmApp
+    polls with its own, so nothing is learnt across them, only the time of the next poll moves."""
+    helm = (helmapp.get("spec") or {}).get("helm") or {}
+    return (str(helm.get("repo") or "").strip().rstrip("/"), str(helm.get("chart") or "").strip())
+
+
 def parse_time(text: Any) -> datetime | None:
     if not isinstance(text, str) or not text:
         return None
