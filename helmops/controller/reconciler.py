@@ -90,8 +90,8 @@ class Reconciler(Apply):
     # --- normal reconcile --------------------------------------------------------------------------
     async def _reconcile(self, key: Key, raw: Mapping[str, Any]) -> float | None:
         if FINALIZER not in ((raw.get("metadata") or {}).get("finalizers") or []):
-            await self.kube.add_finalizer(raw)
-            refreshed = await self.kube.get_helmapp(*key)
+            # the patch answers with the object: no second GET (fakes that answer nothing are read again)
+            refreshed = await self.kube.add_finalizer(raw) or await self.kube.get_helmapp(*key)
             if refreshed is None:
                 return None
             raw = refreshed

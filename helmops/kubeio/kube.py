@@ -52,30 +52,33 @@ class Kube:
             raise
         return dict(obj)
 
-    async def _json_patch(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
+    async def _json_patch(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The patched object (None: it is gone)."""
         try:
-            await self.custom.patch_namespaced_custom_object(
+            out = await self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name, ops, _content_type=JSON_PATCH
             )
         except ApiException as exc:
             if exc.status in (409, 422):
                 raise Conflict(str(exc.reason)) from exc
             if exc.status == 404:
-                return
+                return None
             raise
+        return dict(out) if isinstance(out, dict) else None
 
-    async def add_finalizer(self, obj: Mapping[str, Any]) -> None:
+    async def add_finalizer(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The object with the finalizer, as the patch returned it (None: it is gone)."""
         meta = obj["metadata"]
         fins = list(meta.get("finalizers") or [])
         if FINALIZER in fins:
-            return
+            return dict(obj)
         rv = {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]}
         op: dict[str, Any]
         if fins:
             op = {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}
         else:
             op = {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}
-        await self._json_patch(meta["namespace"], meta["name"], [rv, op])
+        return await self._json_patch(meta["namespace"], meta["name"], [rv, op])
 
     async def remove_finalizer(self, obj: Mapping[str, Any]) -> None:
         meta = obj["metadata"]

@@ -39,7 +39,7 @@ from helmops.desired import adapters as deps
 from helmops.helm.driver import HelmDriver
 from helmops.kubeio import outage
 from helmops.kubeio.client import api_client, kubeconfig_configuration
-from helmops.kubeio.kube import GROUP, PLURAL, VERSION, Kube
+from helmops.kubeio.kube import FINALIZER, GROUP, PLURAL, VERSION, Kube
 from helmops.policy.source import RestrictionSource
 from helmops.polling.poller import LAST_POLL_ANNOTATION
 from helmops.promotion.wiring import CONTROLLER_ANNOTATIONS as PROMOTION_ANNOTATIONS
@@ -78,7 +78,8 @@ def _connection_info(kubeconfig: Path) -> Any:
 
 def _trigger(body: Mapping[str, Any]) -> tuple[Any, ...]:
     """What makes an event worth a reconcile: everything but status-only changes (as controller-runtime's
-    generation/label/annotation predicates, plus deletion and finalizer edits)."""
+    generation/label/annotation predicates, plus deletion and other controllers' finalizer edits). Our own
+    finalizer is added by the reconcile that goes on with the patched object: its event is not a change."""
     meta = body.get("metadata") or {}
     # our own bookkeeping annotations are not worth a reconcile
     own = (LAST_POLL_ANNOTATION, DEPLOYED_ANNOTATION, *PROMOTION_ANNOTATIONS)
@@ -88,7 +89,7 @@ def _trigger(body: Mapping[str, Any]) -> tuple[Any, ...]:
         meta.get("deletionTimestamp"),
         tuple(sorted((meta.get("labels") or {}).items())),
         tuple(sorted(annotations.items())),
-        tuple(meta.get("finalizers") or ()),
+        tuple(f for f in meta.get("finalizers") or () if f != FINALIZER),
     )
 
 

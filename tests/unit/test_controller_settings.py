@@ -107,6 +107,12 @@ def test_status_only_changes_do_not_trigger() -> None:
     assert _trigger(a) == _trigger(b)
     assert _trigger(a) != _trigger({"metadata": {"generation": 2, "labels": {"x": "1"}}})
     assert _trigger(a) != _trigger({"metadata": {"generation": 1, "labels": {"x": "1"}, "deletionTimestamp": "t"}})
+    # our own finalizer is added by a reconcile that goes on with the patched object: not a change;
+    # another controller's finalizer edit is
+    fin = {"metadata": {"generation": 1, "labels": {"x": "1"}, "finalizers": ["fleet.cattle.io/helmapp-finalizer"]}}
+    assert _trigger(a) == _trigger(fin)
+    other = {"metadata": {"generation": 1, "labels": {"x": "1"}, "finalizers": ["example.com/keep"]}}
+    assert _trigger(a) != _trigger(other)
 
 
 async def test_queue_dedup_dirty_and_delay() -> None:

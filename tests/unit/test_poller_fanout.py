@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from helmops.api.keys import Key
+from helmops.api.objects import HelmApp
 from helmops.polling import poller as polling
 from helmops.polling.poller import FANOUT_MIN_GAP, Poller
 from helmops.polling.schedule import index_key
@@ -65,8 +65,8 @@ class Resolver:
         self.calls: list[str] = []
         self.gate: dict[str, asyncio.Event] = {}
 
-    async def resolve(self, helmapp: Mapping[str, Any], max_age: float) -> str:
-        name = helmapp["metadata"]["name"]
+    async def resolve(self, helmapp: HelmApp, max_age: float) -> str:
+        name = helmapp.metadata.name
         self.calls.append(name)
         if name in self.gate:
             await self.gate.pop(name).wait()
