@@ -248,8 +248,11 @@ class Stack:
                    helm: Path | None = None) -> Controller:
         """A (not yet started) ``helmops run`` against this stack's control plane."""
         assert self.cp is not None
+        # one chart cache per stack, shared by its controllers (a restart reuses it, as a volume would),
+        # never the developer's ~/.cache/helmops
+        cache = {"HELMOPS_CHART_CACHE_DIR": str(self.workdir / "chart-cache")}
         return Controller(self.cp.kubeconfig, helm or self.tools.helm, self.workdir, namespaces,
-                          env={**env, **self.controller_env}, name=name, src=self.controller_src,
+                          env={**cache, **env, **self.controller_env}, name=name, src=self.controller_src,
                           profile=self.profile_dir / f"{name}.prof" if self.profile_dir else None)
 
     def add_plane(self, name: str) -> ControlPlane:

@@ -45,7 +45,7 @@ COLUMNS = ("pass", "n", "wall_seconds", "cpu_seconds", "cpu_per_100", "helm_call
 #: seconds of steady state measured after the passes (covers one drift check at its 60 s default).
 STEADY_WINDOW = 75.0
 
-TARGETS = {"helm_calls": 0, "cpu_per_100_seconds": 2.0, "peak_rss_mb_at_500": 250}
+TARGETS = {"helm_calls": 0, "cpu_per_100_seconds": 2.0, "peak_rss_mb_at_500": 250, "restart_chart_downloads": 0}
 
 
 def _poll_reconciles(ctl: Controller, until: int, timeout: float, what: str,
@@ -97,6 +97,9 @@ def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[di
     finally:
         first.stop()
 
+    # chart downloads from here on: the restarted controller finds every chart in the stack's chart cache
+    assert st.registry is not None
+    layer, registry_before = st.layer_digest("1.0.0"), len(st.registry.requests())
     helm_log = st.workdir / "helm-calls.log"
     wrapper = write_helm_wrapper(st.workdir / "helm-logging", tools.helm, helm_log)
     say(f"steady n={n}: restarting with a logging helm and HELMOPS_RESYNC_PERIOD={opts.resync_seconds:g}")
@@ -115,6 +118,9 @@ def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[di
             "helm_calls": sum(v for k, v in calls_a.items() if k != "version"), "helm_calls_by_command": calls_a,
             "reconciles": n, "peak_rss_mb": ctl.hwm_mb(),
         })
+        fig["restart_chart_downloads"] = report.registry_counts(st.registry.requests()[registry_before:], layer)[
+            "chart_layer"
+        ]
         base, cpu_quiet, idle_rate = _settle(ctl)
         t_quiet = time.monotonic()
         fig["idle_cpu_per_second"] = round(idle_rate, 4)
