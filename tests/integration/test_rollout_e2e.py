@@ -1,11 +1,11 @@
 """Rollout controls end to end (issue 17): ``helmops run`` on the management control plane, four Fleet
-Clusters each its own API server — the management plane (``m``), the session's downstream plane (``a``)
-and two planes of this module (``b``, ``c``).
+Clusters each its own API server — the management plane (``local``: one cluster, one identity), the session's
+downstream plane (``a``) and two planes of this module (``b``, ``c``).
 
 * rolloutStrategy: partitions p1 = {local, a}, p2 = {b, c}, ``maxUnavailable: "0%"``; with ``a`` NotReady (its
   Deployment's status patched) an upgrade changes ``a`` and stops there — p2 untouched, status naming the
   partition, the count and the limit — and continues over every cluster once ``a`` recovers;
-* dependsOn: ``app`` depends on ``db``; ``db`` is Ready on ``m`` only, so ``app`` installs on ``m`` and
+* dependsOn: ``app`` depends on ``db``; ``db`` is Ready on ``local`` only, so ``app`` installs there and
   waits on ``b``, until ``db`` becomes Ready on ``b`` (measured: seconds, not a resync);
 * targetRestrictions: a HelmApp targeting every cluster, restricted to wave 2, deploys to ``b`` and ``c`` only.
 
