@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from support.controlplane import ControlPlane
 from support.proc import die_with_parent
@@ -101,6 +102,46 @@ class Cluster:
 
     def ensure_namespace(self, ns: str) -> None:
         self.cp.kubectl("create", "namespace", ns, check=False)
+
+
+def fleet_crds(cluster: Cluster, timeout: float = 120) -> Cluster:
+    """Applies the repo's CRDs (HelmApp, Cluster, ClusterGroup) and waits until all three are established."""
+    for crd in sorted((REPO_ROOT / "crds").glob("*.yaml")):
+        cluster.kubectl("apply", "-f", str(crd))
+
+    def established() -> bool:
+        for name in ("helmapps", "clusters", "clustergroups"):
+            obj = cluster.get("crd", f"{name}.fleet.cattle.io", "") or {}
+            conds = (obj.get("status") or {}).get("conditions") or []
+            if not any(x.get("type") == "Established" and x.get("status") == "True" for x in conds):
+                return False
+        return True
+
+    wait_for("Fleet CRDs established", established, timeout)
+    return cluster
+
+
+def register_cluster(
+    mgmt: Cluster, ns: str, name: str, cp: ControlPlane, labels: dict[str, str] | None = None
+) -> None:
+    """A Fleet Cluster ``name`` in ``ns`` reaching ``cp`` through its own kubeconfig Secret ``kc-<name>``
+    (key ``value``)."""
+    mgmt.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"kc-{name}", "namespace": ns},
+            "stringData": {"value": yaml.safe_dump(cp.kubeconfig_dict())},
+        }
+    )
+    mgmt.apply(
+        {
+            "apiVersion": "fleet.cattle.io/v1alpha1",
+            "kind": "Cluster",
+            "metadata": {"name": name, "namespace": ns, "labels": dict(labels or {})},
+            "spec": {"kubeConfigSecret": f"kc-{name}"},
+        }
+    )
 
 
 class Controller:

@@ -17,7 +17,6 @@ from typing import Any
 
 import controller_helpers as e2e
 import pytest
-import yaml
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def mgmt(management_cluster: Any) -> e2e.Cluster:
-    c = e2e.Cluster(management_cluster)
-    for f in sorted((REPO_ROOT / "crds").glob("*.yaml")):
-        c.kubectl("apply", "-f", str(f))
-    c.kubectl("wait", "--for=condition=Established", "crd/clusters.fleet.cattle.io", "--timeout=60s")
-    c.kubectl("wait", "--for=condition=Established", "crd/helmapps.fleet.cattle.io", "--timeout=60s")
-    return c
+    return e2e.fleet_crds(e2e.Cluster(management_cluster))
 
 
 @pytest.fixture(scope="module")
@@ -60,19 +54,6 @@ def controller(
     assert code == 0, ctl.text()[-4000:]
 
 
-def register(mgmt: e2e.Cluster, ns: str, name: str, cp: Any) -> None:
-    """A Fleet Cluster and its own kubeconfig Secret (each a separate Secret, as a re-import makes)."""
-    mgmt.apply({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"kc-{name}", "namespace": ns},
-        "stringData": {"value": yaml.safe_dump(cp.kubeconfig_dict())},
-    })  # fmt: skip
-    mgmt.apply({
-        "apiVersion": "fleet.cattle.io/v1alpha1", "kind": "Cluster",
-        "metadata": {"name": name, "namespace": ns, "labels": {"env": "dup"}},
-        "spec": {"kubeConfigSecret": f"kc-{name}"},
-    })  # fmt: skip
-
-
 def ready_message(mgmt: e2e.Cluster, name: str, ns: str) -> str:
     return str(mgmt.condition(name, ns, "Ready").get("message") or "")
 
@@ -83,9 +64,9 @@ def test_second_cluster_on_one_api_server_is_refused_and_never_uninstalls(
 ) -> None:  # fmt: skip
     down = e2e.Cluster(downstream_cluster)
     ns = e2e.make_ns(mgmt, "dup")
-    register(mgmt, ns, "first", downstream_cluster)
+    e2e.register_cluster(mgmt, ns, "first", downstream_cluster, {"env": "dup"})
     time.sleep(1.1)  # creationTimestamp has one-second resolution: "second" is the later one by time
-    register(mgmt, ns, "second", downstream_cluster)
+    e2e.register_cluster(mgmt, ns, "second", downstream_cluster, {"env": "dup"})
     app = e2e.helmapp("shared", ns, repo=chart_repo.url, chart="hello", version="0.1.0", values={"message": "v1"})
     app["spec"]["targets"] = [{"clusterSelector": {"matchLabels": {"env": "dup"}}}]
     mgmt.apply(app)
@@ -130,7 +111,7 @@ def test_a_cluster_reaching_the_management_plane_is_the_local_cluster(
     helm_log: tuple[Path, e2e.HelmLog],
 ) -> None:  # fmt: skip
     ns = e2e.make_ns(mgmt, "dup")
-    register(mgmt, ns, "mgmt", management_cluster)
+    e2e.register_cluster(mgmt, ns, "mgmt", management_cluster, {"env": "dup"})
     app = e2e.helmapp("self", ns, repo=chart_repo.url, chart="hello", version="0.1.0")
     app["spec"]["targets"] = [{"clusterName": "mgmt"}]
     mgmt.apply(app)

@@ -13,7 +13,6 @@ from typing import Any
 
 import controller_helpers as e2e
 import pytest
-import yaml
 from controller_helpers import Cluster, Controller, HelmLog, helmapp, make_ns, wait_for, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -75,25 +74,6 @@ def test_an_edit_and_a_deletion_are_reverted_in_seconds(
     assert "DriftCorrected" in cluster.event_reasons("w", ns)
 
 
-def register(mgmt: Cluster, ns: str, name: str, cp: Any) -> None:
-    """A Fleet Cluster reached through a kubeconfig Secret (key ``value``)."""
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": f"kc-{name}", "namespace": ns},
-        "stringData": {"value": yaml.safe_dump(cp.kubeconfig_dict())},
-    }
-    mgmt.apply(secret)
-    mgmt.apply(
-        {
-            "apiVersion": "fleet.cattle.io/v1alpha1",
-            "kind": "Cluster",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"kubeConfigSecret": f"kc-{name}"},
-        }
-    )
-
-
 def test_drift_on_a_downstream_cluster_is_reported_and_corrected(
     cluster: Cluster,
     watching: Controller,
@@ -104,19 +84,9 @@ def test_drift_on_a_downstream_cluster_is_reported_and_corrected(
 ) -> None:
     """Detection and correctDrift on a downstream cluster, as on the local one: a watch of its own."""
     down = Cluster(downstream_cluster)
-    for crd in sorted((REPO_ROOT / "crds").glob("*.yaml")):
-        cluster.kubectl("apply", "-f", str(crd))
-    wait_for(
-        "Cluster CRD established",
-        lambda: any(
-            c.get("type") == "Established" and c.get("status") == "True"
-            for c in ((cluster.get("crd", "clusters.fleet.cattle.io", "") or {}).get("status") or {}).get("conditions")
-            or []
-        ),
-        60,
-    )
+    e2e.fleet_crds(cluster)
     ns = make_ns(cluster, "dw")
-    register(cluster, ns, "far", downstream_cluster)
+    e2e.register_cluster(cluster, ns, "far", downstream_cluster)
     target = f"{ns}-far"
     for name, correct in (("fixed", True), ("seen", False)):
         app = helmapp(name, ns, repo=chart_repo.url, chart="hello", version="0.1.0", values={"message": "one"})

@@ -38,20 +38,7 @@ def downstream_cp(tools: Any) -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="module")
 def mgmt(management_cluster: Any) -> e2e.Cluster:
-    c = e2e.Cluster(management_cluster)
-    for f in sorted((REPO_ROOT / "crds").glob("*.yaml")):
-        c.kubectl("apply", "-f", str(f))
-
-    def established() -> bool:
-        for crd in ("helmapps", "clusters", "clustergroups"):
-            obj = c.get("crd", f"{crd}.fleet.cattle.io", "") or {}
-            conds = (obj.get("status") or {}).get("conditions") or []
-            if not any(x.get("type") == "Established" and x.get("status") == "True" for x in conds):
-                return False
-        return True
-
-    e2e.wait_for("Fleet CRDs established", established, 60)
-    return c
+    return e2e.fleet_crds(e2e.Cluster(management_cluster))
 
 
 @pytest.fixture(scope="module")
@@ -89,31 +76,12 @@ def controller(
     assert code == 0, ctl.text()[-4000:]
 
 
-def register(mgmt: e2e.Cluster, ns: str, name: str, cp: ControlPlane, labels: dict[str, str]) -> None:
-    """A Fleet Cluster with its kubeconfig Secret (key ``value``)."""
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": f"kc-{name}", "namespace": ns},
-        "stringData": {"value": yaml.safe_dump(cp.kubeconfig_dict())},
-    }
-    mgmt.apply(secret)
-    mgmt.apply(
-        {
-            "apiVersion": "fleet.cattle.io/v1alpha1",
-            "kind": "Cluster",
-            "metadata": {"name": name, "namespace": ns, "labels": labels},
-            "spec": {"kubeConfigSecret": f"kc-{name}"},
-        }
-    )
-
-
 @pytest.fixture
 def ns(mgmt: e2e.Cluster, management_cluster: Any, downstream_cp: ControlPlane) -> str:
     """A namespace with two Fleet Clusters: ``local`` (the management plane, env=prod) and ``downstream`` (env=dev)."""
     name = e2e.make_ns(mgmt, "mc")
-    register(mgmt, name, "local", management_cluster, {"env": "prod"})
-    register(mgmt, name, "downstream", downstream_cp, {"env": "dev"})
+    e2e.register_cluster(mgmt, name, "local", management_cluster, {"env": "prod"})
+    e2e.register_cluster(mgmt, name, "downstream", downstream_cp, {"env": "dev"})
     return name
 
 

@@ -31,20 +31,7 @@ CANARY = "canary-9f1c2e7a-do-not-show"
 # --- fixtures --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def mgmt(management_cluster: Any) -> e2e.Cluster:
-    c = e2e.Cluster(management_cluster)
-    for f in sorted((REPO_ROOT / "crds").glob("*.yaml")):
-        c.kubectl("apply", "-f", str(f))
-
-    def established() -> bool:
-        for crd in ("helmapps", "clusters", "clustergroups"):
-            obj = c.get("crd", f"{crd}.fleet.cattle.io", "") or {}
-            conds = (obj.get("status") or {}).get("conditions") or []
-            if not any(x.get("type") == "Established" and x.get("status") == "True" for x in conds):
-                return False
-        return True
-
-    e2e.wait_for("Fleet CRDs established", established, 60)
-    return c
+    return e2e.fleet_crds(e2e.Cluster(management_cluster))
 
 
 @pytest.fixture(scope="module")
@@ -95,25 +82,6 @@ def wait_plan(cp: Any, ns: str, name: str, other_than: str = "") -> dict[str, An
 
 def chart_version(c: e2e.Cluster, name: str, target: str) -> str | None:
     return (c.configmap(f"{name}-hello", target) or {}).get("chartVersion")
-
-
-def register(mgmt: e2e.Cluster, ns: str, name: str, cp: Any, labels: dict[str, str]) -> None:
-    mgmt.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": f"kc-{name}", "namespace": ns},
-            "stringData": {"value": yaml.safe_dump(cp.kubeconfig_dict())},
-        }
-    )
-    mgmt.apply(
-        {
-            "apiVersion": "fleet.cattle.io/v1alpha1",
-            "kind": "Cluster",
-            "metadata": {"name": name, "namespace": ns, "labels": labels},
-            "spec": {"kubeConfigSecret": f"kc-{name}"},
-        }
-    )
 
 
 # --- tests -----------------------------------------------------------------------------------------------
@@ -188,8 +156,8 @@ def test_gated_cluster_waits_while_ungated_cluster_deploys(
     cp, target = management_cluster, f"{ns}-target"
     down = e2e.Cluster(downstream_cluster)
     # the management plane as a Fleet Cluster is the local cluster: only "local" may name it (one identity)
-    register(mgmt, ns, "local", management_cluster, {"env": "prod"})
-    register(mgmt, ns, "dev", downstream_cluster, {"env": "dev"})
+    e2e.register_cluster(mgmt, ns, "local", management_cluster, {"env": "prod"})
+    e2e.register_cluster(mgmt, ns, "dev", downstream_cluster, {"env": "dev"})
     obj = e2e.helmapp("split", ns, repo=chart_repo.url, chart="hello", version="0.1.0", values={"message": "m"})
     obj["spec"]["targets"] = [{"clusterSelector": {"matchExpressions": [{"key": "env", "operator": "Exists"}]}}]
     obj["metadata"]["annotations"] = {APPROVAL: "true", SELECTOR: json.dumps({"matchLabels": {"env": "prod"}})}

@@ -24,7 +24,6 @@ from typing import Any
 
 import controller_helpers as e2e
 import pytest
-import yaml
 
 from support.controlplane import ControlPlane
 
@@ -60,12 +59,7 @@ def planes(
 
 @pytest.fixture(scope="module")
 def mgmt(management_cluster: ControlPlane) -> e2e.Cluster:
-    c = e2e.Cluster(management_cluster)
-    for f in sorted((REPO_ROOT / "crds").glob("*.yaml")):
-        c.kubectl("apply", "-f", str(f))
-    for crd in ("helmapps", "clusters", "clustergroups"):
-        c.kubectl("wait", "--for=condition=Established", f"crd/{crd}.fleet.cattle.io", "--timeout=60s")
-    return c
+    return e2e.fleet_crds(e2e.Cluster(management_cluster))
 
 
 @pytest.fixture(scope="module")
@@ -94,15 +88,7 @@ def ns(mgmt: e2e.Cluster, planes: dict[str, ControlPlane]) -> str:
     """A namespace with the four Fleet Clusters (label ``wave``), each with its kubeconfig Secret."""
     name = e2e.make_ns(mgmt, "ro")
     for cluster, cp in planes.items():
-        mgmt.apply({
-            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"kc-{cluster}", "namespace": name},
-            "stringData": {"value": yaml.safe_dump(cp.kubeconfig_dict())},
-        })  # fmt: skip
-        mgmt.apply({
-            "apiVersion": "fleet.cattle.io/v1alpha1", "kind": "Cluster",
-            "metadata": {"name": cluster, "namespace": name, "labels": {"wave": WAVES[cluster]}},
-            "spec": {"kubeConfigSecret": f"kc-{cluster}"},
-        })  # fmt: skip
+        e2e.register_cluster(mgmt, name, cluster, cp, {"wave": WAVES[cluster]})
     return name
 
 
