@@ -121,9 +121,7 @@ def fleet_crds(cluster: Cluster, timeout: float = 120) -> Cluster:
     return cluster
 
 
-def register_cluster(
-    mgmt: Cluster, ns: str, name: str, cp: ControlPlane, labels: dict[str, str] | None = None
-) -> None:
+def register_cluster(mgmt: Cluster, ns: str, name: str, cp: ControlPlane, labels: dict[str, str] | None = None) -> None:
     """A Fleet Cluster ``name`` in ``ns`` reaching ``cp`` through its own kubeconfig Secret ``kc-<name>``
     (key ``value``)."""
     mgmt.apply(
