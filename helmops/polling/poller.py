@@ -199,10 +199,13 @@ class Poller:
         """One poll: resolve, record ``lastPollingTriggered`` and ``Polled``, enqueue on a new version.
         Returns the result label (``new_version``, ``unchanged``, ``error``) or None if not polled."""
         obj = await self.kube.get_helmapp(*key)
+        if obj is None:
+            self.forget(key)
+            return None
         # typed where it enters; lenient, so a spec the reconcile refuses is still polled as before. The
         # manifest as read stays for the Event reference and the status patch (stored shape).
-        app = lenient_helmapp(obj) if obj is not None else None
-        if obj is None or app is None or polling_interval(app) <= 0:
+        app = lenient_helmapp(obj)
+        if polling_interval(app) <= 0:
             self.forget(key)
             return None
         started = self._now()
