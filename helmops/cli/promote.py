@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from helmops import GROUP, PLURAL, VERSION
+from helmops.api.parse import lenient_helmapp
 from helmops.cli.common import (
     EXIT_OK,
     FAILURES,
@@ -119,9 +120,12 @@ def run(args: argparse.Namespace) -> int:
                 )
             version = str(source["status"]["version"])
             target = _get(custom, dst_ns, dst_name)
-            old = str(((target.get("spec") or {}).get("helm") or {}).get("version") or "")
-            for index, entry in enumerate((target.get("spec") or {}).get("targets") or []):
-                pinned = ((entry or {}).get("helm") or {}).get("version")
+            # read typed where it enters (leniently: promoting into a HelmApp the controller refuses still
+            # works); the patch below is written in the stored shape, guarded by what was read
+            target_spec = lenient_helmapp(target).spec
+            old = str(target_spec.helm.version or "")
+            for index, entry in enumerate(target_spec.targets):
+                pinned = entry.helm.version
                 if pinned:
                     error(
                         COMMAND,

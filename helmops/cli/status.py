@@ -67,16 +67,19 @@ def state_and_message(obj: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def summary_row(obj: Mapping[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    helm = spec.get("helm") or {}
+    """One HelmApp as read from the API server: its spec parsed there (leniently: a HelmApp the controller
+    refuses is still shown), its status as stored."""
+    from helmops.api.parse import lenient_helmapp
+
+    app = lenient_helmapp(obj)
+    helm = app.spec.helm
     status = obj.get("status") or {}
     state, message = state_and_message(obj)
     return {
-        "namespace": meta.get("namespace", ""),
-        "name": meta.get("name", ""),
-        "chart": helm.get("chart") or helm.get("repo") or "",
-        "specVersion": helm.get("version") or "",
+        "namespace": app.metadata.namespace,
+        "name": app.metadata.name,
+        "chart": helm.chart or helm.repo or "",
+        "specVersion": helm.version or "",
         "version": status.get("version") or "",
         "readyClusters": int(status.get("readyClusters") or 0),
         "desiredReadyClusters": int(status.get("desiredReadyClusters") or 0),

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +44,8 @@ def service_account_user(namespace: str, service_account: str) -> str:
 @dataclass(frozen=True)
 class Identity:
     """Who a call is made as: a ServiceAccount of the HelmApp's namespace, or (``service_account`` None)
-    the controller itself."""
+    the controller itself. A HelmApp's own is :func:`helmops.controller.connect.identity_of` (the typed
+    model's ``spec.serviceAccount``)."""
 
     namespace: str
     service_account: str | None
@@ -58,13 +58,6 @@ class Identity:
         if not self.service_account:
             return "the controller"
         return f"serviceAccount {self.namespace}/{self.service_account}"
-
-    @classmethod
-    def of(cls, helmapp: Mapping[str, Any]) -> Identity:
-        """The identity for a HelmApp (or a per-target copy of it): its ``spec.serviceAccount``."""
-        meta = helmapp.get("metadata") or {}
-        spec = helmapp.get("spec") or {}
-        return cls(str(meta.get("namespace") or ""), str(spec.get("serviceAccount") or "") or None)
 
 
 def impersonating_client(base: Any, user: str) -> Any:

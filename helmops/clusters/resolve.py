@@ -19,10 +19,6 @@ from helmops.kubeio.bounded import loads as bounded_loads
 DEPLOYED_ANNOTATION = "helmops.cattle.io/deployed-clusters"
 
 
-def has_targets(helmapp: Mapping[str, Any]) -> bool:
-    return bool((helmapp.get("spec") or {}).get("targets"))
-
-
 def deployed_clusters(helmapp: Mapping[str, Any]) -> list[str]:
     """Cluster names from the bookkeeping annotation (malformed content counts as none)."""
     raw = ((helmapp.get("metadata") or {}).get("annotations") or {}).get(DEPLOYED_ANNOTATION)
@@ -43,5 +39,4 @@ __all__ = [
     "DEPLOYED_ANNOTATION",
     "deployed_clusters",
     "deployed_value",
-    "has_targets",
 ]

@@ -148,12 +148,12 @@ class Poller:
             return None
         return max(0.0, e.handle.when() - asyncio.get_running_loop().time())
 
-    def update(self, helmapp: Mapping[str, Any]) -> None:
-        """Called for every watch event: (re)plans the HelmApp's poll when its interval or source changed."""
+    def update(self, helmapp: HelmApp, status: Mapping[str, Any] | None = None) -> None:
+        """Called for every watch event with the HelmApp as parsed there and its stored status (which the
+        model leaves out): (re)plans the HelmApp's poll when its interval or source changed."""
         if self._closed:
             return
-        meta = helmapp.get("metadata") or {}
-        key: Key = (str(meta.get("namespace")), str(meta.get("name")))
+        key: Key = helmapp.key
         interval = polling_interval(helmapp)
         if interval <= 0:
             self.forget(key)
@@ -167,7 +167,7 @@ class Poller:
         e = _Entry(interval, source, index_key(helmapp))
         self._entries[key] = e
         self._by_index.setdefault(e.index, set()).add(key)
-        self._schedule(key, e, next_poll_delay(interval, last_polled(helmapp), self._now(), self._u()))
+        self._schedule(key, e, next_poll_delay(interval, last_polled(helmapp, status), self._now(), self._u()))
 
     def forget(self, key: Key) -> None:
         e = self._entries.pop(key, None)
@@ -285,7 +285,13 @@ class Poller:
     async def _poll(self, key: Key, interval: float) -> tuple[str | None, str | None]:
         """:meth:`poll`, also returning the version it resolved (None when it resolved none)."""
         obj = await self.kube.get_helmapp(*key)
-        if obj is None or polling_interval(obj) <= 0:
+        if obj is None:
+            self.forget(key)
+            return None, None
+        # typed where it enters; lenient, so a spec the reconcile refuses is still polled as before. The
+        # manifest as read stays for the Event reference and the status patch (stored shape).
+        app = lenient_helmapp(obj)
+        if polling_interval(app) <= 0:
             self.forget(key)
             return None, None
         started = self._now()
@@ -293,8 +299,7 @@ class Poller:
         status = obj.get("status") or {}
         current = str(status.get("version") or "")
         try:
-            # typed where it enters; lenient, so a spec the reconcile refuses is still polled as before
-            version = await self.resolver.resolve(lenient_helmapp(obj), max_age=max(1.0, interval / 2))
+            version = await self.resolver.resolve(app, max_age=max(1.0, interval / 2))
         except PollError as exc:
             metrics.POLLS.labels("error").inc()
             metrics.POLL_SECONDS.observe(time.monotonic() - t0)
@@ -312,7 +317,7 @@ class Poller:
                 "poll HelmApp %s/%s: version %s matches %r (deployed: %s); reconciling",
                 *key,
                 version,
-                ((obj.get("spec") or {}).get("helm") or {}).get("version") or "*",
+                app.spec.helm.version or "*",
                 current or "none",
                 extra={"helmapp": f"{key[0]}/{key[1]}", "chartVersion": version},
             )

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from helmops.api.objects import HelmApp
 
 log = logging.getLogger("helmops.controller")
 
@@ -19,19 +22,21 @@ POLLED = "Polled"
 
 
 # --- pure parts ------------------------------------------------------------------------------------
-def interval_seconds(helmapp: Mapping[str, Any]) -> float:
-    """``spec.pollingInterval``, else the annotation; 0 when unset, ``0`` or invalid."""
+def interval_seconds(helmapp: HelmApp) -> float:
+    """``spec.pollingInterval``, else the annotation; 0 when unset, ``0`` or invalid (a value the lenient
+    parse dropped is invalid: it turns polling off rather than falling back to the annotation)."""
     from helmops.api.duration import is_polling_interval, parse_duration
 
-    spec = helmapp.get("spec") or {}
-    annotations = (helmapp.get("metadata") or {}).get("annotations") or {}
-    text = str(spec.get("pollingInterval") or annotations.get(POLLING_ANNOTATION) or "").strip()
+    if "pollingInterval" in helmapp.unparsed:
+        return 0.0
+    annotations = helmapp.metadata.annotations
+    text = str(helmapp.spec.polling_interval or annotations.get(POLLING_ANNOTATION) or "").strip()
     if not text or not is_polling_interval(text):
         return 0.0
     return parse_duration(text)
 
 
-def polling_interval(helmapp: Mapping[str, Any]) -> float:
+def polling_interval(helmapp: HelmApp) -> float:
     """The interval when polling applies to this HelmApp, else 0: the version must be a constraint (not
     an exact version) and the chart not a tarball URL; paused or deleting HelmApps are not polled."""
     from helmops.sources.versions import is_exact
@@ -39,37 +44,35 @@ def polling_interval(helmapp: Mapping[str, Any]) -> float:
     seconds = interval_seconds(helmapp)
     if seconds <= 0:
         return 0.0
-    meta = helmapp.get("metadata") or {}
-    spec = helmapp.get("spec") or {}
-    helm = spec.get("helm") or {}
-    chart = str(helm.get("chart") or "")
-    if meta.get("deletionTimestamp") or spec.get("paused") or (not chart and not helm.get("repo")):
+    spec = helmapp.spec
+    helm = spec.helm
+    chart = str(helm.chart or "")
+    if helmapp.metadata.deletion_timestamp or spec.paused or (not chart and not helm.repo):
         return 0.0
     if chart.split("?", 1)[0].lower().endswith(".tgz") and "://" in chart:
         return 0.0
-    if is_exact(str(helm.get("version") or "").strip()):
+    if is_exact(str(helm.version or "").strip()):
         return 0.0
     return seconds
 
 
-def source_key(helmapp: Mapping[str, Any]) -> tuple[str, ...]:
+def source_key(helmapp: HelmApp) -> tuple[str, ...]:
     """What a poll depends on: a change re-plans the schedule (as Fleet re-schedules its job)."""
-    spec = helmapp.get("spec") or {}
-    helm = spec.get("helm") or {}
+    helm = helmapp.spec.helm
     return (
-        str(helm.get("repo") or ""),
-        str(helm.get("chart") or ""),
-        str(helm.get("version") or ""),
-        str(spec.get("helmSecretName") or ""),
+        str(helm.repo or ""),
+        str(helm.chart or ""),
+        str(helm.version or ""),
+        str(helmapp.spec.helm_secret_name or ""),
     )
 
 
-def index_key(helmapp: Mapping[str, Any]) -> tuple[str, str]:
+def index_key(helmapp: HelmApp) -> tuple[str, str]:
     """The shared thing a poll reads — one repository index or one OCI tag list — so that one poll's news
     can wake every HelmApp that reads the same one. Credentials are left out on purpose: a woken HelmApp
     polls with its own, so nothing is learnt across them, only the time of the next poll moves."""
-    helm = (helmapp.get("spec") or {}).get("helm") or {}
-    return (str(helm.get("repo") or "").strip().rstrip("/"), str(helm.get("chart") or "").strip())
+    helm = helmapp.spec.helm
+    return (str(helm.repo or "").strip().rstrip("/"), str(helm.chart or "").strip())
 
 
 def parse_time(text: Any) -> datetime | None:
@@ -82,10 +85,11 @@ def parse_time(text: Any) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def last_polled(helmapp: Mapping[str, Any]) -> datetime | None:
-    """``status.lastPollingTriggered``, else the annotation; the later when both are set."""
-    status = helmapp.get("status") or {}
-    annotations = (helmapp.get("metadata") or {}).get("annotations") or {}
+def last_polled(helmapp: HelmApp, status: Mapping[str, Any] | None) -> datetime | None:
+    """``status.lastPollingTriggered``, else the annotation; the later when both are set. The stored
+    status is passed beside the model, which leaves it out (:func:`helmops.api.parse.parse_helmapp`)."""
+    status = status or {}
+    annotations = helmapp.metadata.annotations
     found = [
         t
         for t in (parse_time(status.get("lastPollingTriggered")), parse_time(annotations.get(LAST_POLL_ANNOTATION)))

@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from helmops.api.duration import parse_duration
+from helmops.api.objects import HelmApp
+from helmops.api.parse import lenient_helmapp
 from helmops.promotion.keys import PROMOTE_FROM, PROMOTED, READY_SINCE, SOAK
 from helmops.promotion.readiness import not_ready_reasons, promotion_patch
 from helmops.promotion.settings import SettingsError, bounded_text
@@ -113,14 +115,16 @@ class Verdict:
     why: str = ""
 
 
-def decide(target: Mapping[str, Any], source: Mapping[str, Any] | None, soak: Soak, now: datetime) -> Verdict:
-    """Pure: whether the soak of the source's current Ready run is over, and for which version."""
+def decide(target: HelmApp, source: Mapping[str, Any] | None, soak: Soak, now: datetime) -> Verdict:
+    """Pure: whether the soak of the source's current Ready run is over, and for which version. The target
+    is the parsed model (its ``spec.helm.version``); the source is read only for its annotations and stored
+    status, which stay in the stored shape."""
     if source is None:
         return Verdict(why=f"promotion source {soak.source} not found")
     run = ready_run((source.get("metadata") or {}).get("annotations") or {})
     if run is None or not_ready_reasons(source, run.version):
         return Verdict(why=f"promotion source {soak.source} is not Ready everywhere")
-    current = str(((target.get("spec") or {}).get("helm") or {}).get("version") or "")
+    current = str(target.spec.helm.version or "")
     if current == run.version:
         return Verdict(why=f"nothing to promote, already at {run.version} of {soak.source}")
     until = run.since + timedelta(seconds=soak.seconds)
@@ -167,7 +171,9 @@ class Promoter:
             self._forget(key)
             return
         await self._track(key, obj)
-        await self._follow(key, obj)
+        # typed where it enters (leniently: a follower the reconcile refuses still follows its source); the
+        # manifest as read stays for the patches (stored shape, guarded by its resourceVersion) and Events
+        await self._follow(key, obj, lenient_helmapp(obj))
 
     def _forget(self, key: Key) -> None:
         self._said.pop(key, None)
@@ -182,7 +188,7 @@ class Promoter:
         for follower in self.followers.get(key, ()):
             self.requeue(follower, 0.0)
 
-    async def _follow(self, key: Key, obj: Mapping[str, Any]) -> None:
+    async def _follow(self, key: Key, obj: Mapping[str, Any], app: HelmApp) -> None:
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
         try:
             soak = soak_setting(annotations, key[0])
@@ -201,7 +207,7 @@ class Promoter:
             if len(followers) < MAX_FOLLOWERS:
                 followers.add(key)
         now = self.clock()
-        verdict = decide(obj, await self.store.get_helmapp(*source_key), soak, now)
+        verdict = decide(app, await self.store.get_helmapp(*source_key), soak, now)
         if verdict.until is not None:
             self.requeue(key, max(0.0, (verdict.until - now).total_seconds()) + 0.5)
         if verdict.version is None:
@@ -209,11 +215,13 @@ class Promoter:
                 self._said[key] = verdict.why
                 log.info("HelmApp %s/%s: promotion: %s", *key, verdict.why, extra={"helmapp": f"{key[0]}/{key[1]}"})
             return
-        await self._promote(key, obj, soak, verdict, now)
+        await self._promote(key, obj, app, soak, verdict, now)
 
-    async def _promote(self, key: Key, obj: Mapping[str, Any], soak: Soak, verdict: Verdict, now: datetime) -> None:
+    async def _promote(
+        self, key: Key, obj: Mapping[str, Any], app: HelmApp, soak: Soak, verdict: Verdict, now: datetime
+    ) -> None:
         assert verdict.version is not None
-        old = str(((obj.get("spec") or {}).get("helm") or {}).get("version") or "")
+        old = str(app.spec.helm.version or "")
         record = {
             "version": verdict.version,
             "previous": old,

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from helmops.api.parse import lenient_helmapp
 from helmops.promotion import plan as plans
 from helmops.promotion.keys import APPROVED_PLAN, OVERRIDE, PLAN
 from helmops.promotion.settings import SettingsError, approval, plan_hash_text
@@ -43,7 +44,7 @@ def waits(obj: Mapping[str, Any], source: Mapping[str, Any] | None, now: datetim
         elif closed is not None and plan_hash_text(ann, OVERRIDE) != h:
             rows.append({"cluster": cluster, "waitsFor": "window", "until": _iso(closed.opens), "detail": summary})
     if soak is not None:
-        verdict = decide(obj, source, soak, now)
+        verdict = decide(lenient_helmapp(obj), source, soak, now)
         if verdict.until is not None:
             rows.append({"cluster": "*", "waitsFor": "soak", "until": _iso(verdict.until), "detail": verdict.why})
     return rows

@@ -119,11 +119,12 @@ class Day2:
     # --- events ---
     def observe(self, body: Mapping[str, Any]) -> None:
         """A watch event: the HelmApp is parsed once here (leniently: day-2 work follows a HelmApp the
-        reconcile refuses as it did before) for drift and the gauges; the poller reads the body itself."""
-        if self.poller is not None:
-            self.poller.update(body)
-            metrics.POLLED_HELMAPPS.set(len(self.poller))
+        reconcile refuses as it did before) for polling, drift and the gauges; the stored status, which the
+        model leaves out, travels beside it."""
         app = lenient_helmapp(body)
+        if self.poller is not None:
+            self.poller.update(app, body.get("status"))
+            metrics.POLLED_HELMAPPS.set(len(self.poller))
         if app.metadata.deletion_timestamp:
             self._apps.pop(app.key, None)
         else:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from helmops.api.parse import lenient_helmapp
 from helmops.kubeio.kube import Kube
 from helmops.polling import poller as polling
 from helmops.polling.poller import (
@@ -55,21 +56,21 @@ def test_polling_applies(version: str, interval: str | None, chart: str, expecte
     obj = app(version, interval, chart)
     if chart.startswith("https://"):
         obj["spec"]["helm"]["repo"] = ""
-    assert polling_interval(obj) == expected
+    assert polling_interval(lenient_helmapp(obj)) == expected
 
 
 def test_annotation_when_the_crd_prunes_the_field() -> None:
     obj = app(interval=None, annotations={"helmops.cattle.io/polling-interval": "2m"})
-    assert polling_interval(obj) == 120.0
+    assert polling_interval(lenient_helmapp(obj)) == 120.0
     obj["spec"]["pollingInterval"] = "10s"  # the field wins
-    assert polling_interval(obj) == 10.0
+    assert polling_interval(lenient_helmapp(obj)) == 10.0
 
 
 def test_paused_and_deleting_are_not_polled() -> None:
     paused = app()
     paused["spec"]["paused"] = True
-    assert polling_interval(paused) == 0.0
-    assert polling_interval(app(deletionTimestamp="2026-01-01T00:00:00Z")) == 0.0
+    assert polling_interval(lenient_helmapp(paused)) == 0.0
+    assert polling_interval(lenient_helmapp(app(deletionTimestamp="2026-01-01T00:00:00Z"))) == 0.0
 
 
 def test_jitter_bounds_and_spread() -> None:
@@ -96,15 +97,15 @@ def test_next_poll_is_derived_from_the_last_poll() -> None:
 
 def test_last_polled_from_status_or_annotation() -> None:
     obj = app()
-    assert last_polled(obj) is None
+    assert last_polled(lenient_helmapp(obj), obj.get("status")) is None
     obj["status"] = {"lastPollingTriggered": "2026-01-01T11:59:00Z"}
-    assert last_polled(obj) == NOW - timedelta(minutes=1)
+    assert last_polled(lenient_helmapp(obj), obj.get("status")) == NOW - timedelta(minutes=1)
     obj["metadata"]["annotations"] = {LAST_POLL_ANNOTATION: "2026-01-01T11:59:30Z"}
-    assert last_polled(obj) == NOW - timedelta(seconds=30)  # the later one
+    assert last_polled(lenient_helmapp(obj), obj.get("status")) == NOW - timedelta(seconds=30)  # the later one
     del obj["status"]
-    assert last_polled(obj) == NOW - timedelta(seconds=30)
+    assert last_polled(lenient_helmapp(obj), obj.get("status")) == NOW - timedelta(seconds=30)
     obj["metadata"]["annotations"] = {LAST_POLL_ANNOTATION: "garbage"}
-    assert last_polled(obj) is None
+    assert last_polled(lenient_helmapp(obj), obj.get("status")) is None
 
 
 def test_polled_condition_keeps_timestamps_while_unchanged() -> None:
@@ -222,13 +223,13 @@ def test_poller_schedules_and_forgets() -> None:
         p = Poller(FakeKube(app()), FakeResolver("1"), lambda k: None, now=lambda: NOW, rng=random.Random(1))
         obj = app()
         obj["status"] = {"lastPollingTriggered": "2026-01-01T11:59:50Z"}
-        p.update(obj)
+        p.update(lenient_helmapp(obj), obj.get("status"))
         due = p.due_in(("ns", "a"))
         assert due is not None and 20 * 0.9 - 1 <= due <= 20 * 1.1 + 1  # 30s ±10% after a poll 10s ago
-        p.update(obj)  # unchanged: not re-planned
+        p.update(lenient_helmapp(obj), obj.get("status"))  # unchanged: not re-planned
         assert p.due_in(("ns", "a")) == pytest.approx(due, abs=0.5)
         exact = app(version="1.0.0")
-        p.update(exact)  # became an exact version: no more polling
+        p.update(lenient_helmapp(exact))  # became an exact version: no more polling
         assert len(p) == 0
         p.close()
 

@@ -9,6 +9,7 @@ import pytest
 
 from helmops.api.keys import Key
 from helmops.api.objects import HelmApp
+from helmops.api.parse import lenient_helmapp
 from helmops.polling import poller as polling
 from helmops.polling.poller import FANOUT_MIN_GAP, Poller
 from helmops.polling.schedule import index_key
@@ -83,15 +84,21 @@ def make(objs: list[dict[str, Any]], latest: str = "1.1.0") -> tuple[Poller, Kub
     queued: list[Key] = []
     p = Poller(kube, resolver, queued.append)
     for o in objs:
-        p.update(o)
+        p.update(lenient_helmapp(o), o.get("status"))
     return p, kube, resolver, queued
 
 
 def test_index_key_is_repository_and_chart_without_credentials() -> None:
-    assert index_key(app("a")) == ("http://repo.example/charts", "hello")
-    assert index_key(app("a", secret="s1")) == index_key(app("b", secret="s2", version="~1.0", ns="other"))
-    assert index_key(app("a", chart="other")) != index_key(app("a"))
-    assert index_key({"spec": {"helm": {"repo": "oci://r/charts/hello"}}}) == ("oci://r/charts/hello", "")
+    assert index_key(lenient_helmapp(app("a"))) == ("http://repo.example/charts", "hello")
+    assert index_key(lenient_helmapp(app("a", secret="s1"))) == index_key(
+        lenient_helmapp(app("b", secret="s2", version="~1.0", ns="other"))
+    )
+    assert index_key(lenient_helmapp(app("a", chart="other"))) != index_key(lenient_helmapp(app("a")))
+    assert index_key(
+        lenient_helmapp(
+            {"metadata": {"name": "x", "namespace": "ns"}, "spec": {"helm": {"repo": "oci://r/charts/hello"}}}
+        )
+    ) == ("oci://r/charts/hello", "")
 
 
 def test_one_new_version_wakes_every_helmapp_on_the_same_index() -> None:
@@ -193,7 +200,7 @@ def test_forget_drops_the_index_and_its_fan_out_memory() -> None:
         assert p.peers(("ns", "b")) == set()
         p.forget(("ns", "b"))
         assert not p._by_index and not p._fanned and len(p) == 0
-        p.update(app("a", version="1.0.0"))  # exact: not polled, not indexed
+        p.update(lenient_helmapp(app("a", version="1.0.0")))  # exact: not polled, not indexed
         assert not p._by_index and not p.poll_now(("ns", "a"))
         p.close()
 
@@ -203,7 +210,7 @@ def test_forget_drops_the_index_and_its_fan_out_memory() -> None:
 def test_an_index_change_moves_the_helmapp() -> None:
     async def go() -> None:
         p, _kube, _resolver, _queued = make([app("a"), app("b")])
-        p.update(app("b", chart="other"))
+        p.update(lenient_helmapp(app("b", chart="other")))
         assert p.peers(("ns", "a")) == set()
         assert p.peers(("ns", "b")) == set()
         p.close()

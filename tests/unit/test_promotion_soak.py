@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from helmops.api.parse import lenient_helmapp
 from helmops.promotion.keys import PROMOTE_FROM, PROMOTED, READY_SINCE, SOAK
 from helmops.promotion.settings import SettingsError
 from helmops.promotion.soak import Promoter, ReadyRun, Soak, decide, next_run, ready_run, soak_setting
@@ -60,15 +61,15 @@ def test_decide_waits_for_the_whole_soak() -> None:
     soak = Soak("dev", 600)
     src = app("dev", "1.1.0", annotations={READY_SINCE: ReadyRun("1.1.0", T0).text()})
     dst = app("prod", "1.0.0")
-    v = decide(dst, src, soak, T0 + timedelta(seconds=599))
+    v = decide(lenient_helmapp(dst), src, soak, T0 + timedelta(seconds=599))
     assert v.version is None and v.until == T0 + timedelta(seconds=600)
-    assert decide(dst, src, soak, T0 + timedelta(seconds=600)).version == "1.1.0"
-    assert decide(app("prod", "1.1.0"), src, soak, T0 + timedelta(hours=1)).version is None
-    assert decide(dst, None, soak, T0).version is None
+    assert decide(lenient_helmapp(dst), src, soak, T0 + timedelta(seconds=600)).version == "1.1.0"
+    assert decide(lenient_helmapp(app("prod", "1.1.0")), src, soak, T0 + timedelta(hours=1)).version is None
+    assert decide(lenient_helmapp(dst), None, soak, T0).version is None
     not_ready = app("dev", "1.1.0", ready=False, annotations={READY_SINCE: ReadyRun("1.1.0", T0).text()})
-    assert decide(dst, not_ready, soak, T0 + timedelta(hours=1)).version is None
+    assert decide(lenient_helmapp(dst), not_ready, soak, T0 + timedelta(hours=1)).version is None
     untracked = app("dev", "1.1.0")
-    assert decide(dst, untracked, soak, T0 + timedelta(hours=1)).version is None
+    assert decide(lenient_helmapp(dst), untracked, soak, T0 + timedelta(hours=1)).version is None
 
 
 class Store:
