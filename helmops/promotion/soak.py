@@ -161,11 +161,24 @@ class Promoter:
         self.followers: dict[Key, set[Key]] = {}
         #: what each follower waits for, said once per change (log line).
         self._said: dict[Key, str] = {}
+        #: HelmApps whose annotations name a promotion source (from the watch: :meth:`observe`). Only they
+        #: and the sources they name cost anything after a reconcile: a HelmApp that takes no part in
+        #: promotion is not read again, and its annotations are never written.
+        self.annotated: set[Key] = set()
+
+    def observe(self, key: Key, annotations: Mapping[str, str], present: bool = True) -> None:
+        """A watch event of ``key`` (``present=False``: it is gone)."""
+        if present and annotations.get(PROMOTE_FROM):
+            self.annotated.add(key)
+        else:
+            self.annotated.discard(key)
 
     def waiting(self) -> dict[Key, str]:
         return dict(self._said)
 
     async def after_reconcile(self, key: Key) -> None:
+        if key not in self.annotated and key not in self.followers:
+            return  # takes no part in promotion
         obj = await self.store.get_helmapp(*key)
         if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
             self._forget(key)
@@ -203,6 +216,8 @@ class Promoter:
             return
         source_key = (key[0], soak.source)
         if len(self.followers) < MAX_SOURCES or source_key in self.followers:
+            if source_key not in self.followers:
+                self.requeue(source_key, 0.0)  # a new source: its Ready run is tracked from its next reconcile
             followers = self.followers.setdefault(source_key, set())
             if len(followers) < MAX_FOLLOWERS:
                 followers.add(key)

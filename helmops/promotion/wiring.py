@@ -35,6 +35,15 @@ class Promotion:
     def gates(self) -> list[Gate]:
         return [self.gate]
 
+    def observe(self, body: Mapping[str, Any]) -> None:
+        """Every HelmApp watch event: which HelmApps follow a promotion source."""
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        self.promoter.observe(key, meta.get("annotations") or {}, present=not meta.get("deletionTimestamp"))
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self.promoter.observe(key, {}, present=False)
+
     async def after_reconcile(self, key: tuple[str, str], started: float) -> None:
         """``started``: the reconcile's start (time.monotonic). Failures are logged, never the reconcile's."""
         self.gate.settle(key, started)

@@ -294,10 +294,12 @@ async def run_enabled(settings: Settings) -> int:
             queue.forget(key)
             day2.forget(key)
             reconciler.rollout_index.forget(key)  # rollout (issue 17)
+            promotion.forget(key)
             cluster_index.helmapp(key, False)
             return
         cluster_index.helmapp(key, True)
         day2.observe(body)
+        promotion.observe(body)
         trigger = _trigger(body)
         if seen.get(key) == trigger:
             return  # status-only change (e.g. our own status write)

@@ -107,7 +107,11 @@ async def test_promoter_promotes_after_the_soak_and_requeues_until_then() -> Non
     requeued: list[tuple[tuple[str, str], float]] = []
     store = Store(app("dev", "1.1.0"), app("prod", "1.0.0", annotations={PROMOTE_FROM: "dev", SOAK: "10m"}))
     p = Promoter(store, lambda k, d: requeued.append((k, d)), clock=lambda: now[0])
+    await p.after_reconcile(("team", "dev"))  # takes no part in promotion yet: not read, not written
+    assert READY_SINCE not in store.objs["dev"]["metadata"]["annotations"]
+    p.observe(("team", "prod"), store.objs["prod"]["metadata"]["annotations"])  # the watch sees a follower
     await p.after_reconcile(("team", "prod"))  # the source is not tracked yet
+    assert requeued[-1] == (("team", "dev"), 0.0)  # so it is reconciled at once, which starts its Ready run
     assert store.objs["prod"]["spec"]["helm"]["version"] == "1.0.0" and p.followers == {
         ("team", "dev"): {("team", "prod")}
     }
@@ -129,6 +133,8 @@ async def test_a_source_not_ready_during_the_soak_starts_over() -> None:
     now = [T0]
     store = Store(app("dev", "1.1.0"), app("prod", "1.0.0", annotations={PROMOTE_FROM: "dev", SOAK: "10m"}))
     p = Promoter(store, lambda k, d: None, clock=lambda: now[0])
+    p.observe(("team", "prod"), store.objs["prod"]["metadata"]["annotations"])
+    await p.after_reconcile(("team", "prod"))
     await p.after_reconcile(("team", "dev"))
     now[0] = T0 + timedelta(minutes=5)
     store.objs["dev"]["status"]["conditions"][0]["status"] = "False"
@@ -151,8 +157,11 @@ async def test_conflicts_and_bad_settings() -> None:
     store = Store(src, app("prod", "1.0.0", annotations={PROMOTE_FROM: "dev"}))
     store.conflict = True
     p = Promoter(store, lambda k, d: requeued.append((k, d)), clock=lambda: T0)
+    p.observe(("team", "prod"), store.objs["prod"]["metadata"]["annotations"])
     await p.after_reconcile(("team", "prod"))
-    assert requeued == [(("team", "prod"), 1.0)] and store.objs["prod"]["spec"]["helm"]["version"] == "1.0.0"
+    # the new source is requeued once; the conflicted promotion is retried in a second
+    assert requeued == [(("team", "dev"), 0.0), (("team", "prod"), 1.0)]
+    assert store.objs["prod"]["spec"]["helm"]["version"] == "1.0.0"
     store.objs["prod"]["metadata"]["annotations"][SOAK] = "whenever"
     await p.after_reconcile(("team", "prod"))
     await p.after_reconcile(("team", "prod"))
