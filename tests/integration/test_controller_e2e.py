@@ -140,6 +140,7 @@ def test_restart_runs_no_upgrades(
     try:
         cluster.apply(helmapp("restart", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
         wait_ready(cluster, "restart", ns)
+        poke(cluster, "restart", ns)  # one reconcile per change: a metadata change makes the no-op pass
         wait_for("steady", lambda: noop_count(first, "restart", ns) >= 1)
     finally:
         assert first.stop() == 0
@@ -588,6 +589,7 @@ def test_shard_reconciles_only_its_helmapps(
         cluster.apply(helmapp("default", ns, repo=chart_repo.url, chart="hello", version="0.1.0"))
         wait_ready(cluster, "mine", ns)
         poke(cluster, "default", ns)
+        poke(cluster, "mine", ns)
         wait_for("mine steady", lambda: noop_count(ctl, "mine", ns) >= 1)
         other = cluster.helmapp("default", ns) or {}
         assert not other.get("status") and not other["metadata"].get("finalizers")
