@@ -415,7 +415,18 @@ class Controller:
         self.popen = proc.start(argv, self.log, env=env, cwd=self.src)
         proc.wait_until(lambda: bool(self.metrics_text()), what=f"helmops ({self.name}) metrics", timeout=timeout,
                         proc=self.popen, log_path=self.log)
+        # /healthz comes from kopf once the operator runs (its start-up — imports, clients — is done): what a
+        # scenario measures after this is the controller at work, not its start
+        proc.wait_until(self.healthy, what=f"helmops ({self.name}) /healthz", timeout=timeout,
+                        proc=self.popen, log_path=self.log)
         return self
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=5) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None

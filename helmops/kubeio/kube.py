@@ -13,6 +13,7 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from helmops import GROUP, KIND, PLURAL, VERSION
 from helmops.kubeio.client import core_v1, custom_objects
+from helmops.kubeio.latest import LatestHelmApps
 from helmops.reconcile.release import KubeReleaseReader
 
 log = logging.getLogger("helmops.controller")
@@ -39,18 +40,32 @@ class Kube:
         self.custom: Any = custom_objects(api)
         self.releases = KubeReleaseReader(self.core)
         self._instance = socket.gethostname()
+        #: the newest HelmApps seen (watch events, our writes' answers): :mod:`helmops.kubeio.latest`
+        self.latest = LatestHelmApps()
 
     async def close(self) -> None:
         await self.api.close()
 
-    async def get_helmapp(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get_helmapp(self, namespace: str, name: str, *, fresh: bool = False) -> dict[str, Any] | None:
+        """The newest copy seen (watch or own write), else the server's; ``fresh`` always asks the server."""
+        if not fresh and (held := self.latest.get((namespace, name))) is not None:
+            return held
         try:
             obj = await self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         except ApiException as exc:
             if exc.status == 404:
+                self.latest.forget((namespace, name))
                 return None
             raise
+        self.latest.offer(obj)
         return dict(obj)
+
+    def _answered(self, out: Any) -> dict[str, Any] | None:
+        """A write's answer (the object as written) is the newest copy there is."""
+        if not isinstance(out, dict) or not out:
+            return None
+        self.latest.offer(out)
+        return dict(out)
 
     async def _json_patch(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The patched object (None: it is gone)."""
@@ -60,11 +75,13 @@ class Kube:
             )
         except ApiException as exc:
             if exc.status in (409, 422):
+                self.latest.forget((namespace, name))  # the retry reads the server
                 raise Conflict(str(exc.reason)) from exc
             if exc.status == 404:
+                self.latest.forget((namespace, name))
                 return None
             raise
-        return dict(out) if isinstance(out, dict) else None
+        return self._answered(out)
 
     async def add_finalizer(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         """The object with the finalizer, as the patch returned it (None: it is gone)."""
@@ -110,11 +127,13 @@ class Kube:
             )
         except ApiException as exc:
             if exc.status == 404:
+                self.latest.forget((namespace, name))
                 return None
             if exc.status == 409:
+                self.latest.forget((namespace, name))  # the retry reads the server
                 raise Conflict(str(exc.reason)) from exc
             raise
-        return dict(out or {})
+        return self._answered(out) or {}
 
     async def event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
         """A core/v1 Event on the HelmApp; failures to post are logged, never fatal."""
@@ -233,12 +252,15 @@ class Kube:
         """Merge-patches HelmApp annotations (None removes one); a vanished HelmApp is ignored."""
         body = {"metadata": {"annotations": dict(annotations)}}
         try:
-            await self.custom.patch_namespaced_custom_object(
+            out = await self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH
             )
         except ApiException as exc:
             if exc.status != 404:
                 raise
+            self.latest.forget((namespace, name))
+            return
+        self._answered(out)
 
     # --- the ownership ledger (helmops.controller.ledger): ConfigMaps in the controller's own namespace ----
     async def read_ledger(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None:

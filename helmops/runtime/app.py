@@ -38,7 +38,7 @@ from helmops.controller.reconciler import Reconciler, ReconcilerConfig, in_shard
 from helmops.desired import adapters as deps
 from helmops.helm.driver import HelmDriver
 from helmops.kubeio import outage
-from helmops.kubeio.client import api_client, kubeconfig_configuration
+from helmops.kubeio.client import api_client, kubeconfig_configuration, preload_apis
 from helmops.kubeio.kube import FINALIZER, GROUP, PLURAL, VERSION, Kube
 from helmops.policy.source import RestrictionSource
 from helmops.polling.poller import LAST_POLL_ANNOTATION
@@ -47,6 +47,7 @@ from helmops.promotion.wiring import Promotion
 from helmops.reconcile.executor import Executor
 from helmops.runtime import metrics
 from helmops.runtime.day2 import Day2
+from helmops.runtime.kopfsettings import operator_settings
 from helmops.runtime.leader import Leadership, lease_name
 from helmops.runtime.queue import WorkQueue, run_worker
 from helmops.runtime.settings import ENABLE_HINT, FLAG_ENV, Settings
@@ -154,6 +155,7 @@ async def run_enabled(settings: Settings) -> int:
     metrics.HELM_MAX.set(settings.helm_concurrency)
     metrics.serve(settings.metrics_host, settings.metrics_port)
 
+    await asyncio.to_thread(preload_apis)
     api = await api_client(settings.kubeconfig)
     # while the management API server is down: one WARNING, one INFO when back, retries at DEBUG
     quiet = outage.install(api, str(api.configuration.host))
@@ -291,6 +293,7 @@ async def run_enabled(settings: Settings) -> int:
         key: Key = (str(meta.get("namespace")), str(meta.get("name")))
         if event.get("type") == "DELETED" or not in_shard(body, settings.shard_id):
             seen.pop(key, None)
+            kube.latest.forget(key)
             queue.forget(key)
             day2.forget(key)
             reconciler.rollout_index.forget(key)  # rollout (issue 17)
@@ -298,6 +301,7 @@ async def run_enabled(settings: Settings) -> int:
             cluster_index.helmapp(key, False)
             return
         cluster_index.helmapp(key, True)
+        kube.latest.offer(body)  # what the reconcile reads (helmops.kubeio.latest)
         day2.observe(body)
         promotion.observe(body)
         trigger = _trigger(body)
@@ -311,14 +315,7 @@ async def run_enabled(settings: Settings) -> int:
     def probe(**_: Any) -> dict[str, int]:
         return {"busy": busy, "max": settings.workers, "queued": len(queue), "helm": driver.active}
 
-    ks = kopf.OperatorSettings()
-    ks.posting.enabled = False
-    ks.peering.standalone = True
-    ks.watching.server_timeout = 300
-    ks.watching.client_timeout = 330
-    ks.watching.connect_timeout = 30
-    ks.networking.request_timeout = 120
-    ks.execution.max_workers = 2
+    ks = operator_settings()  # helmops.runtime.kopfsettings: no diff base (on.event handlers only)
 
     stop_kopf = asyncio.Event()
     shutting_down = False

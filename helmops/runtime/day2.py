@@ -109,6 +109,8 @@ class Day2:
         self._downstream: OrderedDict[str, DriftMonitor] = OrderedDict()
         #: the HelmApps seen (drift settings), so a monitor started later knows them all.
         self._apps: dict[Key, HelmApp] = {}
+        #: the last parse per HelmApp and what it depended on (:meth:`_parsed`); entries go with forget()
+        self._parses: dict[Key, tuple[tuple[Any, ...], HelmApp]] = {}
         #: builds the identity check of a downstream cluster's monitor (set by the process wiring).
         self.can_read_on: Callable[[str, Any], CanRead] | None = None
         self._started = False
@@ -121,7 +123,7 @@ class Day2:
         """A watch event: the HelmApp is parsed once here (leniently: day-2 work follows a HelmApp the
         reconcile refuses as it did before) for polling, drift and the gauges; the stored status, which the
         model leaves out, travels beside it."""
-        app = lenient_helmapp(body)
+        app = self._parsed(body)
         if self.poller is not None:
             self.poller.update(app, body.get("status"))
             metrics.POLLED_HELMAPPS.set(len(self.poller))
@@ -133,7 +135,30 @@ class Day2:
             monitor.update(app)
         self._gauges(app, body.get("status") or {})
 
+    def _parsed(self, body: Mapping[str, Any]) -> HelmApp:
+        """The parse of the last event when only the status (or resourceVersion) changed since: every
+        status write echoes back as an event, and a parse costs more than the rest of the event's handling.
+        Labels, annotations and finalizers are compared whole; the spec through ``generation``, which the
+        API server raises on every spec change (the status is a subresource)."""
+        meta = body.get("metadata") or {}
+        sig = (
+            meta.get("uid"),
+            meta.get("generation"),
+            meta.get("deletionTimestamp"),
+            repr(meta.get("labels")),
+            repr(meta.get("annotations")),
+            repr(meta.get("finalizers")),
+        )
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        held = self._parses.get(key)
+        if held is not None and held[0] == sig and sig[1] is not None:
+            return held[1]
+        app = lenient_helmapp(body)
+        self._parses[key] = (sig, app)
+        return app
+
     def forget(self, key: Key) -> None:
+        self._parses.pop(key, None)
         if self.poller is not None:
             self.poller.forget(key)
             metrics.POLLED_HELMAPPS.set(len(self.poller))

@@ -11,6 +11,7 @@ import pytest
 
 from helmops.api.parse import lenient_helmapp
 from helmops.kubeio.kube import Kube
+from helmops.kubeio.latest import LatestHelmApps
 from helmops.polling import poller as polling
 from helmops.polling.poller import (
     Poller,
@@ -145,9 +146,10 @@ class FakeKube(Kube):
     def __init__(self, obj: dict[str, Any], prune: bool = False) -> None:  # no ApiClient: Kube's own __init__ skipped
         self.obj = obj
         self.custom = FakeCustom(prune)
+        self.latest = LatestHelmApps()
         self.events: list[tuple[str, str, bool]] = []
 
-    async def get_helmapp(self, ns: str, name: str) -> dict[str, Any] | None:
+    async def get_helmapp(self, ns: str, name: str, *, fresh: bool = False) -> dict[str, Any] | None:
         return self.obj
 
     async def event(self, obj: Any, reason: str, message: str, *, warning: bool = False) -> None:

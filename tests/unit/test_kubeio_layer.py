@@ -25,6 +25,7 @@ from helmops.kubeio.client import (
     impersonating_client,
 )
 from helmops.kubeio.kube import GROUP, MERGE_PATCH, PLURAL, VERSION, Conflict, Kube
+from helmops.kubeio.latest import LatestHelmApps
 from helmops.kubeio.mapping import (
     DiscoveryFailed,
     Resource,
@@ -339,6 +340,7 @@ class _Custom:
 def _kube(custom: _Custom) -> Kube:
     kube = Kube.__new__(Kube)  # no ApiClient: only the CustomObjectsApi is faked
     kube.custom = custom
+    kube.latest = LatestHelmApps()
     return kube
 
 
@@ -367,3 +369,54 @@ async def test_patch_status_errors() -> None:
     with pytest.raises(ApiException) as err:
         await _kube(_Custom(500)).patch_status("ns", "app", {"status": {}})
     assert err.value.status == 500
+
+
+# --- the newest HelmApp copies (helmops.kubeio.latest) -----------------------------------------------------
+def _app(rv: str, **extra: Any) -> dict[str, Any]:
+    return {"metadata": {"namespace": "ns", "name": "app", "resourceVersion": rv}, **extra}
+
+
+def test_latest_keeps_the_newest_copy() -> None:
+    latest = LatestHelmApps()
+    latest.offer(_app("10", spec={"v": 1}))
+    latest.offer(_app("9", spec={"v": 0}))  # a late watch event of an older version
+    assert latest.get(("ns", "app")) == _app("10", spec={"v": 1})
+    latest.offer(_app("11", spec={"v": 2}))
+    held = latest.get(("ns", "app"))
+    assert held is not None and held["spec"] == {"v": 2}
+    held["spec"] = {"v": 99}  # a caller's top-level change stays its own
+    assert latest.get(("ns", "app")) == _app("11", spec={"v": 2})
+    latest.offer(_app("not-a-number"))  # opaque versions: taken as newer, as a watch event would be
+    assert latest.get(("ns", "app")) == _app("not-a-number")
+    latest.offer({"metadata": {"name": "no-namespace"}})
+    assert len(latest) == 1
+    latest.forget(("ns", "app"))
+    assert latest.get(("ns", "app")) is None and len(latest) == 0
+
+
+class _Reads(_Custom):
+    def __init__(self, fail: int | None = None) -> None:
+        super().__init__(fail)
+        self.gets = 0
+
+    async def get_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
+        self.gets += 1
+        return _app("5", spec={"from": "server"})
+
+
+async def test_get_helmapp_reads_the_latest_copy_and_a_conflict_drops_it() -> None:
+    custom = _Reads()
+    kube = _kube(custom)
+    assert (await kube.get_helmapp("ns", "app") or {})["spec"] == {"from": "server"}
+    assert (await kube.get_helmapp("ns", "app") or {})["spec"] == {"from": "server"}
+    assert custom.gets == 1  # the second read is the copy
+    kube.latest.offer(_app("6", spec={"from": "watch"}))
+    assert (await kube.get_helmapp("ns", "app") or {})["spec"] == {"from": "watch"}
+    assert (await kube.get_helmapp("ns", "app", fresh=True) or {})["spec"] == {"from": "server"}
+    assert custom.gets == 2
+    custom.fail = 409  # a write refused for a stale resourceVersion: the retry must read the server
+    with pytest.raises(Conflict):
+        await kube.patch_status("ns", "app", {"status": {}}, resource_version="5")
+    assert kube.latest.get(("ns", "app")) is None
+    await kube.get_helmapp("ns", "app")
+    assert custom.gets == 3
