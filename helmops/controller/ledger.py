@@ -75,6 +75,10 @@ class LedgerStore(Protocol):
 
     async def delete_ledger(self, namespace: str, name: str) -> None: ...
 
+    async def list_ledgers(self, namespace: str) -> dict[str, tuple[dict[str, str], str]]:
+        """Every ledger ConfigMap in ``namespace``: name → (data, resourceVersion)."""
+        ...
+
 
 def ledger_name(uid: str) -> str:
     """A valid ConfigMap name from the HelmApp UID (which the API server assigns; a hash keeps any length)."""
@@ -133,12 +137,40 @@ class Ledger:
         self.store, self.namespace = store, namespace
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        #: every ledger at the first read, from one LIST (ledger name → entries); a HelmApp's entry is taken
+        #: out at its first read. None: not listed yet; False: not usable (the LIST failed, or evict()).
+        self._snapshot: dict[str, _Cached] | bool | None = None
+        self._snapshot_lock = asyncio.Lock()
 
     def _lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
 
+    async def _listed(self) -> dict[str, _Cached] | None:
+        """The start-up snapshot. One LIST replaces a GET per HelmApp — at start-up, and for every HelmApp
+        created later, whose ledger cannot exist unless this process wrote it (then it is cached): the
+        controller is the only writer of its shard's ledgers. A ledger another shard wrote after the LIST
+        (a HelmApp that changed shards) reads as empty at first; the first write for it then conflicts with
+        the existing ConfigMap and re-reads it, and a release of it found on a cluster is recorded anew."""
+        if self._snapshot is None:
+            async with self._snapshot_lock:
+                if self._snapshot is None:
+                    try:
+                        found = await self.store.list_ledgers(self.namespace)
+                    except Exception as exc:
+                        log.info(
+                            "ledger: listing %s failed (%s); each HelmApp's ledger is read alone", self.namespace, exc
+                        )
+                        self._snapshot = False
+                    else:
+                        self._snapshot = {name: _Cached(parse(data), rv) for name, (data, rv) in found.items()}
+        return self._snapshot if isinstance(self._snapshot, dict) else None
+
     async def _load(self, uid: str, *, fresh: bool = False) -> _Cached:
         cached = self._cache.get(uid)
+        if cached is None and not fresh and (listed := await self._listed()) is not None:
+            cached = listed.pop(ledger_name(uid), None) or _Cached(frozenset(), None)
+            self._cache[uid] = cached
+            return cached
         if cached is None or fresh:
             found = await self.store.read_ledger(self.namespace, ledger_name(uid))
             cached = _Cached(frozenset(), None) if found is None else _Cached(parse(found[0]), found[1])
@@ -187,8 +219,10 @@ class Ledger:
         self._locks.pop(uid, None)
 
     def evict(self, uid: str) -> None:
-        """Forget the cached copy (e.g. the HelmApp left this process' shard)."""
+        """Forget the cached copy (e.g. the HelmApp left this process' shard). The start-up snapshot is
+        dropped too: it no longer tells whether a ledger it lacks exists."""
         self._cache.pop(uid, None)
+        self._snapshot = False
 
 
 class MemoryLedgerStore:
@@ -218,6 +252,9 @@ class MemoryLedgerStore:
 
     async def delete_ledger(self, namespace: str, name: str) -> None:
         self.maps.pop((namespace, name), None)
+
+    async def list_ledgers(self, namespace: str) -> dict[str, tuple[dict[str, str], str]]:
+        return {name: (dict(data), str(v)) for (ns, name), (data, _, v) in self.maps.items() if ns == namespace}
 
 
 def helmapp_uid(obj: HelmApp) -> str:

@@ -310,6 +310,14 @@ class Kube:
             return str(out.metadata.resource_version)
         raise LedgerConflict(name)
 
+    async def list_ledgers(self, namespace: str) -> dict[str, tuple[dict[str, str], str]]:
+        from helmops.controller.ledger import LEDGER_LABEL
+
+        found = await self.core.list_namespaced_config_map(namespace, label_selector=f"{LEDGER_LABEL}=true")
+        return {
+            str(cm.metadata.name): (dict(cm.data or {}), str(cm.metadata.resource_version)) for cm in found.items or []
+        }
+
     async def delete_ledger(self, namespace: str, name: str) -> None:
         try:
             await self.core.delete_namespaced_config_map(name, namespace)

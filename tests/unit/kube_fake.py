@@ -70,3 +70,6 @@ class KubeFake:
 
     async def delete_ledger(self, namespace: str, name: str) -> None:
         await self._ledgers.delete_ledger(namespace, name)
+
+    async def list_ledgers(self, namespace: str) -> dict[str, tuple[dict[str, str], str]]:
+        return await self._ledgers.list_ledgers(namespace)

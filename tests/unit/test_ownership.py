@@ -115,6 +115,49 @@ async def test_ledger_rereads_after_a_conflict() -> None:
     assert await Ledger(store, SYSTEM).entries("u") == {Entry("local", "t", n) for n in "xyz"}
 
 
+class CountingStore(MemoryLedgerStore):
+    def __init__(self, list_fails: bool = False) -> None:
+        super().__init__()
+        self.reads = self.lists = 0
+        self.list_fails = list_fails
+
+    async def read_ledger(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None:
+        self.reads += 1
+        return await super().read_ledger(namespace, name)
+
+    async def list_ledgers(self, namespace: str) -> dict[str, tuple[dict[str, str], str]]:
+        self.lists += 1
+        if self.list_fails:
+            raise OSError("connection refused")
+        return await super().list_ledgers(namespace)
+
+
+async def test_ledger_reads_every_ledger_with_one_list() -> None:
+    store = CountingStore()
+    await Ledger(store, SYSTEM).record("old", "team/old", Entry("local", "t", "r"))
+    await store.write_ledger("elsewhere", ledger_name("new-1"), render([Entry("x", "y", "z")]), {}, None)
+    ledger = Ledger(store, SYSTEM)  # a restarted controller
+    store.reads = store.lists = 0
+    assert await ledger.entries("old") == {Entry("local", "t", "r")}
+    for uid in ("new-1", "new-2", "new-3"):  # HelmApps created since: no ledger, and no read to learn it
+        assert await ledger.entries(uid) == frozenset()
+    assert (store.lists, store.reads) == (1, 0)
+    await ledger.record("new-1", "team/new-1", Entry("local", "t", "n"))
+    assert await Ledger(store, SYSTEM).entries("new-1") == {Entry("local", "t", "n")}
+    ledger.evict("new-2")  # the snapshot no longer says which ledgers exist: reads from now on
+    await ledger.entries("new-2")
+    assert store.reads == 1
+
+
+async def test_ledger_falls_back_to_reads_when_the_list_fails() -> None:
+    store = CountingStore(list_fails=True)
+    await store.write_ledger(SYSTEM, ledger_name("u"), render([Entry("local", "t", "r")]), {}, None)
+    ledger = Ledger(store, SYSTEM)
+    assert await ledger.entries("u") == {Entry("local", "t", "r")}
+    assert await ledger.entries("v") == frozenset()
+    assert (store.lists, store.reads) == (1, 2)
+
+
 def test_malformed_ledger_data_is_ignored() -> None:
     assert parse({"releases": "not json"}) == frozenset()
     assert parse({"releases": '[["c","n"],[1,2,3],["c","n","r"]]'}) == {Entry("c", "n", "r")}
