@@ -14,7 +14,7 @@ from helmops.kubeio.rest import get_json
 from helmops.reconcile.manifest import ObjectRef, object_refs
 from helmops.reconcile.storage import decode_release
 from helmops.status import ResourceState
-from helmops.status.readiness import MISSING, UNKNOWN, readiness
+from helmops.status.readiness import MISSING, READY, UNKNOWN, readiness
 
 log = logging.getLogger("helmops.clusters")
 
@@ -22,6 +22,19 @@ log = logging.getLogger("helmops.clusters")
 MAX_OBJECTS = 200
 #: the message of an object the acting identity may not read (its state is Unknown; nothing else is said).
 ACCESS_DENIED = "access denied"
+#: kinds with no status at all: ready once they exist (helmops.status.readiness). Right after helm created or
+#: updated them (a successful install/upgrade), their GET could only say so; resyncs still read them.
+STATUSLESS = frozenset(
+    {
+        ("v1", "ConfigMap"),
+        ("v1", "Secret"),
+        ("v1", "ServiceAccount"),
+        ("rbac.authorization.k8s.io/v1", "Role"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    }
+)
 
 
 def object_path(resource: Resource, ref: ObjectRef) -> str:
@@ -52,21 +65,39 @@ class LiveResources:
         secret = await core.read_namespaced_secret(f"sh.helm.release.v1.{name}.v{revision}", namespace)
         raw = (secret.data or {}).get("release") or ""
         release = await asyncio.to_thread(decode_release, raw)
-        refs = object_refs(str(release.get("manifest") or ""), namespace)
-        self._refs[key] = refs
+        return self.remember(cluster, namespace, name, revision, str(release.get("manifest") or ""))
+
+    def remember(self, cluster: str, namespace: str, name: str, revision: int, manifest: str) -> list[ObjectRef]:
+        """The objects of a revision from its manifest: the release record's, or the one helm printed when
+        it installed that revision (then the record is not read back)."""
+        refs = object_refs(manifest, namespace)
+        self._refs[(cluster, namespace, name, revision)] = refs
         while len(self._refs) > self._size:
             self._refs.popitem(last=False)
         return refs
 
     async def states(
-        self, api: Any, core: Any, cluster: str, namespace: str, name: str, revision: int
+        self,
+        api: Any,
+        core: Any,
+        cluster: str,
+        namespace: str,
+        name: str,
+        revision: int,
+        *,
+        just_applied: bool = False,
     ) -> tuple[ResourceState, ...]:
+        """``just_applied``: helm has just created or updated every object of ``revision`` (a successful
+        install or upgrade): objects of :data:`STATUSLESS` kinds count as Ready without a GET."""
         refs = await self.objects(api, core, cluster, namespace, name, revision)
         mapper = self.mappings.of(cluster)
         out: list[ResourceState] = []
         for i, ref in enumerate(refs):
             if i >= MAX_OBJECTS:
                 out.append(ResourceState(ref.api_version, ref.kind, ref.namespace, ref.name, UNKNOWN, "not checked"))
+                continue
+            if just_applied and (ref.api_version, ref.kind) in STATUSLESS:
+                out.append(ResourceState(ref.api_version, ref.kind, ref.namespace, ref.name, READY, ""))
                 continue
             try:
                 resource = await mapper.resource(api, ref.api_version, ref.kind)
@@ -95,4 +126,4 @@ class LiveResources:
         self.mappings.forget(cluster)
 
 
-__all__ = ["ACCESS_DENIED", "LiveResources", "object_path"]
+__all__ = ["ACCESS_DENIED", "STATUSLESS", "LiveResources", "object_path"]

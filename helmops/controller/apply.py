@@ -215,7 +215,7 @@ class Apply(RolloutControl):
         await self._uninstall_orphans(obj, keep=(rel.namespace, rel.name), conn=conn, cluster=t.name)
         if refused is not None:
             return ClusterResult(out(State.ERR_APPLIED, error=refused), failed=True, version=chart.version)
-        return await self._ready(key, t, conn, rel.namespace, rel.name, chart, res.revision)
+        return await self._ready(key, t, conn, rel.namespace, rel.name, chart, res.revision, applied=res.manifest)
 
     async def _ready(
         self,
@@ -226,9 +226,12 @@ class Apply(RolloutControl):
         name: str,
         chart: FetchedChart,
         revision: int | None = None,
+        *,
+        applied: str | None = None,
     ) -> ClusterResult:
         """Ready, or NotReady while objects of the release are not (checked only with a LiveResources).
-        ``revision``: the deployed revision when known (saves reading the release again)."""
+        ``revision``: the deployed revision when known (saves reading the release again); ``applied``: the
+        manifest helm printed when it installed or upgraded to that revision just now."""
         resources = None
         if self.live is not None and conn.api is not None:
             # The objects a release lists are read as the HelmApp's serviceAccount: the release record is
@@ -238,8 +241,12 @@ class Apply(RolloutControl):
                 if not revision:
                     info = await conn.releases.read(namespace, name)
                     revision = info.revision if info is not None else None
+                if revision and applied is not None:
+                    self.live.remember(t.id, namespace, name, revision, applied)
                 if revision:
-                    resources = await self.live.states(api, conn.core, t.id, namespace, name, revision)
+                    resources = await self.live.states(
+                        api, conn.core, t.id, namespace, name, revision, just_applied=applied is not None
+                    )
                     refused = [r for r in resources if r.message.startswith(ACCESS_DENIED)]
                     if refused and identity.impersonated:
                         first = refused[0]

@@ -71,6 +71,9 @@ class ReleaseSpec:
 class ReleaseOutcome:
     revision: int
     status: str
+    #: the rendered manifest helm printed with the release (``--output json``): which objects it holds,
+    #: without reading the release record back. May hold Secret manifests: never logged (repr=False).
+    manifest: str | None = field(default=None, repr=False)
 
 
 def impersonation_flags(namespace: str, service_account: str | None) -> list[str]:
@@ -287,7 +290,12 @@ class HelmDriver:
                 wait=False,  # --wait/--wait-for-jobs come from apply_flags (pyhelm3 ties them together)
             )
         info = out.get("info") or {}
-        return ReleaseOutcome(revision=int(out.get("version") or 0), status=str(info.get("status") or ""))
+        manifest = out.get("manifest")
+        return ReleaseOutcome(
+            revision=int(out.get("version") or 0),
+            status=str(info.get("status") or ""),
+            manifest=manifest if isinstance(manifest, str) else None,
+        )
 
     async def recover(
         self,

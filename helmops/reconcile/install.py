@@ -19,4 +19,5 @@ async def run(tools: ClusterTools, step: Step) -> ActionResult:
     except helm_errors.Error as exc:
         err = helm_error_text(exc)
         return ActionResult(False, "InstallFailed", f"install of {what} failed: {err}", error=err)
-    return ActionResult(True, "Installed", f"installed {what} as revision {out.revision}", revision=out.revision)
+    msg = f"installed {what} as revision {out.revision}"
+    return ActionResult(True, "Installed", msg, revision=out.revision, manifest=out.manifest)

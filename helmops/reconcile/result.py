@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,8 @@ class ActionResult:
     extra_events: tuple[tuple[str, str], ...] = ()
     #: not run: a gate of the executor holds it (awaiting approval, outside a maintenance window).
     held: bool = False
+    #: the manifest of the revision installed or upgraded to (helmops.helm.driver.ReleaseOutcome.manifest).
+    manifest: str | None = field(default=None, repr=False)
 
 
 def helm_error_text(exc: BaseException) -> str:

@@ -23,4 +23,5 @@ async def run(tools: ClusterTools, step: Step) -> ActionResult:
         if spec.atomic and "rolled back" in err.lower():
             extra = (("RolledBack", f"upgrade to {what} failed and helm rolled the release back (atomic)"),)
         return ActionResult(False, "UpgradeFailed", f"upgrade to {what} failed: {err}", error=err, extra_events=extra)
-    return ActionResult(True, "Upgraded", f"upgraded to {what}, revision {out.revision}", revision=out.revision)
+    msg = f"upgraded to {what}, revision {out.revision}"
+    return ActionResult(True, "Upgraded", msg, revision=out.revision, manifest=out.manifest)

@@ -259,7 +259,9 @@ class FakeLive:
     def __init__(self) -> None:
         self.apis: list[Any] = []
 
-    async def states(self, api: Any, core: Any, cluster: str, ns: str, name: str, rev: int) -> tuple[Any, ...]:
+    async def states(
+        self, api: Any, core: Any, cluster: str, ns: str, name: str, rev: int, *, just_applied: bool = False
+    ) -> tuple[Any, ...]:
         self.apis.append(api)
         return (ResourceState("v1", "Secret", "victim", "db", "Unknown", f"{ACCESS_DENIED} (get secrets)"),)
 
