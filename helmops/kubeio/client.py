@@ -50,6 +50,7 @@ __all__ = [
     "impersonating_client",
     "kubeconfig_configuration",
     "preload_apis",
+    "proxies_configured",
     "sync_client",
     "sync_core_v1",
     "sync_custom_objects",
@@ -82,8 +83,26 @@ class _BoundedDeserialize:
         return getattr(self, _MODEL_MAPPER)(data, response_type)  # the client's model mapping
 
 
+#: environment variables aiohttp reads proxies from (either case)
+_PROXY_ENV = ("http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "all_proxy", "no_proxy")
+
+
+def proxies_configured(environ: Any = os.environ) -> bool:
+    return any(environ.get(k) or environ.get(k.upper()) for k in _PROXY_ENV)
+
+
 class BoundedAioApiClient(_BoundedDeserialize, _aio.ApiClient):
-    """``kubernetes.aio`` ApiClient with the bounded JSON loader."""
+    """``kubernetes.aio`` ApiClient with the bounded JSON loader.
+
+    The client asks aiohttp to trust the environment, which then looks up proxy variables and ``~/.netrc``
+    in a thread on every request. Without a proxy variable there is nothing to find (and a ``.netrc`` must
+    not lend credentials to an API server a tenant's kubeconfig names), so the session is made without."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cfg = self.configuration
+        if getattr(cfg, "client_session_kwargs", None) is None and not proxies_configured():
+            cfg.client_session_kwargs = {"trust_env": False}
 
 
 class BoundedSyncApiClient(_BoundedDeserialize, _sync.ApiClient):

@@ -420,3 +420,12 @@ async def test_get_helmapp_reads_the_latest_copy_and_a_conflict_drops_it() -> No
     assert kube.latest.get(("ns", "app")) is None
     await kube.get_helmapp("ns", "app")
     assert custom.gets == 3
+
+
+def test_proxy_variables_keep_aiohttp_trusting_the_environment() -> None:
+    from helmops.kubeio.client import proxies_configured
+
+    assert not proxies_configured({})
+    assert not proxies_configured({"HOME": "/root", "HTTPS_PROXY": ""})
+    assert proxies_configured({"HTTPS_PROXY": "http://proxy:3128"})
+    assert proxies_configured({"no_proxy": "10.0.0.0/8"})
