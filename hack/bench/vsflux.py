@@ -148,7 +148,7 @@ def _side_row(side: str, n: int, seconds: float | None, cpu: float | None, stats
 
 
 # --- the four sides ---------------------------------------------------------------------------------------
-def run_helmops(st: Stack, opts: Options, n: int, tag: str, period: float) -> dict[str, Any]:
+def run_helmops(st: Stack, opts: Options, n: int, tag: str, period: float, resync: bool = True) -> dict[str, Any]:
     assert st.repo is not None
     ns, rel = f"vf-ops-{tag}", f"vf-ops-{tag}-rel"
     st.apply([namespace_doc(ns), namespace_doc(rel)], f"{ns}-setup")
@@ -191,7 +191,8 @@ def run_helmops(st: Stack, opts: Options, n: int, tag: str, period: float) -> di
         row["helm_cpu_ms_per_release"] = round(1000 * (cpu1[1] - cpu0[1]) / n, 1)
         row["controller_peak_mb"] = ctl.hwm_mb()
         row["helm_actions"] = ctl.helm_actions()
-        row.update(resync_pass(ctl.reconcile_lines, lambda: sum(ctl.cpu()), n, period, lambda: api_snapshot(st)))
+        if resync:
+            row.update(resync_pass(ctl.reconcile_lines, lambda: sum(ctl.cpu()), n, period, lambda: api_snapshot(st)))
     except TimeoutError as exc:
         sampler.stop()
         say(f"{exc}\n{ctl.tail()}")
@@ -252,7 +253,7 @@ def run_helm(tools: Tools, st: Stack, opts: Options, n: int, tag: str) -> dict[s
 
 
 def run_flux(
-    st: Stack, opts: Options, bins: flux.Binaries, n: int, tag: str, mode: str, period: float
+    st: Stack, opts: Options, bins: flux.Binaries, n: int, tag: str, mode: str, period: float, resync: bool = True
 ) -> dict[str, Any]:
     assert st.cp is not None and st.repo is not None
     side = f"flux_{mode}"
@@ -288,7 +289,8 @@ def run_flux(
         row = _side_row(side, n, done - start, ctl.cpu() - cpu0, sampler.stop())
         row.update(api_figures(api0, api_snapshot(st), n))
         row["process_peak_mb"] = ctl.hwm_mb()
-        row.update(resync_pass(ctl.helmrelease_reconciles, ctl.cpu, n, period, lambda: api_snapshot(st)))
+        if resync:
+            row.update(resync_pass(ctl.helmrelease_reconciles, ctl.cpu, n, period, lambda: api_snapshot(st)))
     except TimeoutError as exc:
         sampler.stop()
         say(str(exc))
@@ -301,6 +303,7 @@ def run_flux(
 # --- one N, all sides, alternating ------------------------------------------------------------------------
 def run_n(tools: Tools, st: Stack, opts: Options, bins: flux.Binaries | None, n: int, rep: int) -> list[dict[str, Any]]:
     period = resync_seconds(opts, n)
+    resync = rep == 0  # the steady-state pass once per N: it waits a whole period, repetitions add nothing
     order = opts.sides if rep % 2 == 0 else tuple(reversed(opts.sides))
     rows = []
     for side in order:
@@ -308,12 +311,12 @@ def run_n(tools: Tools, st: Stack, opts: Options, bins: flux.Binaries | None, n:
         say(f"vs-flux n={n} rep={rep}: {side} (load {loadavg()})")
         before = loadavg()
         if side == "helmops":
-            row = run_helmops(st, opts, n, tag, period)
+            row = run_helmops(st, opts, n, tag, period, resync)
         elif side == "helm":
             row = run_helm(tools, st, opts, n, tag)
         else:
             assert bins is not None
-            row = run_flux(st, opts, bins, n, tag, side.removeprefix("flux_"), period)
+            row = run_flux(st, opts, bins, n, tag, side.removeprefix("flux_"), period, resync)
         row.update(rep=rep, load_before=before, load_after=loadavg())
         say(
             f"vs-flux n={n} {side}: {row.get('seconds')} s, {row.get('cpu_ms_per_release')} ms CPU/release, "
