@@ -17,10 +17,17 @@ _PATTERNS = (
 )
 
 
+#: a text holding none of these cannot match any of _PATTERNS (most helm arguments): the regexes are skipped
+_HINTS = ("authorization", "pass", "token", "secret", "@")
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Masks the given literal secrets and anything that looks like a credential."""
     for s in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
         text = text.replace(s, MASK)
+    lowered = text.lower()
+    if not any(h in lowered for h in _HINTS):
+        return text
     for pat in _PATTERNS:
         text = pat.sub(lambda m: m.group(1) + MASK + (m.group(2) if m.lastindex and m.lastindex > 1 else ""), text)
     return text

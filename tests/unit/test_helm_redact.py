@@ -24,3 +24,24 @@ def test_error_classes() -> None:
     assert error_class("Error: Kubernetes cluster unreachable: x") is helm_errors.ConnectionError
     assert error_class("execution error at (x): mustSet is required") is helm_errors.FailedToRenderChartError
     assert error_class("something else") is helm_errors.Error
+
+
+def test_the_quick_path_masks_exactly_what_the_patterns_do() -> None:
+    from helmops.helm.redact import _PATTERNS
+
+    samples = [
+        "--namespace=team",
+        "Authorization: Bearer abc.def",
+        "PASSWORD=hunter22",
+        "passwd: 'x1y2'",
+        "token=abc",
+        "client-secret: s3",
+        "https://user:pw@example.com/charts",
+        "plain text with no credential",
+        "mail me at a@b",
+    ]
+    for text in samples:
+        slow = text
+        for pat in _PATTERNS:
+            slow = pat.sub(lambda m: m.group(1) + "***" + (m.group(2) if m.lastindex and m.lastindex > 1 else ""), slow)
+        assert redact(text) == slow
