@@ -22,6 +22,7 @@ float64 (so 1000000 renders as `1e+06`); we keep integers as integers.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import re
 from collections.abc import Mapping
@@ -32,8 +33,8 @@ from .context import ClusterContext
 from .errors import TemplateError, ValuesError
 from .merge import deep_merge, merge_target_options
 from .provenance import Path, RenderedValues, ValueSource, secret_label, update_secret_paths
-from .template import render_template
-from .template_budget import render_budget
+from .template import DELIMITERS, render_template
+from .template_budget import MAX_SOURCE_CHARS, render_budget
 
 CLUSTER_LABEL_PREFIX = "global.fleet.clusterLabels."
 MAX_LABEL_RECURSION = 50
@@ -102,6 +103,9 @@ def key_path_at(document: str, line: int) -> str | None:
 
 def _render_values(values: dict[str, Any], ctx: ClusterContext, data: dict[str, Any]) -> dict[str, Any]:
     source = yamlio.dump(values)
+    if DELIMITERS[0] not in source and len(source) <= MAX_SOURCE_CHARS:
+        # no action: the template renders to its own text, and parsing that back gives the values again
+        return copy.deepcopy(values)
     try:
         rendered = render_template(source, data, name="values")
     except TemplateError as err:

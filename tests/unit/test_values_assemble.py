@@ -401,3 +401,17 @@ async def test_cross_namespace_secret_reference_is_refused_without_reading() -> 
         {"valuesFrom": [{"secretKeyRef": {"name": "s", "namespace": "ns"}}]}, CTX, release_namespace="ns", reader=reader
     )
     assert rv.values == {"a": 1}
+
+
+def test_values_without_a_template_action_come_back_as_written() -> None:
+    values = {
+        "plain": "yes",
+        "dollar": "$HOME and $ {not} an action",
+        "n": 1.5,
+        "nested": {"list": [1, "2", None, True], "empty": {}},
+        "date": "2024-01-01",
+    }
+    rv = render_inline({"values": values}, CTX)
+    assert rv.values == values
+    assert rv.values["nested"] is not values["nested"]  # a copy: the caller's spec is never changed
+    assert rv.yaml == yaml.safe_dump(rv.values, sort_keys=True) or rv.values == yaml.safe_load(rv.yaml)
