@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from helmops.runtime import metrics
 from helmops.runtime.day2 import resource_counts
 from helmops.runtime.settings import from_env, resync_period
@@ -101,3 +103,40 @@ def test_resync_requeue_gets_jitter_and_other_delays_do_not() -> None:
         await d.stop()
 
     asyncio.run(go())
+
+
+def test_an_event_that_changed_only_the_status_reuses_the_parse() -> None:
+    import asyncio
+    import random
+    from types import SimpleNamespace
+
+    from helmops.runtime.day2 import Day2
+    from helmops.runtime.queue import WorkQueue
+    from helmops.runtime.settings import Settings
+
+    async def go() -> None:
+        driver = SimpleNamespace(holds=lambda ns, name: False)
+        d = Day2(Settings(), None, None, driver, object(), WorkQueue(), rng=random.Random(3))
+        meta = {"namespace": "ns", "name": "a", "uid": "u1", "generation": 1, "resourceVersion": "5"}
+        body: dict[str, Any] = {"metadata": meta, "spec": {"helm": {"chart": "c"}}}
+        first = d._parsed(body)
+        again = d._parsed({**body, "metadata": {**meta, "resourceVersion": "6"}, "status": {"x": 1}})
+        assert again is first
+        labelled = d._parsed({**body, "metadata": {**meta, "labels": {"env": "prod"}}})
+        assert labelled is not first and labelled.metadata.labels == {"env": "prod"}
+        newer = d._parsed({"metadata": {**meta, "generation": 2}, "spec": {"helm": {"chart": "d"}}})
+        assert newer.spec.helm is not None and newer.spec.helm.chart == "d"
+        d.forget(("ns", "a"))
+        assert d._parses == {}
+
+    asyncio.run(go())
+
+
+def test_kopf_keeps_no_diff_base() -> None:
+    from helmops.runtime.kopfsettings import NoDiffBase, operator_settings
+
+    ks = operator_settings()
+    assert isinstance(ks.persistence.diffbase_storage, NoDiffBase)
+    body: Any = {"metadata": {"name": "a"}, "spec": {"big": "x" * 1000}}
+    assert ks.persistence.diffbase_storage.build(body=body) == {}
+    assert ks.persistence.diffbase_storage.fetch(body=body) is None
