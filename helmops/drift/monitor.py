@@ -73,6 +73,7 @@ from helmops.kubeio.mapping import Resource, RestMapper
 from helmops.kubeio.watch import OVERSIZED, WatchEvent
 from helmops.reconcile.manifest import ObjectRef, object_ref
 from helmops.reconcile.release import owner_value
+from helmops.reconcile.storage import decode_release  # what drift decodes with (in .releases)
 from helmops.runtime import metrics
 
 log = logging.getLogger("helmops.controller")
@@ -392,7 +393,7 @@ class DriftMonitor:
         # revisions indexed from watch events since the last check are not decoded again
         cache = {m.key: m for m in self._index.manifests()} | self._manifests
         found, self._manifests = await listed_manifests(
-            (listed_secret(item) for item in listing.items or []), self._owners, self._namespaces, cache, _undecodable
+            (listed_secret(item) for item in listing.items or []), self._owners, self._namespaces, cache
         )
         return found
 
@@ -496,8 +497,4 @@ class DriftMonitor:
         self.mapper.forget()
 
 
-def _undecodable(secret: SecretView, exc: Exception) -> None:
-    log.warning("drift: cannot decode release Secret %s/%s: %s", secret.namespace, secret.name, exc)
-
-
-__all__ = ["DriftMonitor", "Modified", "ObjectRef", "release_namespaces"]
+__all__ = ["DriftMonitor", "Modified", "ObjectRef", "decode_release", "release_namespaces"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,8 @@ from helmops.kubeio.mapping import Resource
 from helmops.reconcile.manifest import ObjectRef, manifest_objects, object_ref
 from helmops.reconcile.release import OWNER_LABEL
 from helmops.reconcile.storage import decode_release
+
+log = logging.getLogger("helmops.controller")
 
 #: a release value (base64 as the API returns it) longer than this is decoded in a worker thread: gunzip and
 #: YAML parsing of a big chart's manifest take milliseconds the event loop should not wait for.
@@ -152,7 +155,6 @@ async def listed_manifests(
     owners: Mapping[str, Key],
     namespaces: Callable[[Key], frozenset[str] | None],
     cache: Mapping[str, Manifest],
-    on_error: Callable[[SecretView, Exception], None],
 ) -> tuple[list[Manifest], dict[str, Manifest]]:
     """The newest deployed revision of every attributed release, and the decode cache for the next pass (the
     manifests of the Secrets listed now: a revision is decoded once)."""
@@ -166,7 +168,7 @@ async def listed_manifests(
             try:
                 m = await decode_manifest(secret)
             except DECODE_ERRORS as exc:
-                on_error(secret, exc)
+                log.warning("drift: cannot decode release Secret %s/%s: %s", secret.namespace, secret.name, exc)
                 continue
         fresh[secret.cache_key] = m
         if m.release not in seen or seen[m.release].revision < m.revision:

@@ -239,7 +239,7 @@ def test_kopf_patch_refuses_a_kopf_whose_api_module_changed(monkeypatch: pytest.
         kopfpatch.apply()
 
 
-@pytest.mark.parametrize("module", ["helmops.clusters.live", "helmops.drift.releases"])  # readiness, drift
+@pytest.mark.parametrize("module", ["helmops.clusters.live", "helmops.drift.monitor"])  # readiness, drift
 def test_release_records_with_deep_chart_values_decode(module: str) -> None:
     """A tenant's chart may ship values.yaml nested thousands of levels deep; helm stores them in the release."""
     import base64
