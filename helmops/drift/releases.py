@@ -34,8 +34,8 @@ log = logging.getLogger("helmops.controller")
 #: a release value (base64 as the API returns it) longer than this is decoded in a worker thread: gunzip and
 #: YAML parsing of a big chart's manifest take milliseconds the event loop should not wait for.
 DECODE_OFF_LOOP = 16 * 1024
-#: errors :func:`decode_release` / :func:`manifest_objects` raise for a record that cannot be read.
-DECODE_ERRORS = (ValueError, OSError, json.JSONDecodeError)
+#: errors a record that cannot be read raises (TypeError, ValueError: a tenant's ``version`` that is no number).
+DECODE_ERRORS = (ValueError, TypeError, OSError, json.JSONDecodeError)
 
 #: (release namespace, release name)
 ReleaseKey = tuple[str, str]
@@ -329,7 +329,12 @@ class ReleaseEvents:
     async def _run(self) -> None:
         while self._pending:
             batch, self._pending = list(self._pending.values()), {}
-            await self._apply(batch)
+            try:
+                await self._apply(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # ``apply`` handles each event's failures; this keeps the task alive
+                log.warning("drift: release record events not applied (the next check reads them): %s", exc)
 
     async def stop(self) -> None:
         self._pending.clear()

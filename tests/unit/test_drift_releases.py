@@ -307,3 +307,18 @@ def test_release_index_drop_keeps_other_releases_of_a_shared_object() -> None:
     assert len(list(index.get(ref("s")))) == 2
     assert index.drop(("t", "a")) is a and [e[0] for e in index.get(ref("s"))] == [("apps", "g")]
     assert index.drop(("t", "a")) is None and index.drop(("t", "b")) is b and len(index) == 0
+
+
+def test_a_record_with_a_version_that_is_no_number_is_skipped_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    """A tenant may write any label: the check skips that record (and says so) and still compares the rest."""
+    bad = _release_secret("t", "bad", "apps.h", 1, CM.format(name="bad"))
+    bad.metadata.labels["version"] = "one"
+
+    async def go() -> None:
+        m = monitor([bad, _release_secret("t", "ok", "apps.h", 1, CM.format(name="ok"))])
+        await m.check()
+        assert indexed(m) == {ref("ok"): [(OWNER, 1)]}
+        await m.stop()
+
+    asyncio.run(go())
+    assert "cannot decode release Secret t/sh.helm.release.v1.bad.v1" in caplog.text
