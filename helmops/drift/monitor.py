@@ -9,8 +9,15 @@ The *watches* (``helmops.drift.watchers``, ``HELMOPS_DRIFT_WATCH``, on by defaul
 per kind the releases deploy (not per object: a fixed number of connections however many HelmApps there
 are, and no object cache), each event compared alone with the object's manifest; only an event that
 changes what drifted (drift began, changed or ended) starts a check, 0.2 s later and at most one per
-second. A watch on the deployed release records makes the check learn new releases' objects (and watch new
-kinds) within 5 s of helm finishing. An event of a release helm is working on is not drift.
+second. An event of a release helm is working on is not drift.
+
+A watch on the deployed release records keeps the object index (and the watched kinds) current between checks,
+one release at a time (``helmops.drift.releases``): an install or upgrade decodes that one record and swaps its
+objects in, with no list, so a burst of N installs costs N decodes rather than a full O(N) check every 5 s. A
+gap in that watch, an oversized or undecodable record, or a flood of events starts a full check
+(``RELEASE_REFRESH``) instead. The new release's objects are indexed, not compared: helm has just applied
+them, a GET per object would cost what the index saves, their kind's watch compares every later change, and
+the periodic check compares the rest.
 
 Only fields the chart set are compared (the manifest's fields; ``metadata`` only for labels and
 annotations; never ``status``), so values the API server defaults are not drift. ``diff.comparePatches``
@@ -26,16 +33,15 @@ resources, and with ``correctDrift.enabled`` the worker then rolls the release b
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from helmops.api.keys import LOCAL, Key
 from helmops.api.objects import HelmApp
-from helmops.api.options import BundleDeploymentOptions
 from helmops.api.spec import HelmAppSpec
 from helmops.drift.compare import (
     HELM_MANAGED_SELECTOR,
@@ -45,15 +51,29 @@ from helmops.drift.compare import (
     compare_object,
     compare_release,
 )
+from helmops.drift.live import list_live
+from helmops.drift.releases import Manifest as _Manifest
+from helmops.drift.releases import (
+    ReleaseEvents,
+    ReleaseIndex,
+    SecretView,
+    apply_release_event,
+    attributed,
+    listed_manifests,
+    listed_secret,
+    object_kinds,
+    readable_objects,
+    release_namespaces,
+    secret_view,
+)
 from helmops.drift.watchers import KindWatches
 from helmops.kubeio import rest
-from helmops.kubeio.bounded import loads as bounded_loads
 from helmops.kubeio.client import core_v1
 from helmops.kubeio.mapping import Resource, RestMapper
 from helmops.kubeio.watch import OVERSIZED, WatchEvent
-from helmops.reconcile.manifest import ObjectRef, manifest_objects, object_ref
-from helmops.reconcile.release import OWNER_LABEL
-from helmops.reconcile.storage import decode_release
+from helmops.reconcile.manifest import ObjectRef, object_ref
+from helmops.reconcile.release import owner_value
+from helmops.reconcile.storage import decode_release  # what drift decodes with (in .releases)
 from helmops.runtime import metrics
 
 log = logging.getLogger("helmops.controller")
@@ -64,25 +84,13 @@ MAX_WARNED = 1024
 WATCH_DEBOUNCE = 0.2
 #: ...and at most one watch-started check runs per this many seconds (a burst costs one or two checks).
 WATCH_MIN_INTERVAL = 1.0
-#: a deployed release record changed (helm finished an action): the check that learns its objects (and
-#: starts watching new kinds) comes this long after the last check, so a rollout of many releases costs a
-#: check per this many seconds, not one per release.
+#: a release record event the monitor cannot apply alone (a gap in the watch, an undecodable record) starts a
+#: full check this long after the last one, so a rollout of many releases costs a check per this many seconds.
 RELEASE_REFRESH = 5.0
-#: helm's release records, watched for :data:`RELEASE_REFRESH`.
+#: release record events waiting to be applied; more at once (a flood of tenant Secrets): one full check instead.
+MAX_PENDING_RELEASES = 1024
+#: helm's release records, watched to keep the index current between checks.
 SECRETS = Resource("", "v1", "Secret", "secrets", True)
-
-
-# --- I/O -------------------------------------------------------------------------------------------
-def release_namespaces(spec: HelmAppSpec) -> frozenset[str]:
-    """Where a HelmApp's releases may live: its own namespace fields and its targets' (else ``default``).
-
-    Release Secrets carry a tenant-writable owner label; one found elsewhere was planted by someone who may
-    write Secrets in a namespace this HelmApp never deploys to, and is not attributed to it."""
-    found: set[str] = set()
-    parts: list[BundleDeploymentOptions] = [spec, *spec.targets]
-    for part in parts:
-        found.update(value for value in (part.namespace, part.default_namespace) if value)
-    return frozenset(found or {"default"})
 
 
 @dataclass
@@ -93,22 +101,6 @@ class _Tracked:
     modified: tuple[Modified, ...] = ()
     resources: int = 0
     pending: asyncio.TimerHandle | None = None
-
-
-@dataclass
-class _Manifest:
-    key: str  # secret name + resourceVersion
-    release_namespace: str
-    release_name: str
-    revision: int
-    owner: str
-    objects: list[dict[str, Any]] = field(default_factory=list)
-
-
-def owner_value(namespace: str, name: str) -> str:
-    from helmops.reconcile.release import owner_value as ov
-
-    return ov(namespace, name)
 
 
 class DriftMonitor:
@@ -137,8 +129,13 @@ class DriftMonitor:
         self.watches: KindWatches | None = None
         self.release_watch: KindWatches | None = None
         self._watch = watch
-        #: object → the releases (owner, manifest, desired object) that deploy it, from the last check.
-        self._index: dict[ObjectRef, list[tuple[Key, _Manifest, dict[str, Any]]]] = {}
+        #: object → the releases (owner, manifest, desired object) that deploy it: built by each check, kept
+        #: current between checks by the release records' watch events (under ``_check_lock`` as well).
+        self._index = ReleaseIndex()
+        #: the kinds the watches should follow: a check's, plus those of releases indexed since.
+        self._kinds: set[Resource] = set()
+        #: release record events not applied yet (the latest per Secret; bounded), applied by one task.
+        self._release_events = ReleaseEvents(self._apply_release_events, MAX_PENDING_RELEASES)
         self._check_lock = asyncio.Lock()
         self._soon: asyncio.TimerHandle | None = None
         self._soon_task: asyncio.Task[None] | None = None
@@ -234,6 +231,7 @@ class DriftMonitor:
             self._soon_task.cancel()
             await asyncio.gather(self._soon_task, return_exceptions=True)
             self._soon_task = None
+        await self._release_events.stop()
         for w in (self.watches, self.release_watch):
             if w is not None:
                 await w.stop()
@@ -275,9 +273,49 @@ class DriftMonitor:
                 self._check_soon()
                 return
 
-    def on_release_event(self, _res: Resource, _event: WatchEvent) -> None:
-        """A deployed release record changed: learn its objects soon (new kinds get watched then)."""
-        if self._tracked:
+    def on_release_event(self, _res: Resource, event: WatchEvent) -> None:
+        """A deployed release record changed: index that release's objects now (new kinds get watched then),
+        without listing anything. A gap in the watch or an oversized record: a full check soon instead."""
+        if not self._tracked:
+            return
+        secret = secret_view(event.object) if event.type != OVERSIZED and event.object is not None else None
+        if secret is None:
+            self._check_soon(RELEASE_REFRESH, RELEASE_REFRESH)
+        elif attributed(secret, self._owners, self._namespaces) is None:
+            return  # not a tracked HelmApp's, or planted where it never deploys: a check skips it too
+        elif not self._release_events.submit(event.type, secret):
+            self._check_soon(RELEASE_REFRESH, RELEASE_REFRESH)
+
+    def _namespaces(self, key: Key) -> frozenset[str] | None:
+        t = self._tracked.get(key)
+        return release_namespaces(t.spec) if t is not None else None
+
+    async def _apply_release_events(self, batch: list[tuple[str, SecretView]]) -> None:
+        """Release events applied to the index, never while a check runs: one that started first has replaced
+        the index when these apply on top of it, one that starts later lists them."""
+        fallback = False
+        async with self._check_lock:
+            known = len(self._kinds)
+            for event_type, secret in batch:
+                owner = attributed(secret, self._owners, self._namespaces)
+                if owner is None:
+                    continue  # forgotten since the event came
+                try:
+                    kinds = await apply_release_event(
+                        self._index, event_type, secret, owner, self._scope, partial(self._readable, owner)
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a check reads it again, and says what is wrong
+                    log.debug("drift: release Secret %s/%s not indexed: %s", secret.namespace, secret.name, exc)
+                    kinds = None
+                if kinds is None:
+                    fallback = True
+                else:
+                    self._kinds.update(kinds)
+            if len(self._kinds) != known and self.watches is not None:
+                self.watches.sync(self._kinds)
+        if fallback:
             self._check_soon(RELEASE_REFRESH, RELEASE_REFRESH)
 
     def _check_soon(self, debounce: float | None = None, min_interval: float | None = None) -> None:
@@ -352,37 +390,12 @@ class DriftMonitor:
 
     async def _releases(self) -> list[_Manifest]:
         listing = await self._core().list_secret_for_all_namespaces(label_selector=RELEASE_SELECTOR)
-        seen: dict[tuple[str, str], _Manifest] = {}
-        fresh: dict[str, _Manifest] = {}
-        for item in listing.items or []:
-            meta = item.metadata
-            labels = dict(meta.labels or {})
-            owner = self._owners.get(str(labels.get(OWNER_LABEL) or ""))
-            tracked = self._tracked.get(owner) if owner is not None else None
-            if tracked is None or meta.namespace not in release_namespaces(tracked.spec):
-                continue
-            cache_key = f"{meta.namespace}/{meta.name}@{meta.resource_version}"
-            m = self._manifests.get(cache_key)
-            if m is None:
-                try:
-                    rel = decode_release((item.data or {}).get("release", ""))
-                except (ValueError, OSError, json.JSONDecodeError) as exc:
-                    log.warning("drift: cannot decode release Secret %s/%s: %s", meta.namespace, meta.name, exc)
-                    continue
-                m = _Manifest(
-                    cache_key,
-                    str(meta.namespace),
-                    str(labels.get("name") or rel.get("name") or ""),
-                    int(labels.get("version") or rel.get("version") or 0),
-                    str(labels.get(OWNER_LABEL) or ""),
-                    manifest_objects(str(rel.get("manifest") or "")),
-                )
-            fresh[cache_key] = m
-            rk = (m.release_namespace, m.release_name)
-            if rk not in seen or seen[rk].revision < m.revision:
-                seen[rk] = m
-        self._manifests = fresh
-        return list(seen.values())
+        # revisions indexed from watch events since the last check are not decoded again
+        cache = {m.key: m for m in self._index.manifests()} | self._manifests
+        found, self._manifests = await listed_manifests(
+            (listed_secret(item) for item in listing.items or []), self._owners, self._namespaces, cache
+        )
+        return found
 
     async def check(self) -> dict[Key, tuple[Modified, ...]]:
         """One pass over every tracked HelmApp's deployed release. Returns what drifted, by HelmApp."""
@@ -392,45 +405,15 @@ class DriftMonitor:
 
     async def _check(self) -> dict[Key, tuple[Modified, ...]]:
         if not self._tracked:
-            self._index = {}
+            self._index, self._kinds = ReleaseIndex(), set()
             if self.watches is not None:
                 self.watches.sync(())
             return {}
         releases = await self._releases()
         kinds: dict[tuple[str, str], Resource | None] = {}
-        for m in releases:
-            for obj in m.objects:
-                k = (str(obj.get("apiVersion") or ""), str(obj.get("kind") or ""))
-                if k not in kinds:
-                    kinds[k] = await self._scope(*k)
-        live: dict[ObjectRef, Mapping[str, Any]] = {}
-        failed: set[tuple[str, str]] = set()
-        for (api_version, kind), res in kinds.items():
-            if res is None:
-                continue
-            try:
-                # Raw bytes through the bounded loader, off the loop: a recursive parser would let one tenant's
-                # deeply nested object stop this kind's comparison for every tenant.
-                raw = await self._list_raw(res, HELM_MANAGED_SELECTOR)
-                listing = await asyncio.to_thread(bounded_loads, raw)
-            except Exception as exc:
-                failed.add((api_version, kind))
-                reason = getattr(exc, "reason", None) or exc
-                if (api_version, kind) not in self._list_failed:
-                    if len(self._list_failed) >= MAX_WARNED:
-                        self._list_failed.clear()  # only the once-per-kind warning depends on it
-                    self._list_failed.add((api_version, kind))
-                    log.warning("drift: cannot list %s %s (not compared until it can): %s", api_version, kind, reason)
-                else:
-                    log.debug("drift: cannot list %s %s: %s", api_version, kind, reason)
-                continue
-            self._list_failed.discard((api_version, kind))
-            for item in (listing if isinstance(listing, dict) else {}).get("items") or []:
-                if not isinstance(item, dict):
-                    continue
-                item.setdefault("apiVersion", api_version)
-                item.setdefault("kind", kind)
-                live[object_ref(item, "", bool(res.namespaced))] = item
+        for k in {k: None for m in releases for k in object_kinds(m)}:
+            kinds[k] = await self._scope(*k)
+        live, failed = await list_live(kinds, self._list_raw, self._list_failed)
 
         def scoped(api_version: str, kind: str) -> bool | None:
             res = kinds.get((api_version, kind))
@@ -439,18 +422,14 @@ class DriftMonitor:
             return bool(res.namespaced)
 
         result: dict[Key, tuple[Modified, ...]] = {}
-        index: dict[ObjectRef, list[tuple[Key, _Manifest, dict[str, Any]]]] = {}
+        index = ReleaseIndex()
         for m in releases:
             owner = self._owners.get(m.owner)
             if owner is None or owner not in self._tracked:
                 continue
             t = self._tracked[owner]
             objects = await self._readable(owner, m, kinds)
-            for obj in objects:
-                res = kinds.get((str(obj.get("apiVersion") or ""), str(obj.get("kind") or "")))
-                if res is not None:
-                    ref = object_ref(obj, m.release_namespace, bool(res.namespaced))
-                    index.setdefault(ref, []).append((owner, m, obj))
+            index.add(owner, m, objects, kinds)
             if t.spec.paused or (self._busy is not None and self._busy(m.release_namespace, m.release_name)):
                 continue
             metrics.DRIFT_CHECKS.inc()
@@ -460,8 +439,9 @@ class DriftMonitor:
             result[owner] = found
             self._record(owner, t, found)
         self._index = index
+        self._kinds = {res for res in kinds.values() if res is not None}
         if self.watches is not None:
-            self.watches.sync(res for res in kinds.values() if res is not None)
+            self.watches.sync(self._kinds)
         self._refresh_gauge()
         return result
 
@@ -469,18 +449,7 @@ class DriftMonitor:
         self, owner: Key, m: _Manifest, kinds: Mapping[tuple[str, str], Resource | None]
     ) -> list[dict[str, Any]]:
         """The objects of ``m`` that ``owner``'s identity may get (all of them without ``can_read``)."""
-        if self.can_read is None:
-            return m.objects
-        out: list[dict[str, Any]] = []
-        for obj in m.objects:
-            res = kinds.get((str(obj.get("apiVersion") or ""), str(obj.get("kind") or "")))
-            if res is None:
-                out.append(obj)  # not served: compare_release skips it without reading anything
-                continue
-            ns = object_ref(obj, m.release_namespace, bool(res.namespaced)).namespace
-            if await self.can_read(owner, res.group, res.plural, ns):
-                out.append(obj)
-        return out
+        return await readable_objects(self.can_read, owner, m, kinds)
 
     def _record(self, key: Key, t: _Tracked, found: tuple[Modified, ...]) -> None:
         if found == t.modified:
@@ -528,4 +497,4 @@ class DriftMonitor:
         self.mapper.forget()
 
 
-__all__ = ["DriftMonitor"]
+__all__ = ["DriftMonitor", "Modified", "ObjectRef", "decode_release", "release_namespaces"]
