@@ -30,7 +30,7 @@ from support.tools import Tools
 from . import flux, report
 from .options import Options
 from .procs import Sampler
-from .stack import CHART, Stack, controller_env, loadavg, namespace_doc, say, wait_ready, wait_until
+from .stack import CHART, Stack, controller_env, cpu_of, loadavg, namespace_doc, say, wait_ready, wait_until
 
 SIDES = ("helmops", "helm", "flux_chart", "flux_chartref")
 COLUMNS = (
@@ -47,6 +47,7 @@ CPU_COLUMNS = (
     "side",
     "seconds",
     "cpu_ms_per_release",
+    "plane_cpu_ms_per_release",
     "peak_mb",
     "api_requests_per_release",
     "load1_mean",
@@ -121,6 +122,21 @@ def resync_pass(
 HARNESS_REQUESTS = ("LIST helmapps", "LIST helmreleases")
 
 
+def plane_cpu(st: Stack) -> float:
+    """CPU seconds of the control plane (kube-apiserver + etcd) so far: each side's requests, watches and
+    writes cost the shared API server too, on the same two cores."""
+    assert st.cp is not None
+    total = 0.0
+    for p in (getattr(st.cp, "_api", None), getattr(st.cp, "_etcd", None)):
+        if p is not None and p.poll() is None:
+            total += cpu_of(p.pid)[0]
+    return total
+
+
+def _plane_row(before: float, after: float, n: int) -> dict[str, Any]:
+    return {"plane_cpu_ms_per_release": round(1000 * (after - before) / n, 1)}
+
+
 def api_snapshot(st: Stack) -> dict[str, int]:
     return report.api_requests(report.parse_metrics(st.api.text("/metrics")))
 
@@ -178,12 +194,13 @@ def run_helmops(st: Stack, opts: Options, n: int, tag: str, period: float, resyn
     ]
     sampler = Sampler(lambda: [ctl.pid]).start()
     try:
-        cpu0, api0, lines0 = ctl.cpu(), api_snapshot(st), ctl.reconcile_lines()
+        cpu0, api0, lines0, plane0 = ctl.cpu(), api_snapshot(st), ctl.reconcile_lines(), plane_cpu(st)
         start = time.monotonic()
         st.apply(docs, ns)
         done = wait_ready(st.api, ns, n, ready_timeout(n))
-        cpu1 = ctl.cpu()
+        cpu1, plane1 = ctl.cpu(), plane_cpu(st)
         row = _side_row("helmops", n, done - start, sum(cpu1) - sum(cpu0), sampler.stop())
+        row.update(_plane_row(plane0, plane1, n))
         row.update(api_figures(api0, api_snapshot(st), n))
         row["reconciles_per_release"] = round((ctl.reconcile_lines() - lines0) / n, 2)
         # own CPU vs the reaped helm children's (issue 19 items 2 and 3 are about these two separately)
@@ -229,7 +246,7 @@ def run_helm(tools: Tools, st: Stack, opts: Options, n: int, tag: str) -> dict[s
         "--set",
         "message=bench",
     ]
-    api0 = api_snapshot(st)
+    api0, plane0 = api_snapshot(st), plane_cpu(st)
     start = time.monotonic()
     p = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True
@@ -245,6 +262,7 @@ def run_helm(tools: Tools, st: Stack, opts: Options, n: int, tag: str) -> dict[s
     stats = sampler.stop()
     err = p.stderr.read() if p.stderr else ""
     row = _side_row("helm", n, seconds, usage.ru_utime + usage.ru_stime, stats)
+    row.update(_plane_row(plane0, plane_cpu(st), n))
     row.update(api_figures(api0, api_snapshot(st), n))
     if status != 0:
         row["error"] = f"xargs exited {status}: {err.strip()[-400:]}"
@@ -276,7 +294,7 @@ def run_flux(
         return seen["ready"] >= n
 
     try:
-        cpu0, api0 = ctl.cpu(), api_snapshot(st)
+        cpu0, api0, plane0 = ctl.cpu(), api_snapshot(st), plane_cpu(st)
         start = time.monotonic()
         st.apply(docs, ns)
         done = wait_until(
@@ -286,7 +304,9 @@ def run_flux(
             interval=0.5,
             progress=lambda: f"{seen['ready']}/{n} Ready",
         )
-        row = _side_row(side, n, done - start, ctl.cpu() - cpu0, sampler.stop())
+        cpu1, plane1 = ctl.cpu(), plane_cpu(st)
+        row = _side_row(side, n, done - start, cpu1 - cpu0, sampler.stop())
+        row.update(_plane_row(plane0, plane1, n))
         row.update(api_figures(api0, api_snapshot(st), n))
         row["process_peak_mb"] = ctl.hwm_mb()
         if resync:
@@ -338,6 +358,7 @@ def summarize(n: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
             "load1_mean",
             "resync_cpu_ms_per_release",
             "api_requests_per_release",
+            "plane_cpu_ms_per_release",
         ):
             values = [r[key] for r in mine if r.get(key) is not None]
             name = f"{side}_{key}"
