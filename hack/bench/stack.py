@@ -483,6 +483,14 @@ class Controller:
 
 
 def controller_env(workers: int, helm_concurrency: int, **extra: str) -> dict[str, str]:
-    env = {"HELMOPS_RECONCILER_WORKERS": str(workers), "HELMOPS_HELM_CONCURRENCY": str(helm_concurrency)}
+    """The controller's concurrency for a scenario. Every scenario puts its HelmApps in one namespace, and by
+    default one namespace gets one helm slot less than all (``HELMOPS_HELM_CONCURRENCY_PER_NAMESPACE``: the
+    other tenants' guaranteed slot); the peers (``xargs -P W``, Flux's ``--concurrent W``) have no such cap,
+    so the controller is given all W slots for that namespace too."""
+    env = {
+        "HELMOPS_RECONCILER_WORKERS": str(workers),
+        "HELMOPS_HELM_CONCURRENCY": str(helm_concurrency),
+        "HELMOPS_HELM_CONCURRENCY_PER_NAMESPACE": str(helm_concurrency),
+    }
     env.update(extra)
     return env
