@@ -56,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sides", default=",".join(Options.sides), metavar="SIDE[,SIDE...]",
                    help="vs-flux: which sides run, in this order (default: all of helmops, helm, flux_chart, "
                         "flux_chartref)")
+    p.add_argument("--no-resync", action="store_true",
+                   help="vs-flux: no steady-state pass (saves a resync period per controller side)")
     p.add_argument("--profile-dir", type=Path, default=None, metavar="DIR",
                    help="run each controller under cProfile and write DIR/<controller>.prof when it stops "
                         "(inflates its CPU figures: for finding where time goes, not for the table)")
@@ -97,6 +99,7 @@ def options(argv: Sequence[str] | None = None) -> list[Options]:
             flux_args=tuple(a.flux_arg),
             sides=sides,
             profile_dir=a.profile_dir,
+            no_resync=a.no_resync,
         ))
     return out
 

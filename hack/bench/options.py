@@ -46,6 +46,8 @@ class Options:
     profile_dir: Path | None = None
     #: vs-flux: which sides run (default all four: helmops, helm, flux_chart, flux_chartref).
     sides: tuple[str, ...] = ("helmops", "helm", "flux_chart", "flux_chartref")
+    #: vs-flux: skip the steady-state pass (it waits a whole resync period per controller side).
+    no_resync: bool = False
 
     @property
     def largest(self) -> int:

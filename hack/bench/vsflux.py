@@ -323,7 +323,8 @@ def run_flux(
 # --- one N, all sides, alternating ------------------------------------------------------------------------
 def run_n(tools: Tools, st: Stack, opts: Options, bins: flux.Binaries | None, n: int, rep: int) -> list[dict[str, Any]]:
     period = resync_seconds(opts, n)
-    resync = rep == 0  # the steady-state pass once per N: it waits a whole period, repetitions add nothing
+    # the steady-state pass once per N: it waits a whole period, repetitions add nothing
+    resync = rep == 0 and not opts.no_resync
     order = opts.sides if rep % 2 == 0 else tuple(reversed(opts.sides))
     rows = []
     for side in order:
