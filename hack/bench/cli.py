@@ -130,6 +130,9 @@ def runner(name: str) -> tuple[Runner, bool]:
     if name == "drift":
         from . import drift
         return drift.run, False
+    if name == "api-cost":
+        from . import apicost
+        return apicost.run, False
     raise ValueError(f"unknown scenario {name!r}")
 
 

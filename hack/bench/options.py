@@ -20,6 +20,7 @@ DEFAULT_SIZES: dict[str, tuple[int, ...]] = {
     "vs-flux": (50, 200),
     "helm-cost": (20,),
     "drift": (500,),
+    "api-cost": (200,),
 }
 SCENARIOS = tuple(DEFAULT_SIZES)
 

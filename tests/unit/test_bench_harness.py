@@ -17,7 +17,7 @@ VERSIONS = {"helm": "v3.17.2", "kube-apiserver": "v1.32.13", "python": "3.11.7",
 
 # --- arguments -------------------------------------------------------------------------------------------
 def test_scenario_names_are_the_documented_ones() -> None:
-    assert SCENARIOS == ("throughput", "steady", "fanout", "poll", "curve", "vs-flux", "helm-cost", "drift")
+    assert SCENARIOS == ("throughput", "steady", "fanout", "poll", "curve", "vs-flux", "helm-cost", "drift", "api-cost")
 
 
 def test_one_scenario_defaults() -> None:
