@@ -57,14 +57,14 @@ class Kube:
                 self.latest.forget((namespace, name))
                 return None
             raise
-        self.latest.offer(obj)
+        self.latest.refresh(obj)
         return dict(obj)
 
     def _answered(self, out: Any) -> dict[str, Any] | None:
         """A write's answer (the object as written) is the newest copy there is."""
         if not isinstance(out, dict) or not out:
             return None
-        self.latest.offer(out)
+        self.latest.refresh(out)
         return dict(out)
 
     async def _json_patch(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> dict[str, Any] | None:

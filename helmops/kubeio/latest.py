@@ -7,9 +7,11 @@ process' own writes (each write's answer is offered here), and the watch brings 
 that has not arrived yet queues its own reconcile when it does. A write refused for a stale resourceVersion
 (409) drops the copy, so the retry reads the server.
 
-Bounded by the HelmApps this process watches: an entry goes when its HelmApp is deleted or leaves the shard.
-Copies are shared, read-only: callers take ``dict(obj)`` before changing the top level and never change
-nested fields.
+Only HelmApps the watch delivers are held (:meth:`LatestHelmApps.offer`); a GET or a write answer refreshes
+an entry the watch made but never makes one, so a HelmApp no watch event would ever update (another
+namespace, another shard) is always read from the server. Bounded by the HelmApps this process watches: an
+entry goes when its HelmApp is deleted or leaves the shard. Copies are shared, read-only: callers take
+``dict(obj)`` before changing the top level and never change nested fields.
 """
 
 from __future__ import annotations
@@ -41,12 +43,20 @@ class LatestHelmApps:
         return len(self._objs)
 
     def offer(self, obj: Mapping[str, Any]) -> None:
+        """A watch event's object: held from now on (until :meth:`forget`)."""
+        self._keep(obj, create=True)
+
+    def refresh(self, obj: Mapping[str, Any]) -> None:
+        """A GET's or a write's answer: replaces the held copy if newer; holds nothing new."""
+        self._keep(obj, create=False)
+
+    def _keep(self, obj: Mapping[str, Any], *, create: bool) -> None:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         if not all(key):
             return
         held = self._objs.get(key)
-        if held is None or newer(obj, held):
+        if (held is None and create) or (held is not None and newer(obj, held)):
             self._objs[key] = dict(obj)
 
     def get(self, key: Key) -> dict[str, Any] | None:

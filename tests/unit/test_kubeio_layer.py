@@ -376,6 +376,15 @@ def _app(rv: str, **extra: Any) -> dict[str, Any]:
     return {"metadata": {"namespace": "ns", "name": "app", "resourceVersion": rv}, **extra}
 
 
+def test_latest_holds_only_watched_helmapps() -> None:
+    latest = LatestHelmApps()
+    latest.refresh(_app("3"))  # a GET or write answer alone holds nothing
+    assert latest.get(("ns", "app")) is None
+    latest.offer(_app("3"))
+    latest.refresh(_app("4", spec={"v": 4}))
+    assert (latest.get(("ns", "app")) or {})["spec"] == {"v": 4}
+
+
 def test_latest_keeps_the_newest_copy() -> None:
     latest = LatestHelmApps()
     latest.offer(_app("10", spec={"v": 1}))
@@ -404,22 +413,23 @@ class _Reads(_Custom):
         return _app("5", spec={"from": "server"})
 
 
-async def test_get_helmapp_reads_the_latest_copy_and_a_conflict_drops_it() -> None:
+async def test_get_helmapp_reads_the_watched_copy_and_a_conflict_drops_it() -> None:
     custom = _Reads()
     kube = _kube(custom)
+    # not watched (yet): every read asks the server, and the answer is not held
     assert (await kube.get_helmapp("ns", "app") or {})["spec"] == {"from": "server"}
     assert (await kube.get_helmapp("ns", "app") or {})["spec"] == {"from": "server"}
-    assert custom.gets == 1  # the second read is the copy
-    kube.latest.offer(_app("6", spec={"from": "watch"}))
+    assert custom.gets == 2 and kube.latest.get(("ns", "app")) is None
+    kube.latest.offer(_app("4", spec={"from": "watch"}))  # a watch event
     assert (await kube.get_helmapp("ns", "app") or {})["spec"] == {"from": "watch"}
-    assert (await kube.get_helmapp("ns", "app", fresh=True) or {})["spec"] == {"from": "server"}
     assert custom.gets == 2
+    assert (await kube.get_helmapp("ns", "app", fresh=True) or {})["spec"] == {"from": "server"}
+    assert custom.gets == 3
+    assert (await kube.get_helmapp("ns", "app") or {})["spec"] == {"from": "server"}  # rv 5 replaced rv 4
     custom.fail = 409  # a write refused for a stale resourceVersion: the retry must read the server
     with pytest.raises(Conflict):
         await kube.patch_status("ns", "app", {"status": {}}, resource_version="5")
     assert kube.latest.get(("ns", "app")) is None
-    await kube.get_helmapp("ns", "app")
-    assert custom.gets == 3
 
 
 def test_proxy_variables_keep_aiohttp_trusting_the_environment() -> None:
