@@ -88,15 +88,15 @@ def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[di
     n = opts.largest
     st.apply([namespace_doc(NS), namespace_doc(f"{NS}-rel")], f"{NS}-setup")
     say(f"api-cost: {n} calls of each kind (load {loadavg()})")
-    rows: list[dict[str, Any]] = []
 
-    def row(call: str, before: float) -> None:
-        time.sleep(1.0)
-        rows.append({"call": call, "calls": n, "plane_cpu_ms_per_call": round(1000 * (plane_cpu(st) - before) / n, 2)})
+    def row(call: str, before: float) -> dict[str, Any]:
+        """One kind's figure, read after the caller's second of idle."""
+        return {"call": call, "calls": n, "plane_cpu_ms_per_call": round(1000 * (plane_cpu(st) - before) / n, 2)}
 
     before = plane_cpu(st)
     st.apply([_helmapp(i) for i in range(n)], NS)
-    row("HelmApp server-side apply (kubectl)", before)
+    time.sleep(1.0)
+    rows = [row("HelmApp server-side apply (kubectl)", before)]
 
     async def calls() -> None:
         from helmops.kubeio.client import api_client, core_v1, custom_objects
@@ -109,9 +109,7 @@ def run(tools: Tools, st: Stack, opts: Options) -> tuple[dict[str, Any], list[di
                 for i in range(n):
                     await call(i)
                 await asyncio.sleep(1.0)
-                rows.append(
-                    {"call": name, "calls": n, "plane_cpu_ms_per_call": round(1000 * (plane_cpu(st) - before) / n, 2)}
-                )
+                rows.append(row(name, before))
         finally:
             await api.close()
 

@@ -126,11 +126,7 @@ def plane_cpu(st: Stack) -> float:
     """CPU seconds of the control plane (kube-apiserver + etcd) so far: each side's requests, watches and
     writes cost the shared API server too, on the same two cores."""
     assert st.cp is not None
-    total = 0.0
-    for p in (getattr(st.cp, "_api", None), getattr(st.cp, "_etcd", None)):
-        if p is not None and p.poll() is None:
-            total += cpu_of(p.pid)[0]
-    return total
+    return sum((cpu_of(pid)[0] for pid in st.cp.pids), 0.0)
 
 
 def _plane_row(before: float, after: float, n: int) -> dict[str, Any]:

@@ -40,14 +40,15 @@ class Kube:
         self.custom: Any = custom_objects(api)
         self.releases = KubeReleaseReader(self.core)
         self._instance = socket.gethostname()
-        #: the newest HelmApps seen (watch events, our writes' answers): :mod:`helmops.kubeio.latest`
+        #: the watched HelmApps' newest copies (watch events, refreshed by our writes' answers): kubeio.latest
         self.latest = LatestHelmApps()
 
     async def close(self) -> None:
         await self.api.close()
 
     async def get_helmapp(self, namespace: str, name: str, *, fresh: bool = False) -> dict[str, Any] | None:
-        """The newest copy seen (watch or own write), else the server's; ``fresh`` always asks the server."""
+        """The watched copy (kept current by the watch and our writes), else the server's; ``fresh`` always
+        asks the server."""
         if not fresh and (held := self.latest.get((namespace, name))) is not None:
             return held
         try:

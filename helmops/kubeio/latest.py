@@ -1,9 +1,9 @@
-"""The newest copy of each HelmApp this process has seen: watch events and the answers to its own writes.
+"""The newest copy of each watched HelmApp: watch events, refreshed by the answers to this process' writes.
 
 A reconcile used to start with a GET of its HelmApp although the watch had just delivered it, and the
 promotion gate read it once more before each helm action: two requests per install and one per resync pass.
 Reading this copy instead is what an informer cache gives a Go controller. It is never older than this
-process' own writes (each write's answer is offered here), and the watch brings everybody else's; a change
+process' own writes (each write's answer refreshes it), and the watch brings everybody else's; a change
 that has not arrived yet queues its own reconcile when it does. A write refused for a stale resourceVersion
 (409) drops the copy, so the retry reads the server.
 
@@ -27,7 +27,7 @@ def _version(obj: Mapping[str, Any]) -> int | None:
     return int(rv) if isinstance(rv, str) and rv.isdigit() else None
 
 
-def newer(candidate: Mapping[str, Any], held: Mapping[str, Any]) -> bool:
+def _newer(candidate: Mapping[str, Any], held: Mapping[str, Any]) -> bool:
     """Whether ``candidate`` replaces ``held``. resourceVersions are opaque in Kubernetes' contract, but
     every API server backed by etcd gives decimal revisions; anything else is taken as newer (as a watch
     event would be)."""
@@ -56,7 +56,7 @@ class LatestHelmApps:
         if not all(key):
             return
         held = self._objs.get(key)
-        if (held is None and create) or (held is not None and newer(obj, held)):
+        if (held is None and create) or (held is not None and _newer(obj, held)):
             self._objs[key] = dict(obj)
 
     def get(self, key: Key) -> dict[str, Any] | None:
@@ -67,4 +67,4 @@ class LatestHelmApps:
         self._objs.pop(key, None)
 
 
-__all__ = ["LatestHelmApps", "newer"]
+__all__ = ["LatestHelmApps"]
